@@ -1,0 +1,86 @@
+// guest-agent: the GuestService server. Runs inside the guest, listens on vsock:2222.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
+import { logError, logInfo, setQuiet } from "./log.js";
+import { createAgentServer } from "./server.js";
+
+const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet]
+
+Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
+  --listen ADDR       ${LISTEN_FORMS}; repeatable; default vsock:2222
+  --token-file PATH   require "authorization: Bearer <token>" on every call
+                      (needed to listen on a non-loopback TCP address)
+  --quiet             log errors only
+`;
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse();
+  } catch (error) {
+    process.stderr.write(`guest-agent: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (args.values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  setQuiet(args.values.quiet === true);
+  let addresses: ReturnType<typeof parseListenAddress>[];
+  let token: string | undefined;
+  try {
+    addresses = (args.values.listen ?? ["vsock:2222"]).map(parseListenAddress);
+    if (args.values["token-file"]) token = readFileSync(args.values["token-file"], "utf8").trim();
+    if (token === "") throw new Error("the token file is empty");
+  } catch (error) {
+    process.stderr.write(`guest-agent: ${(error as Error).message}\n`);
+    return 2;
+  }
+
+  const agent = createAgentServer(token ? { token } : {});
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logInfo(`${signal}: stopping (ending ${agent.commands.size} running command(s))`);
+    agent.shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logError(`shutdown: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  // A bug in one call must not take down every other call and running command.
+  process.on("uncaughtException", (error) => logError(`uncaught: ${error.stack ?? error.message}`));
+
+  try {
+    for (const address of addresses) await agent.listen(address);
+  } catch (error) {
+    logError((error as Error).message);
+    await agent.shutdown();
+    return 1;
+  }
+  logInfo(`serving on ${args.values.listen?.join(", ") ?? "vsock:2222"} (pid ${process.pid})`);
+  return -1;
+}
+
+function parse() {
+  return parseArgs({
+    options: {
+      listen: { type: "string", multiple: true },
+      "token-file": { type: "string" },
+      quiet: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+}
+
+main().then((code) => {
+  if (code >= 0) process.exit(code);
+});

@@ -1,0 +1,14 @@
+export * from "./gen/guest/guest_pb.js";
+export {
+  createGrpcClientConstructor,
+  createGrpcServiceDefinition,
+  type GrpcClient,
+  type GrpcServerHandlers,
+  type GrpcServiceDefinition,
+} from "./grpc-service.js";
+export {
+  GuestServiceClient,
+  type GuestServiceHandlers,
+  guestServiceDefinition,
+} from "./guest-service.js";
+export { CHUNK_SIZE, DEFAULT_PORT, MAX_MESSAGE_BYTES, SERVICE_NAME } from "./limits.js";

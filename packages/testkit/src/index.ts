@@ -1,0 +1,1 @@
+export { type AgentProcess, GUEST_AGENT_BIN, type StartAgentOptions, startAgent } from "./agent-process.js";
