@@ -1,0 +1,1 @@
+export { dialVsock, type VsockDialOptions } from "./vsock-dial.js";
