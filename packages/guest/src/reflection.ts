@@ -1,30 +1,25 @@
-// gRPC server reflection (v1 and v1alpha) over GuestService, health and reflection
-// itself, so grpcurl and `buf curl` can list and call the agent with no .proto at hand.
-
-import type { DescFile as GenFile } from "@bufbuild/protobuf";
-import { toBinary } from "@bufbuild/protobuf";
+// gRPC server reflection (v1 and v1alpha) over GuestService and health, so grpcurl and
+// `buf curl` can list and call the agent with no .proto at hand.
+import { type DescFile, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { file_guest_guest } from "@guestkit/protocol";
-import { protoPath as healthProtoPath } from "grpc-health-check";
+import { file_guest_guest, file_health_v1_health } from "@guestkit/protocol";
 
 /** Adds the reflection services to a server. */
 export function addReflection(server: grpc.Server): void {
-  const health = loadSync(healthProtoPath);
   const packages = {
-    ...health,
-    "guest.GuestService": { fileDescriptorProtos: fileDescriptorProtos(file_guest_guest) },
+    "guest.GuestService": { fileDescriptorProtos: generatedFileProtos(file_guest_guest) },
+    "grpc.health.v1.Health": { fileDescriptorProtos: generatedFileProtos(file_health_v1_health) },
   };
   new ReflectionService(packages as unknown as ConstructorParameters<typeof ReflectionService>[0]).addToServer(server);
 }
 
 // The generated file and everything it imports, serialized as reflection sends them.
-function fileDescriptorProtos(file: GenFile): Buffer[] {
+function generatedFileProtos(file: DescFile): Buffer[] {
   const seen = new Set<string>();
   const out: Buffer[] = [];
-  const visit = (f: GenFile): void => {
+  const visit = (f: DescFile): void => {
     if (seen.has(f.name)) return;
     seen.add(f.name);
     for (const dependency of f.dependencies) visit(dependency);

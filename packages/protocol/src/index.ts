@@ -1,4 +1,5 @@
 export * from "./gen/guest/guest_pb.js";
+export * from "./gen/health/v1/health_pb.js";
 export {
   createGrpcClientConstructor,
   createGrpcServiceDefinition,
