@@ -1,7 +1,267 @@
+// The Exec call: one command per stream. The first request is `start`; then stdin,
+// stdin_close, resize and signal messages while the command runs. The responses are
+// `started`, output as it is produced, `exit`, and `exit_code` last.
+import { basename } from "node:path";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { GuestServiceHandlers } from "@guestkit/protocol";
+import { type ExecRequest, type ExecResponse, ExecResponseSchema, type GuestServiceHandlers } from "@guestkit/protocol";
+import { execExitOf } from "./exec-exit.js";
+import { launchCommand } from "./exec-launch.js";
+import { OutputForwarder } from "./exec-output.js";
+import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
+import { describeError, grpcError } from "./grpc-errors.js";
+import { logError, logInfo } from "./log.js";
+import { KILL_GRACE_MS, sessionMembers, signalProcessGroup, signalSession } from "./process-group.js";
+import type { ProcessExit, ProcessHandle, StartFailure } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
+import { parseSignalName } from "./signal-names.js";
 
-export function createExecHandler(_commands: RunningCommands): GuestServiceHandlers["exec"] {
-  return (call) => call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "Exec: not yet" });
+type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
+type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;
+
+// While a group is being terminated, how often to look whether anything is left in it.
+const TERMINATE_POLL_MS = 50;
+
+/** The Exec handler; every command it starts is registered in `commands`. */
+export function createExecHandler(commands: RunningCommands): GuestServiceHandlers["exec"] {
+  return (call) => {
+    serveExec(call, commands).catch((error: unknown) => {
+      logError(`exec: ${describeError(error)}`);
+      failCall(call, grpcError(grpc.status.INTERNAL, `exec failed in the agent: ${describeError(error)}`));
+    });
+  };
+}
+
+async function serveExec(call: ExecCall, commands: RunningCommands): Promise<void> {
+  // Pulling one request at a time is the stdin backpressure: the next message is not
+  // read until the command took the previous one. Not destroyed on return: the call
+  // outlives the reading.
+  const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterator<ExecRequest>;
+  const first = await nextRequest(requests);
+  if (call.cancelled) return;
+  if (first?.request.case !== "start") {
+    const got = first ? (first.request.case ?? "an empty message") : "the end of the stream";
+    failCall(call, grpcError(grpc.status.INVALID_ARGUMENT, `the first Exec message must be start, got ${got}`));
+    return;
+  }
+  let spec: ExecSpec;
+  try {
+    spec = parseExecStart(first.request.value);
+  } catch (error) {
+    failCall(call, asStatus(error));
+    return;
+  }
+  const name = loggableName(spec.argv[0] ?? "");
+  const launched = await launchCommand(spec);
+  if (!launched.ok) {
+    logInfo(`exec ${name}: not started (${launched.code})`);
+    if (!call.cancelled) sendStartFailure(call, spec.tty, launched);
+    return;
+  }
+  logInfo(`exec ${name}: started, pid ${launched.process.pid}${spec.tty ? ", tty" : ""}`);
+  const exit = await new CommandCall(call, requests, launched.process, spec, commands).run();
+  if (exit)
+    logInfo(
+      `exec ${name}: pid ${launched.process.pid} ended, code ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}`,
+    );
+}
+
+/** One started command and its call, from `started` to `exit_code`. */
+class CommandCall {
+  readonly #call: ExecCall;
+  readonly #requests: AsyncIterator<ExecRequest>;
+  readonly #process: ProcessHandle;
+  readonly #spec: ExecSpec;
+  readonly #commands: RunningCommands;
+  readonly #output: OutputForwarder;
+  #done = false;
+  #aborted = false;
+  #timedOut = false;
+  #terminating: Promise<void> | undefined;
+  #exit: ProcessExit | undefined;
+
+  constructor(
+    call: ExecCall,
+    requests: AsyncIterator<ExecRequest>,
+    process: ProcessHandle,
+    spec: ExecSpec,
+    commands: RunningCommands,
+  ) {
+    this.#call = call;
+    this.#requests = requests;
+    this.#process = process;
+    this.#spec = spec;
+    this.#commands = commands;
+    this.#output = new OutputForwarder(process.outputs, {
+      write: (kind, bytes) => this.#send({ case: kind, value: bytes }),
+      onDrain: (listener) => call.on("drain", listener),
+    });
+  }
+
+  /** Runs the command to its end; resolves with what was sent as ExecExit, if anything. */
+  async run(): Promise<ReturnType<typeof execExitOf> | undefined> {
+    const unregister = this.#commands.add({ terminate: () => this.#terminate() });
+    const pid = this.#process.pid;
+    this.#process.exited.then((exit) => {
+      this.#exit = exit;
+    });
+    // A client that goes away takes its command with it.
+    const onCancelled = () => this.#abort();
+    this.#call.on("cancelled", onCancelled);
+    this.#call.on("close", onCancelled);
+    if (this.#call.cancelled) this.#abort();
+
+    this.#send({ case: "started", value: { pid } });
+    this.#output.start();
+    const timer =
+      this.#spec.timeoutMs > 0
+        ? setTimeout(() => {
+            this.#timedOut = true;
+            void this.#terminate();
+          }, this.#spec.timeoutMs)
+        : undefined;
+    this.#readInput().catch((error: unknown) => this.#abort(asStatus(error)));
+
+    // Every path waits here for the process to be reaped: no zombies.
+    const exit = await this.#process.exited;
+    clearTimeout(timer);
+    const outputTruncated = this.#aborted ? false : await this.#output.finishAfterExit();
+    this.#output.stop();
+    this.#process.close();
+    unregister();
+    this.#call.off("cancelled", onCancelled);
+    this.#call.off("close", onCancelled);
+    if (this.#aborted) return undefined;
+
+    const result = execExitOf({ exit, timedOut: this.#timedOut, outputTruncated });
+    this.#send({ case: "exit", value: result });
+    this.#send({ case: "exitCode", value: result.code });
+    this.#done = true;
+    this.#call.end();
+    return result;
+  }
+
+  async #readInput(): Promise<void> {
+    let stdinClosed = false;
+    for (;;) {
+      const request = await nextRequest(this.#requests);
+      if (this.#done || this.#aborted || this.#exit) {
+        // The command is gone; what the client still sends has nowhere to go.
+        if (request === undefined) return;
+        continue;
+      }
+      const message = request?.request;
+      switch (message?.case) {
+        case undefined:
+          if (request === undefined) {
+            // Half-close: stdin EOF, as existing hosts expect.
+            if (!stdinClosed) await this.#process.closeStdin();
+            return;
+          }
+          break; // A message kind this agent does not know: ignored, as protobuf does.
+        case "start":
+          throw new ExecRequestError("start may only be the first Exec message");
+        case "stdin":
+          if (stdinClosed) throw new ExecRequestError("stdin after stdin_close");
+          await this.#process.writeStdin(message.value);
+          break;
+        case "stdinClose":
+          if (!stdinClosed) await this.#process.closeStdin();
+          stdinClosed = true;
+          break;
+        case "resize": {
+          const { rows, cols } = parseWindowSize(message.value.rows, message.value.cols, "resize");
+          this.#process.resize(rows, cols);
+          break;
+        }
+        case "signal": {
+          const signal = parseSignalName(message.value.name);
+          if (!signal) {
+            throw new ExecRequestError(`unknown signal "${message.value.name}" (use a name like TERM, SIGINT, KILL)`);
+          }
+          signalProcessGroup(this.#process.pid, signal.name);
+          break;
+        }
+      }
+    }
+  }
+
+  /** Ends the call without an exit (cancelled, or a bad request) and the command with it. */
+  #abort(status?: Partial<grpc.StatusObject> & Error): void {
+    if (this.#done || this.#aborted) return;
+    this.#aborted = true;
+    this.#output.stop();
+    void this.#terminate();
+    if (status) failCall(this.#call, status);
+  }
+
+  // SIGTERM to everything in the command's session, SIGKILL to whatever is still there
+  // after the grace. Resolves once the command was reaped and nothing of it is left
+  // running, so that shutdown really ends it.
+  #terminate(): Promise<void> {
+    this.#terminating ??= (async () => {
+      const pid = this.#process.pid;
+      signalSession(pid, "SIGTERM");
+      const deadline = Date.now() + KILL_GRACE_MS;
+      while (Date.now() < deadline && this.#leftRunning(pid)) await delay(TERMINATE_POLL_MS);
+      if (this.#leftRunning(pid)) signalSession(pid, "SIGKILL");
+      await this.#process.exited;
+    })();
+    return this.#terminating;
+  }
+
+  #leftRunning(pid: number): boolean {
+    if (!this.#exit) return true;
+    return sessionMembers(pid).length > 0;
+  }
+
+  #send(response: Response): boolean {
+    const call = this.#call;
+    if (this.#done || this.#aborted || call.cancelled || call.destroyed || call.writableEnded) return true;
+    return call.write(create(ExecResponseSchema, { response }));
+  }
+}
+
+function sendStartFailure(call: ExecCall, tty: boolean, failure: StartFailure): void {
+  // In TTY mode everything the client shows comes as stdout, in terminal line endings.
+  const line = Buffer.from(`${failure.reason}${tty ? "\r\n" : "\n"}`);
+  const write = (response: Response) => call.write(create(ExecResponseSchema, { response }));
+  write(tty ? { case: "stdout", value: line } : { case: "stderr", value: line });
+  write({
+    case: "exit",
+    value: { code: failure.code, startFailed: true, startError: failure.reason },
+  });
+  write({ case: "exitCode", value: failure.code });
+  call.end();
+}
+
+async function nextRequest(requests: AsyncIterator<ExecRequest>): Promise<ExecRequest | undefined> {
+  try {
+    const next = await requests.next();
+    return next.done ? undefined : next.value;
+  } catch {
+    // The stream was destroyed (cancelled, connection lost): no more requests.
+    return undefined;
+  }
+}
+
+function failCall(call: ExecCall, status: Partial<grpc.StatusObject> & Error): void {
+  if (call.cancelled || call.destroyed || call.writableEnded) return;
+  call.emit("error", status);
+}
+
+function asStatus(error: unknown): Partial<grpc.StatusObject> & Error {
+  if (error instanceof ExecRequestError) return grpcError(grpc.status.INVALID_ARGUMENT, error.message);
+  return grpcError(grpc.status.INTERNAL, `exec: ${describeError(error)}`);
+}
+
+// Only the program's base name reaches the log: arguments and environment carry secrets,
+// and control characters would let a client forge log lines.
+function loggableName(command: string): string {
+  const name = basename(command).replace(/[^\x20-\x7e]/g, "?");
+  return name.length > 64 ? `${name.slice(0, 64)}...` : name;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

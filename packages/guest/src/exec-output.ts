@@ -1,0 +1,143 @@
+// Forwards a command's output to the client as it is produced, with backpressure both
+// ways, and decides when output is over once the command has exited.
+import type { Readable } from "node:stream";
+import { CHUNK_SIZE } from "@guestkit/protocol";
+import type { OutputSource } from "./process-handle.js";
+
+/**
+ * How long output is still read after the command exited while its pipes (or terminal)
+ * stay open. They stay open when something it started in the background holds them;
+ * waiting for that would keep the call open as long as the background process lives,
+ * which is the hang users of other agents keep reporting. Only time spent ready to read
+ * counts: time the client holds us back does not, so a slow client still gets
+ * everything the command wrote before it exited.
+ */
+export const DRAIN_AFTER_EXIT_MS = 500;
+
+/**
+ * Bytes still forwarded after the exit, beyond what was already buffered in the agent.
+ * A Linux pipe holds at most 1 MiB (fs.pipe-max-size), so everything the command wrote
+ * before exiting fits; the rest would come from a background process, which could
+ * otherwise keep a slow client busy for as long as it runs.
+ */
+export const DRAIN_AFTER_EXIT_BYTES = 1024 * 1024;
+
+/** Where output goes: one message per call; false means "stop until drain". */
+export interface OutputSink {
+  write(kind: OutputSource["kind"], bytes: Uint8Array): boolean;
+  /** Registers the listener for the sink's 'drain'. */
+  onDrain(listener: () => void): void;
+}
+
+/** Reads a command's outputs into the sink, pausing them while the sink is full. */
+export class OutputForwarder {
+  readonly #sink: OutputSink;
+  readonly #open = new Set<Readable>();
+  readonly #sources: readonly OutputSource[];
+  readonly #allEnded: Promise<void>;
+  #paused = false;
+  #stopped = false;
+  // After the exit: what is left of the drain budget, and the timer spending it.
+  #afterExit: { remainingMs: number; bytesLeft: number; since: number; cutOff: () => void } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(sources: readonly OutputSource[], sink: OutputSink) {
+    this.#sources = sources;
+    this.#sink = sink;
+    this.#allEnded = Promise.all(
+      sources.map(
+        ({ stream }) =>
+          new Promise<void>((resolve) => {
+            this.#open.add(stream);
+            const ended = () => {
+              this.#open.delete(stream);
+              resolve();
+            };
+            stream.once("end", ended);
+            stream.once("close", ended);
+            // Errors end a stream (EIO is how a terminal says EOF); they are not the client's.
+            stream.on("error", () => {});
+          }),
+      ),
+    ).then(() => {});
+    sink.onDrain(() => this.#resume());
+  }
+
+  /** Starts forwarding. Call after `started` was sent, so that it comes first. */
+  start(): void {
+    for (const { kind, stream } of this.#sources) {
+      stream.on("data", (chunk: Buffer) => this.#forward(kind, chunk));
+    }
+  }
+
+  /**
+   * Waits for the outputs to end after the command exited, within the drain budget.
+   * Resolves true when something still held them open and they were cut off.
+   */
+  async finishAfterExit(): Promise<boolean> {
+    if (this.#open.size === 0 || this.#stopped) return false;
+    let buffered = 0;
+    for (const stream of this.#open) buffered += stream.readableLength;
+    const cutOff = new Promise<boolean>((resolve) => {
+      this.#afterExit = {
+        remainingMs: DRAIN_AFTER_EXIT_MS,
+        bytesLeft: DRAIN_AFTER_EXIT_BYTES + buffered,
+        since: Date.now(),
+        cutOff: () => resolve(true),
+      };
+    });
+    if (!this.#paused) this.#startClock();
+    const truncated = await Promise.race([this.#allEnded.then(() => false), cutOff]);
+    clearTimeout(this.#timer);
+    if (truncated) this.stop();
+    return truncated;
+  }
+
+  /** Stops reading and destroys the outputs (cancelled call, or drain over). */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    for (const stream of this.#open) stream.destroy();
+  }
+
+  #forward(kind: OutputSource["kind"], chunk: Buffer): void {
+    if (this.#stopped) return;
+    for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
+      const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
+      if (!this.#sink.write(kind, piece)) this.#pause();
+    }
+    const afterExit = this.#afterExit;
+    if (afterExit) {
+      afterExit.bytesLeft -= chunk.length;
+      if (afterExit.bytesLeft < 0) afterExit.cutOff();
+    }
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    for (const stream of this.#open) stream.pause();
+    this.#stopClock();
+  }
+
+  #resume(): void {
+    if (!this.#paused || this.#stopped) return;
+    this.#paused = false;
+    for (const stream of this.#open) stream.resume();
+    this.#startClock();
+  }
+
+  #startClock(): void {
+    const afterExit = this.#afterExit;
+    if (!afterExit) return;
+    afterExit.since = Date.now();
+    this.#timer = setTimeout(afterExit.cutOff, Math.max(0, afterExit.remainingMs));
+  }
+
+  #stopClock(): void {
+    const afterExit = this.#afterExit;
+    if (!afterExit) return;
+    clearTimeout(this.#timer);
+    afterExit.remainingMs -= Date.now() - afterExit.since;
+  }
+}

@@ -1,0 +1,86 @@
+// Signalling a command's whole process tree. Every command runs as the leader of its own
+// session and process group (pgid = sid = its pid), so the group and the session are
+// named by the pid the client saw in `started`.
+import { readdirSync, readFileSync } from "node:fs";
+
+/** How long a group gets between SIGTERM and SIGKILL when the agent ends it. */
+export const KILL_GRACE_MS = 2000;
+
+/**
+ * Sends `signal` to process group `pgid`. Returns false when no process is left in it
+ * (ESRCH), true otherwise; other errors (EPERM) are not the caller's to handle either,
+ * so they count as "still there".
+ */
+export function signalProcessGroup(pgid: number, signal: NodeJS.Signals | number): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (error) {
+    return (error as { code?: unknown }).code !== "ESRCH";
+  }
+}
+
+/**
+ * Sends `signal` to the process group and to every other process in session `sid`.
+ * A shell with job control (an interactive shell in TTY mode) puts each job in a process
+ * group of its own, and those must not survive a timeout or a cancelled call. The
+ * session id cannot be forged by a process (only setsid leaves it), so this never
+ * reaches outside what the command started.
+ */
+export function signalSession(sid: number, signal: NodeJS.Signals | number): void {
+  signalProcessGroup(sid, signal);
+  for (const pid of sessionMembers(sid)) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Gone between the scan and the kill.
+    }
+  }
+}
+
+/** Pids of the processes whose session id is `sid` (zombies included), from /proc. */
+export function sessionMembers(sid: number): number[] {
+  return scanProc((stat) => stat.session === sid).map((stat) => stat.pid);
+}
+
+/** Pids and states of the processes in process group `pgid`, from /proc. */
+export function processGroupMembers(pgid: number): Array<{ pid: number; state: string }> {
+  return scanProc((stat) => stat.pgrp === pgid).map(({ pid, state }) => ({ pid, state }));
+}
+
+interface ProcStat {
+  pid: number;
+  state: string;
+  pgrp: number;
+  session: number;
+}
+
+function scanProc(keep: (stat: ProcStat) => boolean): ProcStat[] {
+  const found: ProcStat[] = [];
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return found;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readStat(Number(name));
+    if (stat && keep(stat)) found.push(stat);
+  }
+  return found;
+}
+
+// /proc/PID/stat is "pid (comm) state ppid pgrp session ..."; comm may itself contain
+// spaces and parentheses, so the fields are taken after the last ")".
+function readStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const [state = "", , pgrp = "", session = ""] = fields;
+  return { pid, state, pgrp: Number(pgrp), session: Number(session) };
+}

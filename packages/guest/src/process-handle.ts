@@ -1,0 +1,58 @@
+// What the Exec service needs from a started command, whether it runs on pipes or on a
+// terminal.
+import type { Readable } from "node:stream";
+
+/** How a process ended, as waitpid() told it. */
+export interface ProcessExit {
+  /** Exit status when it exited by itself, else null. */
+  readonly code: number | null;
+  /** Number of the signal that killed it, else null. */
+  readonly signal: number | null;
+}
+
+/** One output stream of a command. */
+export interface OutputSource {
+  readonly kind: "stdout" | "stderr";
+  readonly stream: Readable;
+}
+
+/** A running command, in its own session and process group (pgid = sid = pid). */
+export interface ProcessHandle {
+  readonly pid: number;
+  /** stdout and stderr on pipes; the terminal alone (as stdout) in TTY mode. */
+  readonly outputs: readonly OutputSource[];
+  /**
+   * Hands bytes to the command's stdin; resolves once the kernel took them, which is
+   * the backpressure the caller waits on. Bytes for a stdin the command closed are dropped.
+   */
+  writeStdin(data: Uint8Array): Promise<void>;
+  /** Makes the command see end of input (pipe closed, or the terminal's EOF character). */
+  closeStdin(): Promise<void>;
+  /** Sets the terminal size (TTY mode; ignored on pipes). */
+  resize(rows: number, cols: number): void;
+  /** Resolves once the process has exited and been reaped. Never rejects. */
+  readonly exited: Promise<ProcessExit>;
+  /** Stops reading output and releases the pipes or terminal. Call once output is done. */
+  close(): void;
+}
+
+/** What to start; `file` is the executable as preflight resolved it. */
+export interface LaunchOptions {
+  readonly file: string;
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string;
+  readonly runAs?: { readonly uid: number; readonly gid: number };
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** A command that could not be started: 127 not found, 126 anything else. */
+export interface StartFailure {
+  readonly code: 126 | 127;
+  /** One line, e.g. "frobnicate: command not found". */
+  readonly reason: string;
+}
+
+/** The outcome of starting a command. */
+export type LaunchResult = { ok: true; process: ProcessHandle } | ({ ok: false } & StartFailure);

@@ -1,0 +1,95 @@
+// Starting a command on pipes (non-TTY Exec): stdout and stderr apart, stdin a pipe.
+import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
+import { closeSync, constants, openSync } from "node:fs";
+import { describeError, errnoCode } from "./grpc-errors.js";
+import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
+import { inheritableFds } from "./process-inherited-fds.js";
+import { signalNumberOf } from "./signal-names.js";
+
+/**
+ * Spawns the command detached (setsid: its own session and process group) with three
+ * pipes. Resolves once it runs, or with the reason it could not start.
+ */
+export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
+  const [command = "", ...args] = options.argv;
+  let child: ChildProcess;
+  const devNull = openSync("/dev/null", constants.O_RDWR);
+  try {
+    child = spawn(command, args, {
+      argv0: command,
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: stdioWithoutLeaks(devNull),
+      ...(options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {}),
+    });
+  } catch (error) {
+    return { ok: false, code: 126, reason: `${command}: ${describeError(error)}` };
+  } finally {
+    // The child has its own copies by now.
+    closeSync(devNull);
+  }
+  // The exit listener goes on first, so no exit is missed whatever happens next.
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal: signal ? signalNumberOf(signal) : null }));
+  });
+  if (child.pid === undefined) {
+    // libuv reports exec failures through its own pipe, as an 'error' on the next tick.
+    const error = await new Promise<unknown>((resolve) => child.once("error", resolve));
+    return { ok: false, ...startFailureOf(command, error) };
+  }
+  child.on("error", () => {
+    // Only spawn failures come here, and that case was handled above.
+  });
+  const { stdin, stdout, stderr } = child as ChildProcess & {
+    stdin: NonNullable<ChildProcess["stdin"]>;
+    stdout: NonNullable<ChildProcess["stdout"]>;
+    stderr: NonNullable<ChildProcess["stderr"]>;
+  };
+  // EPIPE once the command closed its stdin or exited: the bytes have nowhere to go.
+  stdin.on("error", () => {});
+
+  const handle: ProcessHandle = {
+    pid: child.pid,
+    outputs: [
+      { kind: "stdout", stream: stdout },
+      { kind: "stderr", stream: stderr },
+    ],
+    writeStdin(data) {
+      if (!stdin.writable) return Promise.resolve();
+      return new Promise((resolve) => stdin.write(data, () => resolve()));
+    },
+    async closeStdin() {
+      if (stdin.writable) stdin.end();
+    },
+    resize() {},
+    exited,
+    close() {
+      stdin.destroy();
+      stdout.destroy();
+      stderr.destroy();
+    },
+  };
+  return { ok: true, process: handle };
+}
+
+// Node offers no close-on-exec control, so each descriptor the child would inherit (a
+// terminal master of another command, see process-inherited-fds.ts) is covered with
+// /dev/null at the same number in the child.
+function stdioWithoutLeaks(devNull: number): StdioOptions {
+  const stdio: Array<"pipe" | "ignore" | number> = ["pipe", "pipe", "pipe"];
+  for (const fd of inheritableFds()) {
+    if (fd === devNull) continue;
+    while (stdio.length < fd) stdio.push("ignore");
+    stdio[fd] = devNull;
+  }
+  return stdio;
+}
+
+function startFailureOf(command: string, error: unknown): { code: 126 | 127; reason: string } {
+  const code = errnoCode(error);
+  if (code === "ENOENT") return { code: 127, reason: `${command}: command not found` };
+  if (code === "EACCES") return { code: 126, reason: `${command}: permission denied` };
+  if (code === "EPERM") return { code: 126, reason: `${command}: cannot switch user: operation not permitted` };
+  return { code: 126, reason: `${command}: ${describeError(error)}` };
+}

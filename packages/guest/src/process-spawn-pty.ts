@@ -1,0 +1,131 @@
+// Starting a command on a terminal (TTY Exec) with node-pty's forkpty: the child is a
+// session leader with the terminal as its controlling tty, so resize delivers SIGWINCH,
+// ^C delivers SIGINT and /dev/tty works.
+import { ReadStream } from "node:tty";
+import { ENV_PREFIX, TRAMPOLINE_PATH } from "./exec-trampoline-env.js";
+import { describeError } from "./grpc-errors.js";
+import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
+import { inheritableFds } from "./process-inherited-fds.js";
+import { ptyNative } from "./process-pty-native.js";
+
+// The terminal's VEOF character as node-pty sets up the terminal (^D).
+const EOF_CHAR = 0x04;
+
+/** Forks the command on a new terminal of options.rows x options.cols. */
+export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult> {
+  const [command = "", ...args] = options.argv;
+  let native: ReturnType<typeof ptyNative>;
+  try {
+    native = ptyNative();
+  } catch (error) {
+    return { ok: false, code: 126, reason: describeError(error) };
+  }
+  let resolveExit!: (exit: ProcessExit) => void;
+  const exited = new Promise<ProcessExit>((resolve) => {
+    resolveExit = resolve;
+  });
+  const onExit = (code: number, signal: number) =>
+    resolveExit(signal ? { code: null, signal } : { code, signal: null });
+
+  // Another command's terminal master, or anything else the agent holds without
+  // close-on-exec, would reach this child: then the trampoline closes it first, and
+  // also switches user (as root, so it can always read its own script).
+  const viaTrampoline = inheritableFds().length > 0;
+  const runAs = options.runAs;
+  let child: ReturnType<typeof native.fork>;
+  try {
+    if (viaTrampoline) {
+      const ids = runAs ? [String(runAs.uid), String(runAs.gid)] : ["-", "-"];
+      const argv = ["--no-warnings", TRAMPOLINE_PATH, ...ids, options.file, command, ...args];
+      const env = Object.entries(options.env).map(([name, value]) => `${ENV_PREFIX}${name}=${value}`);
+      child = native.fork(
+        process.execPath,
+        argv,
+        env,
+        options.cwd,
+        options.cols,
+        options.rows,
+        -1,
+        -1,
+        true,
+        "",
+        onExit,
+      );
+    } else {
+      const env = Object.entries(options.env).map(([name, value]) => `${name}=${value}`);
+      child = withSupplementaryGroups(runAs ? [runAs.gid] : undefined, () =>
+        native.fork(
+          command,
+          args,
+          env,
+          options.cwd,
+          options.cols,
+          options.rows,
+          runAs?.uid ?? -1,
+          runAs?.gid ?? -1,
+          true,
+          "",
+          onExit,
+        ),
+      );
+    }
+  } catch (error) {
+    return { ok: false, code: 126, reason: `${command}: cannot start on a terminal: ${describeError(error)}` };
+  }
+
+  // One stream for both directions: libuv writes to the non-blocking master with its
+  // own EAGAIN handling, and closes the descriptor only on the loop thread, so no write
+  // can land on a reused descriptor number.
+  const terminal = new ReadStream(child.fd);
+  // EIO once every holder of the slave side has closed it: that is the terminal's EOF.
+  terminal.on("error", () => {});
+  let lastByte = 0x0a;
+  let stdinClosed = false;
+  const handle: ProcessHandle = {
+    pid: child.pid,
+    outputs: [{ kind: "stdout", stream: terminal }],
+    writeStdin(data) {
+      if (stdinClosed || !terminal.writable || data.length === 0) return Promise.resolve();
+      lastByte = data[data.length - 1] ?? lastByte;
+      return new Promise((resolve) => terminal.write(data, () => resolve()));
+    },
+    closeStdin() {
+      if (stdinClosed || !terminal.writable) return Promise.resolve();
+      stdinClosed = true;
+      // ^D ends input only at the start of a line; in the middle of one it just hands
+      // over the partial line, and a second ^D then ends input.
+      const atLineStart = lastByte === 0x0a || lastByte === 0x0d;
+      const eof = Buffer.from(atLineStart ? [EOF_CHAR] : [EOF_CHAR, EOF_CHAR]);
+      return new Promise((resolve) => terminal.write(eof, () => resolve()));
+    },
+    resize(rows, cols) {
+      if (terminal.destroyed) return;
+      try {
+        native.resize(child.fd, cols, rows);
+      } catch {
+        // The terminal is already gone.
+      }
+    },
+    exited,
+    close() {
+      terminal.destroy();
+    },
+  };
+  return { ok: true, process: handle };
+}
+
+// forkpty's child calls setgid and setuid but never setgroups, so it would keep the
+// agent's supplementary groups (root's). Node cannot act between fork and exec, so the
+// agent sets the groups it wants the child to inherit around the synchronous fork and
+// restores its own right after. The agent is root, which needs no group for any access,
+// so the other threads never notice the brief change.
+function withSupplementaryGroups<T>(groups: number[] | undefined, run: () => T): T {
+  if (!groups || typeof process.setgroups !== "function" || typeof process.getgroups !== "function") return run();
+  const own = process.getgroups();
+  process.setgroups(groups);
+  try {
+    return run();
+  } finally {
+    process.setgroups(own);
+  }
+}
