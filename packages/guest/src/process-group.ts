@@ -38,14 +38,13 @@ export function signalSession(sid: number, signal: NodeJS.Signals | number): voi
   }
 }
 
-/** Pids of the processes whose session id is `sid` (zombies included), from /proc. */
+/**
+ * Pids of the live processes whose session id is `sid`, from /proc. Zombies are left
+ * out: they are dead already, no signal reaches them, and reaping the ones that were
+ * reparented is init's job.
+ */
 export function sessionMembers(sid: number): number[] {
-  return scanProc((stat) => stat.session === sid).map((stat) => stat.pid);
-}
-
-/** Pids and states of the processes in process group `pgid`, from /proc. */
-export function processGroupMembers(pgid: number): Array<{ pid: number; state: string }> {
-  return scanProc((stat) => stat.pgrp === pgid).map(({ pid, state }) => ({ pid, state }));
+  return scanProc((stat) => stat.session === sid && stat.state !== "Z").map((stat) => stat.pid);
 }
 
 interface ProcStat {

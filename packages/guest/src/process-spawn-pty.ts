@@ -1,6 +1,7 @@
 // Starting a command on a terminal (TTY Exec) with node-pty's forkpty: the child is a
 // session leader with the terminal as its controlling tty, so resize delivers SIGWINCH,
 // ^C delivers SIGINT and /dev/tty works.
+import { closeSync, constants, openSync } from "node:fs";
 import { ReadStream } from "node:tty";
 import { ENV_PREFIX, TRAMPOLINE_PATH } from "./exec-trampoline-env.js";
 import { describeError } from "./grpc-errors.js";
@@ -21,7 +22,7 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
     return { ok: false, code: 126, reason: describeError(error) };
   }
   let resolveExit!: (exit: ProcessExit) => void;
-  const exited = new Promise<ProcessExit>((resolve) => {
+  const reaped = new Promise<ProcessExit>((resolve) => {
     resolveExit = resolve;
   });
   const onExit = (code: number, signal: number) =>
@@ -72,6 +73,22 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
   } catch (error) {
     return { ok: false, code: 126, reason: `${command}: cannot start on a terminal: ${describeError(error)}` };
   }
+
+  // The agent holds the slave side open itself until the command has been reaped. The
+  // master reads EIO (end of output) as soon as the last slave descriptor closes, which
+  // happens early in the exiting command's do_exit(); closing the master then hangs up
+  // the terminal, and the SIGHUP that sends replaces the exit status the command was
+  // about to report. Close-on-exec, as everything Node opens.
+  let slave: number | undefined;
+  try {
+    slave = openSync(child.pty, constants.O_RDWR | constants.O_NOCTTY);
+  } catch {
+    // The terminal is gone already; output then ends with the command.
+  }
+  const exited = reaped.then((exit) => {
+    if (slave !== undefined) closeSync(slave);
+    return exit;
+  });
 
   // One stream for both directions: libuv writes to the non-blocking master with its
   // own EAGAIN handling, and closes the descriptor only on the loop thread, so no write

@@ -158,8 +158,8 @@ export function text(bytes: Buffer): string {
 }
 
 /** Processes whose process group is `pgid`, zombies included, from /proc. */
-export function groupMembers(pgid: number): Array<{ pid: number; state: string }> {
-  const found: Array<{ pid: number; state: string }> = [];
+export function groupMembers(pgid: number): Array<{ pid: number; ppid: number; state: string }> {
+  const found: Array<{ pid: number; ppid: number; state: string }> = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     let stat: string;
@@ -168,10 +168,19 @@ export function groupMembers(pgid: number): Array<{ pid: number; state: string }
     } catch {
       continue;
     }
-    const [state = "", , pgrp = ""] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(pgrp) === pgid) found.push({ pid: Number(name), state });
+    const [state = "", ppid = "", pgrp = ""] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(pgrp) === pgid) found.push({ pid: Number(name), ppid: Number(ppid), state });
   }
   return found;
+}
+
+/**
+ * Whether nothing of process group `pgid` runs any more and the agent holds no zombie
+ * of it. Grandchildren reparented to init stay zombies until init reaps them, which on
+ * some machines takes seconds; that is init's business, not the agent's.
+ */
+export function groupGone(pgid: number, agentPid: number): boolean {
+  return groupMembers(pgid).every((p) => p.state === "Z" && p.ppid !== agentPid && p.pid !== pgid);
 }
 
 /** Waits until `check` is true, polling; throws after `timeoutMs`. */
