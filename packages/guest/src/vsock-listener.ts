@@ -1,10 +1,42 @@
-// Listening on AF_VSOCK needs the native vsock package (issue: real vsock). Until it is
-// there, asking for a vsock listener is a clear error.
-import type * as grpc from "@grpc/grpc-js";
+// Serving gRPC on AF_VSOCK. grpc-js cannot bind vsock itself, so the native
+// @guestkit/vsock package accepts the connections (as ordinary net.Socket streams) and
+// each one is injected into the same grpc-js server the Unix and TCP listeners feed.
+// The package is an optional dependency: without it (or without a built addon) asking
+// for vsock is a clear error and every other listener still works.
+import * as grpc from "@grpc/grpc-js";
+import { logError } from "./log.js";
+
+type VsockModule = typeof import("@guestkit/vsock");
+
+const FALLBACK_HINT = "use --listen unix:PATH or tcp:127.0.0.1:PORT";
 
 /** Listens on vsock `port` and hands each connection to the server; returns a closer. */
-export async function listenVsock(_server: grpc.Server, port: number): Promise<() => void> {
-  throw new Error(
-    `vsock:${port}: vsock listening is not available in this build (the native vsock package is not installed); use --listen unix:PATH or tcp:127.0.0.1:PORT`,
-  );
+export async function listenVsock(server: grpc.Server, port: number): Promise<() => void> {
+  let vsock: VsockModule;
+  try {
+    vsock = await import("@guestkit/vsock");
+  } catch {
+    throw new Error(
+      `vsock:${port}: vsock listening is not available in this build (the native vsock package is not installed); ${FALLBACK_HINT}`,
+    );
+  }
+  let listener: ReturnType<VsockModule["listenVsock"]>;
+  try {
+    listener = vsock.listenVsock(port);
+  } catch (error) {
+    const message = (error as Error).message;
+    throw new Error(
+      (error as { code?: unknown }).code === "EVSOCKUNAVAILABLE"
+        ? `vsock:${port}: ${message}; ${FALLBACK_HINT}`
+        : message,
+    );
+  }
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  listener.on("connection", (socket) => injector.injectConnection(socket));
+  // An accept failure (EMFILE under load) loses that one connection; the listener stays.
+  listener.on("error", (error) => logError(error.message));
+  return () => {
+    listener.close();
+    injector.destroy();
+  };
 }
