@@ -25,7 +25,12 @@ if (process.platform !== "linux") {
   const result = spawnSync(command, args, { cwd: root, stdio: ["ignore", "inherit", "pipe"], encoding: "utf8" });
   if (result.status !== 0) {
     process.stderr.write(result.stderr ?? "");
-    const why = result.error ? result.error.message : (result.stderr ?? "").trim().split("\n").slice(-3).join(" / ");
+    // node-gyp's output ends in boilerplate (versions, cwd); the cause is an earlier line.
+    const lines = (result.stderr ?? "").split("\n").map((line) => line.trim());
+    const causes = lines.filter((line) => /error:|Error:|not found|No such file|make: \*\*\*/.test(line));
+    const why = result.error
+      ? result.error.message
+      : (causes.length ? causes : lines.filter(Boolean)).slice(0, 2).join(" / ");
     unavailable(`node-gyp rebuild failed: ${why || `exit ${result.status}`}`);
   }
 }
