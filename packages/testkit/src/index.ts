@@ -1,1 +1,8 @@
 export { type AgentProcess, GUEST_AGENT_BIN, type StartAgentOptions, startAgent } from "./agent-process.js";
+export {
+  HOSTILE_SCENARIOS,
+  type HostileAgent,
+  type HostileAgentOptions,
+  type HostileScenario,
+  startHostileAgent,
+} from "./hostile-agent.js";

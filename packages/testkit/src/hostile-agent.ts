@@ -1,0 +1,296 @@
+// A guest agent that attacks the host. It is a real grpc-js server speaking
+// guest.GuestService on a temp Unix socket, in its own process (so a test measuring the
+// host's memory measures the host alone), and its CopyFromGuest sends one scripted
+// attack, chosen per test. The host's copyFrom must refuse every one of them without
+// writing outside its destination.
+//
+// This file is both the library side (startHostileAgent) and the server process: run
+// as a script, it serves the scenario given as JSON in argv[2].
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import {
+  CHUNK_SIZE,
+  type CopyFromGuestRequest,
+  type CopyFromGuestResponse,
+  CopyFromGuestResponseSchema,
+  guestServiceDefinition,
+  MAX_MESSAGE_BYTES,
+} from "@guestkit/protocol";
+
+/** The attacks, by name; each one's description says what it sends. */
+export const HOSTILE_SCENARIOS = {
+  traversal: "a directory `root`, then a file `root/../../escaped`",
+  "traversal-root": "a file `../escaped` as the very first entry",
+  absolute: "a directory `root`, then a file at the absolute path `<outsideDir>/escaped`",
+  "symlink-then-file": "`root`, a symlink `root/a -> <outsideDir>`, then a file `root/a/evil`",
+  "inner-symlink-then-file":
+    "`root`, `root/sub`, a symlink `root/a -> sub` (a harmless target), then a file `root/a/evil` through it",
+  "through-existing-link":
+    "`root`, then a file `root/a/evil`: for a destination where `root/a` already exists as a symlink",
+  "link-escape": "`root`, `root/sub`, then a symlink `root/sub/l -> ../../escaped`",
+  "link-chain": "`root`, `root/d`, a symlink `root/d/up -> ..` (inside), then `root/d/x -> up/../..`",
+  "dir-over-link": "`root`, a symlink `root/d -> .`, then a directory `root/d` and a file `root/d/evil`",
+  "nul-name": "`root`, then a file whose name contains a NUL byte",
+  "empty-name": "`root`, then a file `root//x` (an empty name)",
+  "foreign-root": "`root`, then a file `other/x` outside the copied tree",
+  oversize: "a file whose header declares 16 bytes, followed by 32",
+  undersize: "a file whose header declares 100 bytes, then 10 bytes and its `end`",
+  endless: "a file whose header declares 1 MiB, then data forever",
+  "endless-huge": "a file whose header declares 2^62 bytes, then data forever",
+  "no-final": "`root`, a file `root/f`, its `end` without `final`, then the stream closes",
+  "data-first": "data before any header",
+  "many-entries": "`root`, then `count` empty files `root/d<i/1000>/f<i>` in directories of 1000, then the final end",
+  setuid: "`root` (mode 02775), `root/suid` (04755), `root/sgid` (02755), `root/both` (06755), final end",
+  benign: "`root`, `root/file` (5 bytes), `root/link -> file`, final end: a well-behaved transfer",
+} as const;
+
+/** The name of a hostile scenario. */
+export type HostileScenario = keyof typeof HOSTILE_SCENARIOS;
+
+/** What startHostileAgent needs. */
+export interface HostileAgentOptions {
+  scenario: HostileScenario;
+  /** The directory the absolute-path and symlink attacks aim at (a sentinel dir the test watches). */
+  outsideDir?: string;
+  /** Entries for `many-entries`; default one million. */
+  count?: number;
+  /** Bytes per data message; default CHUNK_SIZE. */
+  chunkSize?: number;
+}
+
+/** A running hostile agent. */
+export interface HostileAgent {
+  readonly socketPath: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  /** Kills the agent, waits for it to exit and removes its temp dir. */
+  stop(): Promise<void>;
+}
+
+/** Path of this module, which is also the hostile agent's script. */
+const SCRIPT = fileURLToPath(import.meta.url);
+
+/** Starts a hostile agent for one scenario and resolves once it accepts connections. */
+export async function startHostileAgent(options: HostileAgentOptions): Promise<HostileAgent> {
+  const dir = mkdtempSync(join(tmpdir(), "guestkit-hostile-"));
+  const socketPath = join(dir, "agent.sock");
+  const config: ServeConfig = {
+    socketPath,
+    scenario: options.scenario,
+    outsideDir: options.outsideDir ?? join(dir, "outside"),
+    count: options.count ?? 1_000_000,
+    chunkSize: options.chunkSize ?? CHUNK_SIZE,
+  };
+  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.setEncoding("utf8");
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (text: string) => {
+    output += text;
+  });
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  try {
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`hostile agent did not start: ${output}`)), 15_000);
+      child.stdout?.on("data", (text: string) => {
+        if (text.includes("ready")) {
+          clearTimeout(timer);
+          ready();
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        fail(new Error(`hostile agent exited (${code}): ${output}`));
+      });
+    });
+  } catch (error) {
+    child.kill("SIGKILL");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    socketPath,
+    pid: child.pid as number,
+    process: child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface ServeConfig {
+  socketPath: string;
+  scenario: HostileScenario;
+  outsideDir: string;
+  count: number;
+  chunkSize: number;
+}
+
+type Message = MessageInitShape<typeof CopyFromGuestResponseSchema>;
+
+const MTIME = 1_700_000_000n;
+
+function header(
+  path: string,
+  fields: { isDir?: boolean; isSymlink?: boolean; linkTarget?: string; size?: bigint; mode?: number } = {},
+): Message {
+  const mode = fields.mode ?? (fields.isDir ? 0o755 : fields.isSymlink ? 0o777 : 0o644);
+  return { response: { case: "header", value: { path, mtime: MTIME, mtimeNanos: 500_000_000, ...fields, mode } } };
+}
+
+const dir = (path: string, mode?: number): Message => header(path, { isDir: true, ...(mode ? { mode } : {}) });
+const link = (path: string, linkTarget: string): Message => header(path, { isSymlink: true, linkTarget });
+const file = (path: string, size: number, mode?: number): Message =>
+  header(path, { size: BigInt(size), ...(mode ? { mode } : {}) });
+const data = (size: number, fill = 0x61): Message => ({
+  response: { case: "data", value: Buffer.alloc(size, fill) },
+});
+const end = (final = false): Message => ({ response: { case: "end", value: { final } } });
+
+/** The messages of a scenario, lazily: some never end. */
+function* script(config: ServeConfig): Generator<Message> {
+  const outside = config.outsideDir;
+  switch (config.scenario) {
+    case "traversal":
+      yield* [dir("root"), end(), file("root/../../escaped", 4), data(4), end(true)];
+      return;
+    case "traversal-root":
+      yield* [file("../escaped", 4), data(4), end(true)];
+      return;
+    case "absolute":
+      yield* [dir("root"), end(), file(`${outside}/escaped`, 4), data(4), end(true)];
+      return;
+    case "symlink-then-file":
+      yield* [dir("root"), end(), link("root/a", outside), end(), file("root/a/evil", 4), data(4), end(true)];
+      return;
+    case "inner-symlink-then-file":
+      yield* [dir("root"), end(), dir("root/sub"), end(), link("root/a", "sub"), end()];
+      yield* [file("root/a/evil", 4), data(4), end(true)];
+      return;
+    case "through-existing-link":
+      yield* [dir("root"), end(), file("root/a/evil", 4), data(4), end(true)];
+      return;
+    case "link-escape":
+      yield* [dir("root"), end(), dir("root/sub"), end(), link("root/sub/l", "../../escaped"), end(true)];
+      return;
+    case "link-chain":
+      yield* [dir("root"), end(), dir("root/d"), end(), link("root/d/up", ".."), end()];
+      yield* [link("root/d/x", "up/../.."), end(true)];
+      return;
+    case "dir-over-link":
+      yield* [dir("root"), end(), link("root/d", "."), end(), dir("root/d"), end()];
+      yield* [file("root/d/evil", 4), data(4), end(true)];
+      return;
+    case "nul-name":
+      yield* [dir("root"), end(), file("root/x\0y", 4), data(4), end(true)];
+      return;
+    case "empty-name":
+      yield* [dir("root"), end(), file("root//x", 4), data(4), end(true)];
+      return;
+    case "foreign-root":
+      yield* [dir("root"), end(), file("other/x", 4), data(4), end(true)];
+      return;
+    case "oversize":
+      yield* [file("root", 16), data(32), end(true)];
+      return;
+    case "undersize":
+      yield* [file("root", 100), data(10), end(true)];
+      return;
+    case "endless":
+    case "endless-huge":
+      yield file("root", config.scenario === "endless" ? 1024 * 1024 : 2 ** 62);
+      for (;;) yield data(config.chunkSize);
+    case "no-final":
+      yield* [dir("root"), end(), file("root/f", 4), data(4), end(false)];
+      return;
+    case "data-first":
+      yield* [data(4), file("root", 4), data(4), end(true)];
+      return;
+    case "many-entries": {
+      yield dir("root");
+      yield end();
+      for (let i = 0; i < config.count; i += 1) {
+        if (i % 1000 === 0) {
+          yield dir(`root/d${i / 1000}`);
+          yield end();
+        }
+        yield file(`root/d${Math.floor(i / 1000)}/f${i}`, 0);
+        yield end();
+      }
+      yield end(true);
+      return;
+    }
+    case "setuid":
+      yield* [dir("root", 0o2775), end(), file("root/suid", 4, 0o4755), data(4), end()];
+      yield* [file("root/sgid", 4, 0o2755), data(4), end(), file("root/both", 4, 0o6755), data(4), end(true)];
+      return;
+    case "benign":
+      yield* [dir("root"), end(), file("root/file", 5), data(5), end(), link("root/link", "file"), end(true)];
+      return;
+  }
+}
+
+/** Writes with backpressure; false once the host has cancelled. */
+async function send(call: grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>, message: Message) {
+  if (call.cancelled) return false;
+  if (call.write(create(CopyFromGuestResponseSchema, message))) return true;
+  await new Promise<void>((done) => {
+    const finish = () => {
+      call.off("drain", finish);
+      call.off("cancelled", finish);
+      call.off("close", finish);
+      done();
+    };
+    call.on("drain", finish);
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  });
+  return !call.cancelled;
+}
+
+async function serve(config: ServeConfig): Promise<void> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  });
+  const unimplemented = (_call: unknown, callback: grpc.sendUnaryData<never>) =>
+    callback({ code: grpc.status.UNIMPLEMENTED, details: "the hostile agent only attacks CopyFromGuest" });
+  const copyFromGuest = async (call: grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>) => {
+    call.on("error", () => undefined);
+    for (const message of script(config)) {
+      if (!(await send(call, message))) return;
+    }
+    call.end();
+  };
+  server.addService(
+    guestServiceDefinition as unknown as grpc.ServiceDefinition,
+    {
+      copyFromGuest,
+      copyToGuest: unimplemented,
+      statPath: unimplemented,
+      exec: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+        call.destroy(Object.assign(new Error("unimplemented"), { code: grpc.status.UNIMPLEMENTED })),
+    } as unknown as grpc.UntypedServiceImplementation,
+  );
+  await new Promise<void>((done, fail) =>
+    server.bindAsync(`unix:${config.socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
+      error ? fail(error) : done(),
+    ),
+  );
+  process.stdout.write("hostile agent ready\n");
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === SCRIPT) {
+  serve(JSON.parse(process.argv[2] ?? "{}") as ServeConfig).catch((error: unknown) => {
+    process.stderr.write(`hostile agent: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
