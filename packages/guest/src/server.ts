@@ -1,11 +1,12 @@
 // The agent's gRPC server: GuestService, health and reflection on every listener.
 import { chmod, rm } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
-import { guestServiceDefinition, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
+import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
 import { HealthImplementation } from "grpc-health-check";
 import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
 import { createExecHandler } from "./exec-service.js";
+import { widenHttp2Windows } from "./http2-window.js";
 import { grpcBindTarget, isLoopbackHost, type ListenAddress } from "./listen-address.js";
 import { addReflection } from "./reflection.js";
 import { RunningCommands } from "./running-commands.js";
@@ -43,6 +44,8 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
     ...SERVER_OPTIONS,
     ...(options.token ? { interceptors: [createTokenInterceptor(options.token)] } : {}),
   });
+  // Uploads arrive at the speed of the window the agent grants (see http2-window.ts).
+  widenHttp2Windows(server, HTTP2_WINDOW_BYTES);
   const commands = new RunningCommands();
   server.addService(
     guestServiceDefinition as unknown as grpc.ServiceDefinition,

@@ -1,9 +1,10 @@
 // Turns a protobuf-es GenService into what grpc-js needs (protobuf-es v2 has no
 // maintained grpc-js generator). Everything is derived from the generated descriptor,
 // so the contract has one source: proto/guest/guest.proto.
-import { fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import { createMessageSerializer } from "./bytes-message-encoding.js";
 
 type In<M extends GenServiceMethods[string]> = MessageShape<M["input"]>;
 type Out<M extends GenServiceMethods[string]> = MessageShape<M["output"]>;
@@ -59,14 +60,18 @@ export function createGrpcServiceDefinition<S extends GenServiceMethods>(
   for (const method of service.methods) {
     const input = method.input;
     const output = method.output;
+    // Bulk data (file chunks, command output) is encoded without protobuf-es's extra
+    // copies; see bytes-message-encoding.ts.
+    const serializeRequest = createMessageSerializer(input);
+    const serializeResponse = createMessageSerializer(output);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       originalName: method.name,
-      requestSerialize: (message) => asBuffer(toBinary(input, message as MessageShape<typeof input>)),
+      requestSerialize: (message) => serializeRequest(message as MessageShape<typeof input>),
       requestDeserialize: (bytes: Buffer) => fromBinary(input, bytes),
-      responseSerialize: (message) => asBuffer(toBinary(output, message as MessageShape<typeof output>)),
+      responseSerialize: (message) => serializeResponse(message as MessageShape<typeof output>),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };
   }
@@ -87,10 +92,4 @@ export function createGrpcClientConstructor<S extends GenServiceMethods>(
     credentials: grpc.ChannelCredentials,
     options?: grpc.ClientOptions,
   ) => GrpcClient<S>;
-}
-
-// grpc-js needs a real Buffer back from a serializer; a view over the same memory
-// avoids copying every chunk once more.
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -12,4 +12,4 @@ export {
   type GuestServiceHandlers,
   guestServiceDefinition,
 } from "./guest-service.js";
-export { CHUNK_SIZE, DEFAULT_PORT, MAX_MESSAGE_BYTES, SERVICE_NAME } from "./limits.js";
+export { CHUNK_SIZE, DEFAULT_PORT, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "./limits.js";

@@ -1,0 +1,99 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { createMessageSerializer } from "../src/bytes-message-encoding.js";
+import {
+  CopyFromGuestResponseSchema,
+  CopyToGuestRequestSchema,
+  ExecRequestSchema,
+  ExecResponseSchema,
+  StatPathRequestSchema,
+} from "../src/index.js";
+
+// Lengths around every varint boundary, and big enough to need a 4-byte length.
+const LENGTHS = [0, 1, 127, 128, 16_383, 16_384, 262_144, 2_097_151, 2_097_152, 3_000_000];
+
+function bytesOf(length: number): Uint8Array {
+  const data = new Uint8Array(length);
+  for (let i = 0; i < length; i++) data[i] = (i * 31 + 7) & 0xff;
+  return data;
+}
+
+describe("createMessageSerializer", () => {
+  it("encodes bulk-data messages exactly as protobuf-es does", () => {
+    const serializeRequest = createMessageSerializer(CopyToGuestRequestSchema);
+    const serializeResponse = createMessageSerializer(CopyFromGuestResponseSchema);
+    const serializeStdin = createMessageSerializer(ExecRequestSchema);
+    const serializeOutput = createMessageSerializer(ExecResponseSchema);
+    for (const length of LENGTHS) {
+      const value = bytesOf(length);
+      const messages = [
+        [
+          serializeRequest,
+          CopyToGuestRequestSchema,
+          create(CopyToGuestRequestSchema, { request: { case: "data", value } }),
+        ],
+        [
+          serializeResponse,
+          CopyFromGuestResponseSchema,
+          create(CopyFromGuestResponseSchema, { response: { case: "data", value } }),
+        ],
+        [serializeStdin, ExecRequestSchema, create(ExecRequestSchema, { request: { case: "stdin", value } })],
+        [serializeOutput, ExecResponseSchema, create(ExecResponseSchema, { response: { case: "stdout", value } })],
+        [serializeOutput, ExecResponseSchema, create(ExecResponseSchema, { response: { case: "stderr", value } })],
+      ] as const;
+      for (const [serialize, schema, message] of messages) {
+        // biome-ignore lint/suspicious/noExplicitAny: the tuple mixes schemas on purpose
+        const fast = (serialize as (m: any) => Buffer)(message);
+        // biome-ignore lint/suspicious/noExplicitAny: as above
+        expect(Buffer.compare(fast, Buffer.from(toBinary(schema as any, message as any)))).toBe(0);
+        expect(Buffer.isBuffer(fast)).toBe(true);
+      }
+    }
+  });
+
+  it("round-trips a chunk that is a view into a larger buffer", () => {
+    const backing = bytesOf(1000);
+    const value = backing.subarray(100, 900);
+    const bytes = createMessageSerializer(CopyFromGuestResponseSchema)(
+      create(CopyFromGuestResponseSchema, { response: { case: "data", value } }),
+    );
+    const decoded = fromBinary(CopyFromGuestResponseSchema, bytes);
+    expect(decoded.response.case).toBe("data");
+    expect(Buffer.compare(Buffer.from(decoded.response.value as Uint8Array), Buffer.from(value))).toBe(0);
+  });
+
+  it("leaves every other message to protobuf-es", () => {
+    const serializeRequest = createMessageSerializer(ExecRequestSchema);
+    const start = create(ExecRequestSchema, {
+      request: { case: "start", value: { command: ["sh", "-c", "true"], env: { A: "1" }, tty: true } },
+    });
+    expect(Buffer.compare(serializeRequest(start), Buffer.from(toBinary(ExecRequestSchema, start)))).toBe(0);
+    const exit = create(ExecResponseSchema, { response: { case: "exitCode", value: -1 } });
+    expect(
+      Buffer.compare(
+        createMessageSerializer(ExecResponseSchema)(exit),
+        Buffer.from(toBinary(ExecResponseSchema, exit)),
+      ),
+    ).toBe(0);
+    const empty = create(CopyToGuestRequestSchema);
+    expect(createMessageSerializer(CopyToGuestRequestSchema)(empty).byteLength).toBe(0);
+    const stat = create(StatPathRequestSchema, { path: "/tmp", followLinks: true });
+    expect(
+      Buffer.compare(
+        createMessageSerializer(StatPathRequestSchema)(stat),
+        Buffer.from(toBinary(StatPathRequestSchema, stat)),
+      ),
+    ).toBe(0);
+  });
+
+  it("keeps unknown fields a newer peer sent", () => {
+    // Field 99, varint 1: unknown to this schema, preserved by protobuf-es.
+    const withUnknown = fromBinary(
+      CopyToGuestRequestSchema,
+      Uint8Array.from([0x12, 0x02, 0xaa, 0xbb, 0x98, 0x06, 0x01]),
+    );
+    const bytes = createMessageSerializer(CopyToGuestRequestSchema)(withUnknown);
+    expect([...bytes]).toEqual([...toBinary(CopyToGuestRequestSchema, withUnknown)]);
+    expect(bytes.byteLength).toBe(7);
+  });
+});
