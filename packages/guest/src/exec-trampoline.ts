@@ -3,12 +3,13 @@
 // process-inherited-fds.ts): a C program would call fcntl or close_range, and Node has
 // neither, so this closes them from inside the child and then becomes the command.
 //
-// argv: node exec-trampoline.js UID GID FILE ARGV0 [ARGS...], UID and GID "-" to stay
-// who it is; it starts as root so that it can always read this script, then drops to
-// UID:GID with GID as the only group, as the pipe-mode spawn does. The command's environment arrives
-// with every name prefixed by ENV_PREFIX (exec-trampoline-env.ts), so that nothing meant for the command
-// (NODE_OPTIONS, LD_PRELOAD...) changes how this Node starts.
-import { closeSync } from "node:fs";
+// argv: node exec-trampoline.js UID GID FILE ARGV0 [ARGS...], with UID and GID "-" to
+// stay who it is. It starts as root, so that it can always read this script, then drops
+// to UID:GID with GID as its only group, as the pipe-mode spawn does. The command's
+// environment arrives with every name prefixed by ENV_PREFIX (exec-trampoline-env.ts),
+// so that nothing meant for the command (NODE_OPTIONS, LD_PRELOAD...) changes how this
+// Node starts.
+import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { ENV_PREFIX } from "./exec-trampoline-env.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 
@@ -40,12 +41,42 @@ function main(): void {
       process.setuid?.(Number(uid));
     }
     if (typeof process.execve !== "function") throw new Error("this Node has no process.execve");
+    // Node's execve() does not return an error: a failure aborts this process with a
+    // native stack trace on the user's terminal. So the cases execvp() would handle are
+    // sorted out before.
+    const kind = executableKind(file);
+    if (kind === "missing-interpreter") {
+      process.stderr.write(`${argv[0]}: bad interpreter: no such file\r\n`);
+      process.exit(126);
+    }
+    if (kind === "other") {
+      // No "#!" and not ELF: execvp() gets ENOEXEC and hands the file to /bin/sh.
+      process.execve("/bin/sh", ["sh", file, ...argv.slice(1)], env);
+    }
     process.execve(file, argv, env);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     process.stderr.write(`${argv[0]}: ${(error as Error).message}\r\n`);
     process.exit(code === "ENOENT" ? 127 : 126);
   }
+}
+
+// What the kernel would make of the file: an ELF binary, a "#!" script whose
+// interpreter exists or does not, or something execve() refuses with ENOEXEC.
+function executableKind(file: string): "direct" | "missing-interpreter" | "other" {
+  const head = Buffer.alloc(256);
+  let length = 0;
+  const fd = openSync(file, "r");
+  try {
+    length = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const start = head.subarray(0, length);
+  if (start.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) return "direct";
+  if (start[0] !== 0x23 || start[1] !== 0x21) return "other";
+  const interpreter = /^#!\s*(\S+)/.exec(start.toString("latin1"))?.[1] ?? "";
+  return interpreter && existsSync(interpreter) ? "direct" : "missing-interpreter";
 }
 
 main();

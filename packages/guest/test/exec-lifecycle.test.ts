@@ -131,6 +131,27 @@ describe("cancel and disconnect", () => {
   });
 });
 
+describe("agent shutdown", () => {
+  it("ends running commands' groups and still sends their exit", async () => {
+    const own = await startAgentClient();
+    const call = own.client.exec(new grpc.Metadata());
+    let pid = 0;
+    const result = collect(call, (response) => {
+      if (response.response.case === "started") pid = response.response.value.pid;
+    });
+    call.write(startRequest({ command: ["sh", "-c", "sleep 100 & sleep 100"] }));
+    await waitFor(() => pid > 0 && groupMembers(pid).length >= 3, 5000, "sh and both sleeps");
+    leftovers.push(pid);
+    own.agent.process.kill("SIGTERM");
+    const done = await result;
+    expect(done.exit).toMatchObject({ code: 143, signal: "SIGTERM" });
+    expect(done.kinds.at(-1)).toBe("exitCode");
+    expect(await own.agent.stop()).toBe(0);
+    await waitFor(() => groupGone(pid, own.agent.pid), 3000, "the group to be gone");
+    own.client.close();
+  });
+});
+
 describe("backpressure", () => {
   it("stops reading a command's output while the client does not read, and loses nothing", async () => {
     const total = 256 * 1024 * 1024;

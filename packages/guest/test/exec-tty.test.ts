@@ -1,5 +1,8 @@
 // Exec in TTY mode: a real pseudo-terminal, its size, EOF, the controlling terminal,
 // output at exit, and what one terminal session can see of another.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -88,13 +91,20 @@ describe("terminal behaviour", () => {
   });
 
   it("gives the command a controlling terminal: ^C interrupts it", async () => {
+    // cat's own copy of the line (after the terminal's echo) shows it is running; no
+    // shell in between, which could lose the signal between its fork and exec.
+    let seen = "";
+    let interrupted = false;
     const result = await runExec(
       env.client,
-      { command: ["sh", "-c", "echo ready; sleep 100"], tty: true },
+      { command: ["cat"], tty: true },
       {
+        stdin: ["hello\n"],
         halfClose: false,
         onResponse: (response, call) => {
-          if (response.response.case === "stdout" && text(Buffer.from(response.response.value)).includes("ready")) {
+          if (response.response.case === "stdout") seen += text(Buffer.from(response.response.value));
+          if (!interrupted && seen === "hello\r\nhello\r\n") {
+            interrupted = true;
             call.write(stdinRequest("\x03"));
           }
           if (response.response.case === "exitCode") call.end();
@@ -217,6 +227,57 @@ describe("isolation between commands", () => {
     holder.cancel();
     await holderDone;
     await waitFor(() => groupGone(holderPid, env.agent.pid), 4000, "the first session to end");
+  });
+
+  it("starts commands the same way while another terminal is open", async () => {
+    // With another command's terminal open, TTY commands start through the trampoline
+    // (process-inherited-fds.ts); they must not notice.
+    const holder = env.client.exec(new grpc.Metadata());
+    let holderPid = 0;
+    const holderDone = collect(holder, (response) => {
+      if (response.response.case === "started") holderPid = response.response.value.pid;
+    });
+    holder.write(startRequest({ command: ["sleep", "100"], tty: true }));
+    await waitFor(() => holderPid > 0, 5000, "the first terminal session");
+
+    const asNobody = await runExec(env.client, {
+      command: ["sh", "-c", "id -u; id -G"],
+      tty: true,
+      user: "nobody",
+      cwd: "/",
+    });
+    expect(text(asNobody.stdout)).toBe("65534\r\n65534\r\n");
+
+    // Whatever the request's environment says, only the command sees it.
+    const hostileEnv = await runExec(env.client, {
+      command: ["sh", "-c", 'echo "$NODE_OPTIONS"'],
+      tty: true,
+      env: { NODE_OPTIONS: "--no-such-node-flag" },
+    });
+    expect(hostileEnv.exitCode).toBe(0);
+    expect(text(hostileEnv.stdout)).toBe("--no-such-node-flag\r\n");
+
+    // A script without "#!" runs with /bin/sh, as execvp does in pipe mode.
+    const dir = mkdtempSync(join(tmpdir(), "guestkit-tty-"));
+    const script = join(dir, "no-shebang");
+    writeFileSync(script, "echo no-shebang-ran\n");
+    chmodSync(script, 0o755);
+    for (const tty of [true, false]) {
+      const result = await runExec(env.client, { command: [script], tty });
+      expect(text(result.stdout)).toBe(tty ? "no-shebang-ran\r\n" : "no-shebang-ran\n");
+    }
+    rmSync(dir, { recursive: true, force: true });
+
+    // SIGPIPE has its default action: `yes | head` ends instead of spinning on EPIPE.
+    const pipeline = await runExec(env.client, {
+      command: ["sh", "-c", "yes | head -n 2"],
+      tty: true,
+      timeoutSeconds: 10,
+    });
+    expect(pipeline.exit).toMatchObject({ code: 0, timedOut: false });
+
+    holder.cancel();
+    await holderDone;
   });
 
   it("cancelling a terminal session kills its whole session", async () => {

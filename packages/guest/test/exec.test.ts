@@ -323,6 +323,20 @@ describe("protocol errors", () => {
     await expectGone(done.pid ?? 0);
   });
 
+  it("refuses stdin after stdin_close, and a terminal size out of range", async () => {
+    for (const late of [stdinRequest("late"), requests.resize(70000, 80)]) {
+      const call = env.client.exec(new grpc.Metadata());
+      const result = collect(call);
+      call.write(startRequest({ command: ["sleep", "100"], tty: late.request.case === "resize" }));
+      if (late.request.case === "stdin") call.write(requests.stdinClose());
+      call.write(late);
+      const done = await result;
+      expect(done.status.code).toBe(grpc.status.INVALID_ARGUMENT);
+      await expectGone(done.pid ?? 0);
+      call.end();
+    }
+  });
+
   it("refuses a relative cwd, a NUL in an argument and a negative timeout", async () => {
     await expectInvalid([{ command: ["true"], cwd: "relative/dir" }]);
     await expectInvalid([{ command: ["echo", "a\0b"] }]);
