@@ -59,11 +59,10 @@ async function serveExec(call: ExecCall, commands: RunningCommands): Promise<voi
     return;
   }
   logInfo(`exec ${name}: started, pid ${launched.process.pid}${spec.tty ? ", tty" : ""}`);
+  const pid = launched.process.pid;
   const exit = await new CommandCall(call, requests, launched.process, spec, commands).run();
-  if (exit)
-    logInfo(
-      `exec ${name}: pid ${launched.process.pid} ended, code ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}`,
-    );
+  const how = exit ? `code ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}` : "killed: the call ended first";
+  logInfo(`exec ${name}: pid ${pid} ended, ${how}`);
 }
 
 /** One started command and its call, from `started` to `exit_code`. */

@@ -13,21 +13,22 @@ import { signalNumberOf } from "./signal-names.js";
 export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
   const [command = "", ...args] = options.argv;
   let child: ChildProcess;
-  const devNull = openSync("/dev/null", constants.O_RDWR);
+  const leaks = inheritableFds();
+  const devNull = leaks.length > 0 ? openSync("/dev/null", constants.O_RDWR) : -1;
   try {
     child = spawn(command, args, {
       argv0: command,
       cwd: options.cwd,
       env: options.env,
       detached: true,
-      stdio: stdioWithoutLeaks(devNull),
+      stdio: stdioCovering(leaks, devNull),
       ...(options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {}),
     });
   } catch (error) {
     return { ok: false, code: 126, reason: `${command}: ${describeError(error)}` };
   } finally {
     // The child has its own copies by now.
-    closeSync(devNull);
+    if (devNull >= 0) closeSync(devNull);
   }
   // The exit listener goes on first, so no exit is missed whatever happens next.
   const exited = new Promise<ProcessExit>((resolve) => {
@@ -76,10 +77,9 @@ export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResu
 // Node offers no close-on-exec control, so each descriptor the child would inherit (a
 // terminal master of another command, see process-inherited-fds.ts) is covered with
 // /dev/null at the same number in the child.
-function stdioWithoutLeaks(devNull: number): StdioOptions {
+function stdioCovering(leaks: readonly number[], devNull: number): StdioOptions {
   const stdio: Array<"pipe" | "ignore" | number> = ["pipe", "pipe", "pipe"];
-  for (const fd of inheritableFds()) {
-    if (fd === devNull) continue;
+  for (const fd of leaks) {
     while (stdio.length < fd) stdio.push("ignore");
     stdio[fd] = devNull;
   }
