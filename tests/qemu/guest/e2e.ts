@@ -134,7 +134,7 @@ async function main(): Promise<number> {
   const client: GuestClient = createGuestClient("vsock:1:2222");
 
   await check("agent ready over AF_VSOCK loopback", async () => {
-    await client.waitUntilReady({ timeoutMs: 90_000 });
+    await client.waitUntilReady({ timeoutMs: 180_000 });
     return `at ${uptime()} s after boot`;
   });
 
@@ -346,7 +346,7 @@ async function main(): Promise<number> {
       stderr += chunk.toString();
     });
     try {
-      await waitFor("the second agent", 30_000, () => (stderr.includes("serving on vsock:3333") ? true : undefined));
+      await waitFor("the second agent", 120_000, () => (stderr.includes("serving on vsock:3333") ? true : undefined));
       const other = createGuestClient("vsock:1:3333");
       const result = await other.run(["echo", "from 3333"]);
       await other.close();
@@ -361,7 +361,7 @@ async function main(): Promise<number> {
   await check("init restarts the agent when it dies", async () => {
     const pid = agentPid();
     process.kill(pid, "SIGKILL");
-    const newPid = await waitFor("a new agent", 30_000, () => {
+    const newPid = await waitFor("a new agent", 60_000, () => {
       try {
         const found = agentPid();
         return found !== pid ? found : undefined;
@@ -370,7 +370,7 @@ async function main(): Promise<number> {
       }
     });
     const fresh = createGuestClient("vsock:1:2222");
-    await fresh.waitUntilReady({ timeoutMs: 60_000 });
+    await fresh.waitUntilReady({ timeoutMs: 120_000 });
     const result = await fresh.run(["echo", "back"]);
     await fresh.close();
     expectEqual(result.stdout, "back\n", "output after restart");
