@@ -1,5 +1,233 @@
-import * as grpc from "@grpc/grpc-js";
-import type { GuestServiceHandlers } from "@guestkit/protocol";
+// CopyFromGuest: streams a file, symlink or whole tree out of the guest.
+import type { BigIntStats } from "node:fs";
+import { lstat, opendir, readlink, realpath, stat } from "node:fs/promises";
+import { posix } from "node:path";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import {
+  CHUNK_SIZE,
+  type CopyFromGuestHeaderSchema,
+  type CopyFromGuestRequest,
+  type CopyFromGuestResponse,
+  CopyFromGuestResponseSchema,
+  type GuestServiceHandlers,
+} from "@guestkit/protocol";
+import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metadata.js";
+import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
+import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
+import { logError } from "./log.js";
+import { openSourceFile, type SourceFile } from "./source-file.js";
+import { CallClosedError, writeMessage } from "./stream-writer.js";
+import { SPECIAL_FILE_CODE, walkTree } from "./tree-walk.js";
 
-export const handleCopyFromGuest: GuestServiceHandlers["copyFromGuest"] = (call) =>
-  call.emit("error", { code: grpc.status.UNIMPLEMENTED, details: "CopyFromGuest: not yet" });
+/** Code of a `skipped` file that shrank while it was read (see handleCopyFromGuest). */
+export const SHRANK_CODE = "SIZE_MISMATCH";
+
+/**
+ * The CopyFromGuest handler.
+ *
+ * For each entry: `header`, then `data` chunks of at most CHUNK_SIZE (files only), then
+ * `end`; the last entry's `end` has final=true. Header paths are relative to the copy
+ * root and start with the root's base name ("." when the root is "/"). A tree is walked
+ * lazily, depth-first, each directory before its contents, so the first bytes leave
+ * before the tree has been looked at; an entry's `end` waits until the next entry is
+ * found, because only then is it known whether it is the final one. The agent reads
+ * only as fast as the client takes messages.
+ *
+ * Symlinks are sent as links (is_symlink, link_target) unless follow_links; then a link
+ * is sent as what it points to, a link to a directory as that directory's contents, and
+ * a directory met again on its own path is skipped with ELOOP.
+ *
+ * `skipped` (path, reason, code) reports an entry left out while the rest goes on: a
+ * FIFO, socket or device (SPECIAL_FILE; never opened), an entry that cannot be read
+ * (EACCES and other errno names), one that vanished (ENOENT) or was replaced (CHANGED)
+ * during the walk. The final `end` then has partial=true. A `skipped` can arrive between
+ * an entry's data and its `end` (the `end` is waiting for the next entry).
+ *
+ * A file is sent with exactly the size its header declares: if it grew meanwhile, the
+ * rest is not sent; if it shrank, the bytes that were there are sent, then a `skipped`
+ * for that same path with code SIZE_MISMATCH, then its `end`. The host must drop that
+ * file (it also sees fewer bytes than the header's size); the transfer goes on.
+ *
+ * A problem with the root itself (bad path, missing, unreadable, a special file) is one
+ * `error` message (message, path, code) and a normal end of the call, as existing hosts
+ * expect. Only a failure of the agent itself ends the call with a gRPC status.
+ */
+export const handleCopyFromGuest: GuestServiceHandlers["copyFromGuest"] = (call) => {
+  sendCopy(call).then(
+    () => call.end(),
+    (error: unknown) => {
+      if (error instanceof CallClosedError) return;
+      logError(`CopyFromGuest: ${describeError(error)}`);
+      call.emit("error", grpcErrorFrom(error, "CopyFromGuest"));
+    },
+  );
+};
+
+type CopyFromGuestCall = grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>;
+type Header = MessageInitShape<typeof CopyFromGuestHeaderSchema>;
+
+async function sendCopy(call: CopyFromGuestCall): Promise<void> {
+  const out = new TransferWriter(call);
+  const { followLinks } = call.request;
+  const problem = checkGuestPath(call.request.path);
+  if (problem) return out.error(problem, call.request.path, BAD_PATH_CODE);
+  const root = tidyPath(call.request.path);
+  let stats: BigIntStats;
+  try {
+    stats = followLinks ? await stat(root, { bigint: true }) : await lstat(root, { bigint: true });
+  } catch (error) {
+    return out.error(describeError(error), root, errnoCode(error) || "EIO");
+  }
+  const rootName = await baseNameOf(root);
+  // Where each file really is, to notice a directory swapped for a symlink mid-walk.
+  const realRoot = followLinks ? undefined : await realpath(root).catch(() => undefined);
+  const realPathOf = (path: string) =>
+    realRoot === undefined
+      ? {}
+      : { realPath: realRoot.replace(/\/$/, "") + path.slice(root === "/" ? 0 : root.length) };
+
+  const special = specialFileKind(stats);
+  if (special) return out.error(`${root} is a ${special}, which is never opened`, root, SPECIAL_FILE_CODE);
+  if (stats.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = await readlink(root);
+    } catch (error) {
+      return out.error(describeError(error), root, errnoCode(error) || "EIO");
+    }
+    await out.header(headerOf(rootName, stats, target));
+    return out.finish();
+  }
+  if (stats.isFile()) {
+    const source = await openSourceFile(root, stats, { followLinks, ...realPathOf(root) });
+    if (source.kind === "refused") return out.error(`${root}: ${source.reason}`, root, source.code);
+    await sendFile(out, rootName, source);
+    return out.finish();
+  }
+
+  let dir: Awaited<ReturnType<typeof opendir>>;
+  try {
+    dir = await opendir(root);
+  } catch (error) {
+    return out.error(describeError(error), root, errnoCode(error) || "EIO");
+  }
+  await out.header(headerOf(rootName, stats, ""));
+  for await (const item of walkTree({ path: root, relativePath: rootName, dir, stats }, { followLinks })) {
+    if (item.kind === "skipped") {
+      await out.skipped(item.relativePath, item.code, item.reason);
+    } else if (item.stats.isFile()) {
+      const source = await openSourceFile(item.path, item.stats, { followLinks, ...realPathOf(item.path) });
+      if (source.kind === "refused") await out.skipped(item.relativePath, source.code, source.reason);
+      else await sendFile(out, item.relativePath, source);
+    } else {
+      await out.header(headerOf(item.relativePath, item.stats, item.linkTarget));
+    }
+  }
+  await out.finish();
+}
+
+/** Sends one opened file: header and exactly the declared number of bytes, or a `skipped` saying why not. */
+async function sendFile(out: TransferWriter, relativePath: string, source: SourceFile & { kind: "opened" }) {
+  const { handle, stats } = source;
+  try {
+    await out.header(headerOf(relativePath, stats, ""));
+    const size = Number(stats.size);
+    let offset = 0;
+    while (offset < size) {
+      const length = Math.min(CHUNK_SIZE, size - offset);
+      // A fresh buffer per chunk: a message can wait in the call's buffer after write() returns.
+      const buffer = Buffer.allocUnsafe(length);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(buffer, 0, length, offset));
+      } catch (error) {
+        const reason = `reading failed after ${offset} of ${size} bytes: ${describeError(error)}`;
+        return await out.skipped(relativePath, errnoCode(error) || "EIO", reason);
+      }
+      if (bytesRead === 0) {
+        return await out.skipped(
+          relativePath,
+          SHRANK_CODE,
+          `the file shrank to ${offset} of ${size} bytes while it was read`,
+        );
+      }
+      await out.data(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+      offset += bytesRead;
+    }
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+function headerOf(relativePath: string, stats: BigIntStats, linkTarget: string): Header {
+  const mtime = splitNanoseconds(stats.mtimeNs);
+  return {
+    path: relativePath,
+    mode: permissionBits(stats.mode),
+    isDir: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    linkTarget,
+    size: stats.isFile() ? stats.size : 0n,
+    mtime: mtime.seconds,
+    mtimeNanos: mtime.nanos,
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+  };
+}
+
+/** The path without repeated or trailing slashes; ".." is left to the kernel, which knows about symlinks. */
+function tidyPath(path: string): string {
+  const tidy = path.replace(/\/+/g, "/").replace(/\/$/, "");
+  return tidy === "" ? "/" : tidy;
+}
+
+/** The first element of every header path: the root's own name, never "." or "..". */
+async function baseNameOf(root: string): Promise<string> {
+  let name = posix.basename(root);
+  if (name === "." || name === "..") name = posix.basename(await realpath(root));
+  return name === "" ? "." : name;
+}
+
+/** Sends the messages of one transfer and keeps track of the one `end` still owed. */
+class TransferWriter {
+  readonly #call: CopyFromGuestCall;
+  #endOwed = false;
+  #partial = false;
+
+  constructor(call: CopyFromGuestCall) {
+    this.#call = call;
+  }
+
+  /** The root cannot be copied: one `error` message, and the transfer is over. */
+  async error(message: string, path: string, code: string): Promise<void> {
+    await this.#send({ case: "error", value: { message, path, code } });
+  }
+
+  async header(header: Header): Promise<void> {
+    // Another entry follows, so the previous one was not the final one.
+    if (this.#endOwed) await this.#send({ case: "end", value: { final: false } });
+    this.#endOwed = true;
+    await this.#send({ case: "header", value: header });
+  }
+
+  async data(bytes: Uint8Array): Promise<void> {
+    await this.#send({ case: "data", value: bytes });
+  }
+
+  async skipped(path: string, code: string, reason: string): Promise<void> {
+    this.#partial = true;
+    await this.#send({ case: "skipped", value: { path, code, reason } });
+  }
+
+  /** Sends the last entry's `end` with final=true. */
+  async finish(): Promise<void> {
+    if (!this.#endOwed) return;
+    this.#endOwed = false;
+    await this.#send({ case: "end", value: { final: true, partial: this.#partial } });
+  }
+
+  async #send(response: NonNullable<MessageInitShape<typeof CopyFromGuestResponseSchema>["response"]>): Promise<void> {
+    await writeMessage(this.#call, create(CopyFromGuestResponseSchema, { response }));
+  }
+}

@@ -1,7 +1,7 @@
 // Shared by the copy and stat tests: a real agent (optionally under a restrictive umask
 // or as an unprivileged user), a real grpc-js client, and helpers that drive the file
 // calls the way a host does.
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -164,4 +164,9 @@ export async function eventually(check: () => boolean, timeoutMs = 10_000): Prom
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return check();
+}
+
+/** How many file descriptors process `pid` has open, to prove a cancelled call leaked none. */
+export function openDescriptorCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
 }

@@ -18,6 +18,7 @@ import {
   eventually,
   fileMessages,
   makeTempDir,
+  openDescriptorCount,
   startTestAgent,
   type TestAgent,
   upload,
@@ -82,6 +83,7 @@ describe("CopyToGuest", () => {
   it("leaves the old target intact and no temporary file when the stream is cancelled mid-file", async () => {
     const target = join(temp.dir, "precious");
     writeFileSync(target, "old content");
+    const descriptors = openDescriptorCount(agent.agent.pid);
     const call = agent.client.copyToGuest(new grpc.Metadata(), {}, () => undefined);
     call.on("error", () => undefined);
     const size = 10 * 1024 * 1024;
@@ -94,6 +96,7 @@ describe("CopyToGuest", () => {
     call.cancel();
     expect(await eventually(() => leftovers(temp.dir).length === 0)).toBe(true);
     expect(readFileSync(target, "utf8")).toBe("old content");
+    expect(await eventually(() => openDescriptorCount(agent.agent.pid) <= descriptors)).toBe(true);
   });
 
   it("rejects fewer bytes than size, keeping the old target", async () => {
