@@ -112,7 +112,13 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
   } catch (error) {
     return out.error(describeError(error), root, errnoCode(error) || "EIO");
   }
-  await out.header(headerOf(rootName, stats, ""));
+  try {
+    await out.header(headerOf(rootName, stats, ""));
+  } catch (error) {
+    // The walk, which closes it, has not started.
+    await dir.close().catch(() => undefined);
+    throw error;
+  }
   for await (const item of walkTree({ path: root, relativePath: rootName, dir, stats }, { followLinks })) {
     if (item.kind === "skipped") {
       await out.skipped(item.relativePath, item.code, item.reason);

@@ -79,8 +79,9 @@ export class UploadSession {
           throw new UploadError("PROTOCOL", this.#entry?.path ?? "", "a request with no start, data or end");
       }
     } catch (error) {
+      const path = this.#entry?.path ?? "";
       await this.#discard();
-      throw UploadError.from(error, this.#entry?.path ?? "");
+      throw UploadError.from(error, path);
     }
   }
 
@@ -204,11 +205,12 @@ export class UploadSession {
 
   async #discard(): Promise<void> {
     const entry = this.#entry;
+    this.#entry = undefined;
     if (entry?.kind === "file") await entry.staged.discard();
   }
 
-  // Directory times go on deepest first, so setting a child's time (which does not touch
-  // the parent's mtime, but creating it did) happens before the parent's.
+  // Directory times are set only here, once nothing more is written into them, deepest
+  // first as tar does; setting a directory's time does not touch its parent's.
   async #settle(durable: boolean): Promise<void> {
     const byDepth = [...this.#directoryTimes].sort(([a], [b]) => depth(b) - depth(a));
     this.#directoryTimes.clear();

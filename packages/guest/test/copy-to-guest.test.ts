@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import {
   chownSync,
   lstatSync,
@@ -8,7 +9,9 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { CopyToGuestRequestSchema } from "@guestkit/protocol";
@@ -97,6 +100,36 @@ describe("CopyToGuest", () => {
     expect(await eventually(() => leftovers(temp.dir).length === 0)).toBe(true);
     expect(readFileSync(target, "utf8")).toBe("old content");
     expect(await eventually(() => openDescriptorCount(agent.agent.pid) <= descriptors)).toBe(true);
+  });
+
+  it("cleans up when the client process dies mid-file", async () => {
+    const target = join(temp.dir, "precious");
+    writeFileSync(target, "old content");
+    const require = createRequire(import.meta.url);
+    const script = join(temp.dir, "uploader.mjs");
+    // A separate process, so the connection really drops (no cancel is ever sent).
+    writeFileSync(
+      script,
+      `import { create } from ${JSON.stringify(pathToFileURL(require.resolve("@bufbuild/protobuf")).href)};
+import * as grpc from ${JSON.stringify(pathToFileURL(require.resolve("@grpc/grpc-js")).href)};
+import { CopyToGuestRequestSchema, GuestServiceClient } from ${JSON.stringify(pathToFileURL(require.resolve("@guestkit/protocol")).href)};
+const client = new GuestServiceClient(${JSON.stringify(`unix:${agent.agent.socketPath}`)}, grpc.credentials.createInsecure());
+const call = client.copyToGuest(new grpc.Metadata(), {}, () => {});
+call.write(create(CopyToGuestRequestSchema, { request: { case: "start", value: { path: ${JSON.stringify(target)}, size: 1048576n } } }));
+call.write(create(CopyToGuestRequestSchema, { request: { case: "data", value: new Uint8Array(65536) } }));
+setInterval(() => {}, 1000);
+`,
+    );
+    const uploader = spawn(process.execPath, [script], { stdio: "inherit" });
+    const exited = new Promise((resolve) => uploader.once("exit", resolve));
+    try {
+      expect(await eventually(() => leftovers(temp.dir).length === 1)).toBe(true);
+    } finally {
+      uploader.kill("SIGKILL");
+      await exited;
+    }
+    expect(await eventually(() => leftovers(temp.dir).length === 0)).toBe(true);
+    expect(readFileSync(target, "utf8")).toBe("old content");
   });
 
   it("rejects fewer bytes than size, keeping the old target", async () => {
@@ -341,6 +374,28 @@ describe("CopyToGuest", () => {
     // The committed directory still gets its time.
     expect(statSync(join(temp.dir, "kept-dir")).mtimeMs).toBe(1_300_000_000_000);
     expect(() => statSync(join(temp.dir, "never"))).toThrow(/ENOENT/);
+    expect(leftovers(temp.dir)).toEqual([]);
+  });
+
+  it("commits nothing after an entry that fails when it is renamed into place", async () => {
+    mkdirSync(join(temp.dir, "occupied", "child"), { recursive: true });
+    const response = await upload(agent.client, [
+      ...fileMessages(join(temp.dir, "one"), "1"),
+      // Staged and written fine; only the final rename over a directory fails.
+      ...fileMessages(join(temp.dir, "occupied"), "22"),
+      ...fileMessages(join(temp.dir, "three"), "333"),
+      ...fileMessages(join(temp.dir, "four"), "4444"),
+    ]);
+    expect(response).toMatchObject({
+      success: false,
+      entriesWritten: 1n,
+      bytesWritten: 1n,
+      errorCode: "EISDIR",
+      errorPath: join(temp.dir, "occupied"),
+    });
+    expect(readFileSync(join(temp.dir, "one"), "utf8")).toBe("1");
+    expect(() => statSync(join(temp.dir, "three"))).toThrow(/ENOENT/);
+    expect(() => statSync(join(temp.dir, "four"))).toThrow(/ENOENT/);
     expect(leftovers(temp.dir)).toEqual([]);
   });
 
