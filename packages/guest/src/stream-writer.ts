@@ -22,6 +22,7 @@ export async function writeMessage<T>(call: grpc.ServerWritableStream<unknown, T
       call.off("drain", onDrain);
       call.off("close", onClose);
       call.off("cancelled", onClose);
+      call.off("error", onClose);
       then();
     };
     const onDrain = settle(resolve);
@@ -29,5 +30,7 @@ export async function writeMessage<T>(call: grpc.ServerWritableStream<unknown, T
     call.on("drain", onDrain);
     call.on("close", onClose);
     call.on("cancelled", onClose);
+    // grpc-js ends the call itself on a stream error; for us it is gone all the same.
+    call.on("error", onClose);
   });
 }
