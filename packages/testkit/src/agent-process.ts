@@ -1,6 +1,7 @@
 // Starts the real guest-agent binary on a temp Unix socket, for tests and the demo.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +28,7 @@ export interface StartAgentOptions {
   socketPath?: string;
 }
 
-/** Spawns the agent and resolves once it reports that it is serving. */
+/** Spawns the agent and resolves once its socket accepts connections. */
 export async function startAgent(options: StartAgentOptions = {}): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), "guestkit-agent-"));
   const socketPath = options.socketPath ?? join(dir, "agent.sock");
@@ -41,21 +42,15 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Agent
     stderr += text;
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const onData = () => {
-      if (stderr.includes("serving on")) done(resolve);
-    };
-    const onExit = (code: number | null) => done(() => reject(new Error(`guest-agent exited (${code}): ${stderr}`)));
-    const timer = setTimeout(() => done(() => reject(new Error(`guest-agent did not start: ${stderr}`))), 15_000);
-    const done = (then: () => void) => {
-      clearTimeout(timer);
-      child.stderr?.off("data", onData);
-      child.off("exit", onExit);
-      then();
-    };
-    child.stderr?.on("data", onData);
-    child.once("exit", onExit);
-  });
+  try {
+    await waitUntilAccepting(socketPath, exited, () => stderr);
+  } catch (error) {
+    // Never leave an agent behind when start-up failed.
+    child.kill("SIGKILL");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     process: child,
     pid: child.pid as number,
@@ -68,4 +63,35 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Agent
       return code;
     },
   };
+}
+
+// Ready means the socket accepts a connection: independent of what the agent logs
+// (--quiet prints nothing), and true only once grpc-js is listening.
+async function waitUntilAccepting(
+  socketPath: string,
+  exited: Promise<number | null>,
+  stderr: () => string,
+): Promise<void> {
+  let exitCode: number | null | undefined;
+  void exited.then((code) => {
+    exitCode = code;
+  });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) throw new Error(`guest-agent exited (${exitCode}): ${stderr()}`);
+    if (await accepts(socketPath)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`guest-agent did not start within 15 s: ${stderr()}`);
+}
+
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
 }
