@@ -61,9 +61,10 @@ export function createGrpcServiceDefinition<S extends GenServiceMethods>(
     const input = method.input;
     const output = method.output;
     // Bulk data (file chunks, command output) is encoded without protobuf-es's extra
-    // copies; see bytes-message-encoding.ts.
+    // copies, and responses (serialized only by the grpc-js server, which copies them
+    // into its frame at once) into a reused buffer; see bytes-message-encoding.ts.
     const serializeRequest = createMessageSerializer(input);
-    const serializeResponse = createMessageSerializer(output);
+    const serializeResponse = createMessageSerializer(output, { reuseBuffer: true });
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",

@@ -97,3 +97,28 @@ describe("createMessageSerializer", () => {
     expect(bytes.byteLength).toBe(7);
   });
 });
+
+describe("createMessageSerializer with reuseBuffer", () => {
+  const message = (value: Uint8Array) => create(ExecResponseSchema, { response: { case: "stdout", value } });
+
+  it("encodes each message exactly, and hands out the same memory each time", () => {
+    const serialize = createMessageSerializer(ExecResponseSchema, { reuseBuffer: true });
+    const first = serialize(message(bytesOf(1000)));
+    expect(Buffer.compare(first, Buffer.from(toBinary(ExecResponseSchema, message(bytesOf(1000)))))).toBe(0);
+    const copy = Buffer.from(first);
+    const second = serialize(message(new Uint8Array(1000).fill(9)));
+    expect(second.buffer).toBe(first.buffer);
+    expect(
+      Buffer.compare(second, Buffer.from(toBinary(ExecResponseSchema, message(new Uint8Array(1000).fill(9))))),
+    ).toBe(0);
+    expect(Buffer.compare(copy, first)).not.toBe(0);
+  });
+
+  it("gives a message larger than the reused buffer memory of its own", () => {
+    const serialize = createMessageSerializer(ExecResponseSchema, { reuseBuffer: true });
+    const small = serialize(message(bytesOf(10)));
+    const large = serialize(message(bytesOf(3_000_000)));
+    expect(large.buffer).not.toBe(small.buffer);
+    expect(Buffer.compare(large, Buffer.from(toBinary(ExecResponseSchema, message(bytesOf(3_000_000)))))).toBe(0);
+  });
+});
