@@ -6,3 +6,10 @@ export {
   type HostileScenario,
   startHostileAgent,
 } from "./hostile-agent.js";
+export {
+  type HybridVsockEndpoint,
+  type HybridVsockEndpointOptions,
+  type HybridVsockEndpointStats,
+  type HybridVsockFault,
+  startHybridVsockEndpoint,
+} from "./hybrid-vsock-endpoint.js";

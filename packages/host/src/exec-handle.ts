@@ -1,0 +1,378 @@
+// A running command: its output as an async iterable, its stdin, resize(), kill(), its
+// pid and its exit. One Exec call on the shared connection.
+import { Writable } from "node:stream";
+import { create } from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import { CHUNK_SIZE, type ExecRequest, ExecRequestSchema, type ExecResponse, type ExecStart } from "@guestkit/protocol";
+import type { ExecOptions } from "./exec-request.js";
+import { checkSize, signalName } from "./exec-request.js";
+import type { GuestConnection } from "./guest-connection.js";
+import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
+import { OutputQueue } from "./output-queue.js";
+
+/** A piece of a command's output. */
+export interface ExecOutput {
+  readonly stream: "stdout" | "stderr";
+  readonly data: Uint8Array;
+}
+
+/** How a command ended. A non-zero code or a signal death is data, not an error. */
+export interface ExitStatus {
+  /**
+   * What a shell would report: the command's own code; 128+N after signal N; 124 after
+   * the timeout; 127 when the command was not found, 126 when it could not be started.
+   */
+  readonly code: number;
+  /** The signal that ended it ("SIGKILL"), or null. */
+  readonly signal: string | null;
+  /** The timeout fired and the process group was killed. */
+  readonly timedOut: boolean;
+  /**
+   * A background process kept the output open after the command exited; the agent
+   * stopped reading after a bounded drain time, so its later output is missing.
+   */
+  readonly truncated: boolean;
+  /** The command never ran (code 126 or 127); `startError` says why. */
+  readonly startFailed: boolean;
+  readonly startError: string | null;
+}
+
+/** A running command. Iterate it for output; await `exit` for the end. */
+export interface ExecHandle extends AsyncIterable<ExecOutput> {
+  /** The command's stdin, when exec() was asked for it (`stdin: true`): end() is EOF. */
+  readonly stdin: Writable | null;
+  /** The command's pid in the guest, once it started (undefined before, or from an old agent). */
+  readonly pid: number | undefined;
+  /**
+   * Resolves with the pid once the command started; with undefined if it failed to start
+   * or the agent does not report pids; rejects like `exit` if the call failed before.
+   */
+  readonly started: Promise<number | undefined>;
+  /**
+   * Resolves when the command ended. Rejects with a GuestError only when the outcome is
+   * unknown: the agent could not be reached, the connection dropped, the call was
+   * cancelled, or the agent broke the protocol.
+   */
+  readonly exit: Promise<ExitStatus>;
+  /** Output bytes dropped because nobody was iterating (see ExecOptions.unconsumedOutputLimit). */
+  readonly droppedBytes: number;
+  /** Sets the terminal size (tty mode). Ignored once the command ended. */
+  resize(rows: number, cols: number): void;
+  /**
+   * Sends a signal to the command's whole process group: a name ("TERM", "SIGINT") or
+   * a number. Default SIGTERM. Ignored once the command ended.
+   */
+  kill(signal?: string | number): void;
+}
+
+/** What exec() needs from the client. */
+export interface ExecContext {
+  readonly connection: GuestConnection;
+  /** Registers a running call so client.close() can end it; returns the unregister function. */
+  track(cancel: (error: GuestError) => void): () => void;
+}
+
+// Queued output above which the stream is paused while someone iterates.
+const OUTPUT_HIGH_WATER_BYTES = 1024 * 1024;
+const DEFAULT_UNCONSUMED_LIMIT_BYTES = 1024 * 1024;
+// A guest must not make the host hold arbitrary text in error fields.
+const MAX_GUEST_TEXT = 4096;
+// With a timeout the agent ends the command itself; if no exit arrives this long after
+// it should have, the guest is not to be trusted to send one and the call is ended.
+const TIMEOUT_BACKSTOP_MS = 30_000;
+
+/** Starts a command (connecting first if needed) and returns its handle at once. */
+export function startExec(context: ExecContext, start: ExecStart, options: ExecOptions): ExecHandle {
+  return new RunningExec(context, start, options);
+}
+
+class RunningExec implements ExecHandle {
+  readonly stdin: Writable | null;
+  readonly started: Promise<number | undefined>;
+  readonly exit: Promise<ExitStatus>;
+  #pid: number | undefined;
+  readonly #context: ExecContext;
+  readonly #options: ExecOptions;
+  readonly #where: string;
+  readonly #output: OutputQueue<ExecOutput>;
+  #call: grpc.ClientDuplexStream<ExecRequest, ExecResponse> | undefined;
+  // Control messages asked for before the call was up, sent right after start.
+  #pending: ExecRequest[] = [];
+  #writable = true;
+  #finished = false;
+  #exitCode: number | undefined;
+  #exitDetail: ExitStatus | undefined;
+  #resolveStarted!: (pid: number | undefined) => void;
+  #rejectStarted!: (error: unknown) => void;
+  #resolveExit!: (status: ExitStatus) => void;
+  #rejectExit!: (error: unknown) => void;
+  #callUp: Promise<boolean>;
+  #setCallUp!: (up: boolean) => void;
+  #untrack: () => void;
+
+  constructor(context: ExecContext, start: ExecStart, options: ExecOptions) {
+    this.#context = context;
+    this.#options = options;
+    this.#where = `${context.connection.context}: exec ${start.command[0]}`;
+    this.started = new Promise((resolve, reject) => {
+      this.#resolveStarted = resolve;
+      this.#rejectStarted = reject;
+    });
+    this.exit = new Promise((resolve, reject) => {
+      this.#resolveExit = resolve;
+      this.#rejectExit = reject;
+    });
+    // Both are also reported through the iterator; a caller who looks at only one of
+    // them must not get an unhandled rejection from the other.
+    this.started.catch(() => {});
+    this.exit.catch(() => {});
+    this.#callUp = new Promise((resolve) => {
+      this.#setCallUp = resolve;
+    });
+    this.#output = new OutputQueue<ExecOutput>({
+      highWaterBytes: OUTPUT_HIGH_WATER_BYTES,
+      unconsumedLimitBytes: options.unconsumedOutputLimit ?? DEFAULT_UNCONSUMED_LIMIT_BYTES,
+      pause: () => this.#call?.pause(),
+      resume: () => this.#call?.resume(),
+    });
+    this.stdin = options.stdin ? this.#createStdin() : null;
+    this.#untrack = context.track((error) => this.#abandon(error));
+    void this.#begin(start);
+  }
+
+  get pid(): number | undefined {
+    return this.#pid;
+  }
+
+  get droppedBytes(): number {
+    return this.#output.droppedBytes;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<ExecOutput> {
+    return this.#output[Symbol.asyncIterator]();
+  }
+
+  resize(rows: number, cols: number): void {
+    const bad = (text: string) => new GuestError(Code.INVALID_ARGUMENT, text, { context: this.#where });
+    checkSize(rows, "rows", bad);
+    checkSize(cols, "cols", bad);
+    this.#control(create(ExecRequestSchema, { request: { case: "resize", value: { rows, cols } } }));
+  }
+
+  kill(signal: string | number = "SIGTERM"): void {
+    const name = signalName(signal, this.#where);
+    if (this.#options.legacy) {
+      throw new GuestError(Code.UNIMPLEMENTED, "kill() needs a guestkit agent; the legacy protocol has no signals", {
+        context: this.#where,
+      });
+    }
+    this.#control(create(ExecRequestSchema, { request: { case: "signal", value: { name } } }));
+  }
+
+  async #begin(start: ExecStart): Promise<void> {
+    const signal = this.#options.signal;
+    let channel: Awaited<ReturnType<GuestConnection["ready"]>>;
+    try {
+      channel = await this.#context.connection.ready({
+        ...(this.#options.connectTimeoutMs !== undefined
+          ? { deadline: Date.now() + this.#options.connectTimeoutMs }
+          : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      this.#fail(toGuestError(error, this.#where));
+      return;
+    }
+    if (this.#finished) return;
+    const callOptions: Partial<grpc.CallOptions> = {};
+    if (start.timeoutSeconds > 0) callOptions.deadline = Date.now() + start.timeoutSeconds * 1000 + TIMEOUT_BACKSTOP_MS;
+    const call = channel.guest.exec(channel.metadata(), callOptions);
+    this.#call = call;
+    call.on("data", (response: ExecResponse) => this.#onResponse(response));
+    // Errors arrive again as the status; this listener keeps them from being thrown.
+    call.on("error", () => {});
+    let status: grpc.StatusObject | undefined;
+    let ended = false;
+    const settle = () => {
+      if (!status || this.#finished) return;
+      if (status.code !== 0) this.#onFailedStatus(status);
+      else if (ended) this.#onStreamEnd();
+    };
+    call.on("status", (received: grpc.StatusObject) => {
+      status = received;
+      settle();
+    });
+    call.on("end", () => {
+      ended = true;
+      settle();
+    });
+    if (signal) {
+      const onAbort = () => this.#abandon(cancelledError(signal, this.#where));
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.exit.then(
+        () => signal.removeEventListener("abort", onAbort),
+        () => signal.removeEventListener("abort", onAbort),
+      );
+    }
+    this.#write(create(ExecRequestSchema, { request: { case: "start", value: start } }));
+    if (!this.stdin) this.#sendStdinEof();
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const message of pending) this.#write(message);
+    this.#setCallUp(true);
+  }
+
+  #onResponse(response: ExecResponse): void {
+    const message = response.response;
+    switch (message.case) {
+      case "stdout":
+      case "stderr":
+        if (this.#exitCode === undefined && message.value.byteLength > 0) {
+          this.#output.push({ stream: message.case, data: message.value });
+        }
+        return;
+      case "started":
+        if (this.#pid === undefined && message.value.pid > 0) {
+          this.#pid = message.value.pid;
+          this.#resolveStarted(this.#pid);
+        }
+        return;
+      case "exit": {
+        const exit = message.value;
+        this.#exitDetail = {
+          code: exit.code,
+          signal: exit.signal ? exit.signal.slice(0, 32) : null,
+          timedOut: exit.timedOut,
+          truncated: exit.outputTruncated,
+          startFailed: exit.startFailed,
+          startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
+        };
+        return;
+      }
+      case "exitCode":
+        this.#exitCode = message.value;
+        // Nothing more to send: the command is gone.
+        this.#endWrites();
+        return;
+      default:
+        return;
+    }
+  }
+
+  #onStreamEnd(): void {
+    if (this.#exitCode === undefined) {
+      this.#fail(
+        new GuestError(Code.INTERNAL, "the agent ended the call without an exit code", {
+          reason: "protocol",
+          context: this.#where,
+        }),
+      );
+      return;
+    }
+    const detail = this.#exitDetail;
+    const exit: ExitStatus =
+      detail && detail.code === this.#exitCode
+        ? detail
+        : {
+            code: this.#exitCode,
+            signal: null,
+            timedOut: false,
+            truncated: false,
+            startFailed: false,
+            startError: null,
+          };
+    this.#finish();
+    this.#resolveStarted(this.#pid);
+    this.#output.end();
+    this.#resolveExit(exit);
+  }
+
+  #onFailedStatus(status: grpc.StatusObject): void {
+    this.#fail(errorFromStatus(status, this.#where));
+  }
+
+  // Ends the call from this side (abort, client closed) with `error` as the outcome.
+  #abandon(error: GuestError): void {
+    if (this.#finished) return;
+    this.#fail(error);
+    this.#call?.cancel();
+  }
+
+  #fail(error: GuestError): void {
+    if (this.#finished) return;
+    this.#finish();
+    this.#rejectStarted(error);
+    this.#output.fail(error);
+    this.#rejectExit(error);
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    this.#writable = false;
+    this.#untrack();
+    this.#setCallUp(false);
+    // A stdin stream nobody will read again: let pending writes complete as discarded.
+    this.#call?.resume();
+  }
+
+  #control(message: ExecRequest): void {
+    if (this.#finished || !this.#writable) return;
+    if (!this.#call) this.#pending.push(message);
+    else this.#write(message);
+  }
+
+  #write(message: ExecRequest, callback?: () => void): void {
+    if (!this.#writable || !this.#call) {
+      callback?.();
+      return;
+    }
+    this.#call.write(message, callback ? () => callback() : undefined);
+  }
+
+  #sendStdinEof(): void {
+    if (this.#options.legacy) this.#endWrites();
+    else this.#write(create(ExecRequestSchema, { request: { case: "stdinClose", value: {} } }));
+  }
+
+  #endWrites(): void {
+    if (!this.#writable) return;
+    this.#writable = false;
+    this.#call?.end();
+  }
+
+  #createStdin(): Writable {
+    return new Writable({
+      highWaterMark: CHUNK_SIZE,
+      write: (chunk: Buffer, _encoding, callback) => {
+        void this.#callUp.then((up) => {
+          if (!up || chunk.length === 0) {
+            // The command is gone (or never came): its input goes nowhere, as with a
+            // closed pipe, without an error event nobody listens for.
+            callback();
+            return;
+          }
+          for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
+            const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
+            const last = offset + CHUNK_SIZE >= chunk.length;
+            // The callback of the last piece fires once grpc-js handed it to HTTP/2,
+            // whose flow control waits for the agent: that is the backpressure.
+            this.#write(
+              create(ExecRequestSchema, { request: { case: "stdin", value: piece } }),
+              last ? callback : undefined,
+            );
+          }
+        });
+      },
+      final: (callback) => {
+        void this.#callUp.then((up) => {
+          if (up && !this.#finished) this.#sendStdinEof();
+          callback();
+        });
+      },
+    });
+  }
+}
