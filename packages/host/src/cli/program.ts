@@ -1,0 +1,156 @@
+// guestctl's command line: the commands, their options and help, and how commander's
+// own errors become guestctl's one-line errors and exit statuses.
+import { readFileSync } from "node:fs";
+import { Command, type CommanderError } from "commander";
+import { TARGET_FORMS } from "../target.js";
+import { addConnectionOptions, TARGET_ENV, TOKEN_FILE_ENV } from "./connection-flags.js";
+import { type CpFlags, cpCommand } from "./cp-command.js";
+import { type ExecFlags, execCommand } from "./exec-command.js";
+import { CliError, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit-status.js";
+import { type ProxyFlags, proxyCommand } from "./proxy-command.js";
+import { PROXY_LISTEN_FORMS } from "./proxy-listen-address.js";
+import { type StatFlags, statCommand } from "./stat-command.js";
+import { DEFAULT_WAIT_SECONDS, type WaitFlags, waitCommand } from "./wait-command.js";
+
+const MAIN_HELP = `
+Targets: ${TARGET_FORMS}.
+  hvsock:/run/vm.vsock     Cloud Hypervisor or Firecracker hybrid vsock socket, guest port 2222
+  vsock:3                  kernel vsock (QEMU vhost-vsock), guest CID 3, port 2222
+  unix:/tmp/agent.sock     an agent listening on a Unix socket
+The target may also come from $${TARGET_ENV}, the token file from $${TOKEN_FILE_ENV}.
+
+Exit status: exec exits with the command's status (128+N after signal N, 124 on
+timeout, 126/127 when it could not start) and 255 when guestctl itself fails.
+Other commands: 0 success, 1 failure, 2 bad usage, 255 agent unreachable.
+
+Examples:
+  guestctl --target hvsock:/run/vm.vsock exec -- uname -a
+  guestctl --target hvsock:/run/vm.vsock exec -it -- sh
+  guestctl --target hvsock:/run/vm.vsock cp ./app guest:/opt/
+  guestctl --target hvsock:/run/vm.vsock proxy --listen unix:/tmp/agent.sock
+`;
+
+const EXEC_HELP = `
+Without -i the command sees end-of-file on stdin at once. Without -t, Ctrl-C, SIGTERM,
+SIGHUP and SIGQUIT are sent to the command's process group; the third one makes
+guestctl stop waiting (the agent then kills the command). With -t the local terminal is
+in raw mode (every key goes to the command) and its size follows the local window.
+`;
+
+const CP_HELP = `
+Exactly one of SRC and DST is written guest:PATH (an absolute path in the guest).
+As docker cp: a directory is copied as a whole; SRC/. copies its contents; a DST that
+is an existing directory receives SRC inside it. Regular files, directories and
+symlinks are copied with their modes and modification times; FIFOs, sockets and
+devices are skipped and listed. Setuid/setgid bits are dropped.
+`;
+
+/** guestctl's version (the host package's). */
+export function version(): string {
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+/**
+ * Builds the program. Running it sets the status through `done`; commander's errors are
+ * thrown as CliErrors (and its help and version as CommanderErrors with status 0).
+ */
+export function createProgram(done: (status: number) => void): Command {
+  const program = new Command("guestctl")
+    .description("Drive a guestkit (or compatible) guest agent: run commands and move files in and out of a microVM.")
+    .version(version(), "-V, --version", "print guestctl's version")
+    .helpOption("-h, --help", "show help")
+    .helpCommand(false)
+    .enablePositionalOptions()
+    .configureOutput({ outputError: () => {} })
+    .exitOverride(commanderExit("guestctl", EXIT_USAGE))
+    .addHelpText("after", MAIN_HELP);
+  addConnectionOptions(program);
+
+  const exec = program
+    .command("exec")
+    .description("run a command in the guest")
+    .usage("[options] [--] COMMAND [ARG...]")
+    .option("-i, --interactive", "send stdin to the command (its EOF too)")
+    .option("-t, --tty", "run the command on a terminal; the local terminal goes raw and its size is followed")
+    .option(
+      "-e, --env <NAME=VALUE>",
+      "set an environment variable (repeatable; NAME alone passes the local value)",
+      collect,
+      [],
+    )
+    .option("-w, --workdir <dir>", "working directory in the guest")
+    .option("-u, --user <user>", "run as this user: a name, a uid or uid:gid")
+    .option("--timeout <seconds>", "kill the command after this many whole seconds (exit status 124)")
+    .argument("<command...>", "the command and its arguments")
+    .passThroughOptions()
+    .exitOverride(commanderExit("guestctl exec", EXIT_UNREACHABLE))
+    .addHelpText("after", EXEC_HELP)
+    .action(async (command: string[], _options: unknown, self: Command) => {
+      done(await execCommand(command, self.optsWithGlobals<ExecFlags>()));
+    });
+  addConnectionOptions(exec);
+
+  const cp = program
+    .command("cp")
+    .description("copy files or trees between the host and the guest")
+    .usage("[options] SRC DST")
+    .option("-a, --archive", "keep ownership (uid and gid) exactly")
+    .option("-L, --follow-link", "follow symlinks in SRC (copy what they point to)")
+    .option("--json", "print what was copied as JSON")
+    .argument("<src>", "a local path or guest:PATH")
+    .argument("<dst>", "a local path or guest:PATH")
+    .addHelpText("after", CP_HELP)
+    .action(async (source: string, destination: string, _options: unknown, self: Command) => {
+      done(await cpCommand(source, destination, self.optsWithGlobals<CpFlags>()));
+    });
+  addConnectionOptions(cp);
+
+  const stat = program
+    .command("stat")
+    .description("describe a path in the guest (exit status 1 if it does not exist)")
+    .usage("[options] PATH")
+    .option("-L, --dereference", "describe what a symlink points to")
+    .option("--json", "print as JSON")
+    .argument("<path>", "an absolute guest path (guest: in front is allowed)")
+    .action(async (path: string, _options: unknown, self: Command) => {
+      done(await statCommand(path, self.optsWithGlobals<StatFlags>()));
+    });
+  addConnectionOptions(stat);
+
+  const wait = program
+    .command("wait")
+    .description("wait until the agent answers its health check")
+    .option("--timeout <seconds>", `give up after this long (default ${DEFAULT_WAIT_SECONDS})`)
+    .action(async (_options: unknown, self: Command) => {
+      done(await waitCommand(self.optsWithGlobals<WaitFlags>()));
+    });
+  addConnectionOptions(wait);
+
+  const proxy = program
+    .command("proxy")
+    .description("serve the agent on a local socket for plain gRPC tools (grpcurl, buf curl)")
+    .requiredOption("--listen <address>", PROXY_LISTEN_FORMS)
+    .action(async (_options: unknown, self: Command) => {
+      done(await proxyCommand(self.optsWithGlobals<ProxyFlags>()));
+    });
+  addConnectionOptions(proxy);
+
+  return program;
+}
+
+// No default value: commander would print "(default: [])" in the help.
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+// Help and --version end with status 0; every other commander error becomes a one-line
+// CliError with `status` (exec's is 255: its other statuses belong to the command).
+function commanderExit(name: string, status: number): (error: CommanderError) => never {
+  return (error) => {
+    if (error.code === "commander.helpDisplayed" || error.code === "commander.version") throw error;
+    if (error.code === "commander.help") throw new CliError(`a command is needed (see ${name} --help)`, status);
+    const text = error.message.replace(/^error: /, "").trim();
+    throw new CliError(`${text} (see ${name} --help)`, status, { cause: error });
+  };
+}

@@ -1,0 +1,126 @@
+// `guestctl proxy`: a local plain-gRPC endpoint for tools that cannot dial a hybrid
+// vsock socket themselves (grpcurl, `buf curl`). Every connection accepted is dialed
+// through the library's dialer (the CONNECT/OK handshake included) and the two are
+// joined byte for byte: the proxy does not parse gRPC, so every method, reflection and
+// health work as they would directly. Runs until SIGINT, SIGTERM or SIGHUP, then
+// closes every connection and removes its socket.
+import { lstat, unlink } from "node:fs/promises";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { dialWithRetry } from "../connect-retry.js";
+import { splice } from "../socket-splice.js";
+import { formatTarget } from "../target.js";
+import { type ConnectionFlags, parseSeconds, resolveTarget } from "./connection-flags.js";
+import { CliError, messageOf, printable, usageError } from "./exit-status.js";
+import { type ProxyListenAddress, parseProxyListenAddress } from "./proxy-listen-address.js";
+
+/** The options of `proxy` as commander parses them. */
+export interface ProxyFlags extends ConnectionFlags {
+  listen?: string;
+}
+
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** Runs the proxy until a stop signal; resolves with the exit status. */
+export async function proxyCommand(flags: ProxyFlags): Promise<number> {
+  if (flags.listen === undefined) throw usageError("proxy needs --listen unix:PATH or --listen tcp:127.0.0.1:PORT");
+  const address = parseProxyListenAddress(flags.listen);
+  const target = resolveTarget(flags);
+  const connectTimeoutMs =
+    flags.connectTimeout === undefined ? 0 : parseSeconds(flags.connectTimeout, "--connect-timeout") * 1000;
+  if (flags.tokenFile !== undefined) {
+    throw usageError("proxy passes bytes through and cannot add a token; the client must send it");
+  }
+  // Handlers first: a stop signal that comes while setting up must still clean up.
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    for (const name of STOP_SIGNALS) process.once(name, () => resolve(name));
+  });
+  const connections = new Set<Socket>();
+  const server = createServer({ pauseOnConnect: true }, (local) => {
+    connections.add(local);
+    local.on("error", () => {});
+    const dialing = new AbortController();
+    local.once("close", () => {
+      connections.delete(local);
+      dialing.abort();
+    });
+    dialWithRetry(target, { connectTimeoutMs, signal: dialing.signal }).then(
+      (remote) => {
+        if (local.destroyed) {
+          remote.destroy();
+          return;
+        }
+        connections.add(remote);
+        remote.once("close", () => connections.delete(remote));
+        void splice(local, remote);
+      },
+      (error: unknown) => {
+        if (!dialing.signal.aborted) process.stderr.write(`guestctl: proxy: ${messageOf(error)}\n`);
+        local.destroy();
+      },
+    );
+  });
+  const shown = await listen(server, address);
+  const ownSocket = address.kind === "unix" ? await lstat(address.path) : undefined;
+  process.stderr.write(
+    `guestctl: proxy on ${printable(shown)} -> ${printable(formatTarget(target))} (stop with Ctrl-C)\n`,
+  );
+  const signal = await stopped;
+  process.stderr.write(`guestctl: proxy: ${signal}, stopping\n`);
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const socket of connections) socket.destroy();
+  await closed;
+  if (address.kind === "unix" && ownSocket) {
+    // Remove the socket only if it is still the one we created.
+    const now = await lstat(address.path).catch(() => undefined);
+    if (now && now.ino === ownSocket.ino && now.dev === ownSocket.dev) await unlink(address.path).catch(() => {});
+  }
+  return 0;
+}
+
+// Listens; resolves with the address as the user should write it (the real port for port 0).
+async function listen(server: Server, address: ProxyListenAddress): Promise<string> {
+  if (address.kind === "unix") await clearStaleSocket(address.path);
+  // The socket gives root in the guest to whoever can connect: only our own user may.
+  const umask = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      const done = () => {
+        server.off("error", reject);
+        resolve();
+      };
+      if (address.kind === "unix") server.listen(address.path, done);
+      else server.listen(address.port, address.host, done);
+    });
+  } catch (error) {
+    throw new CliError(`cannot listen on ${printable(describe(address))}: ${messageOf(error)}`);
+  } finally {
+    process.umask(umask);
+  }
+  if (address.kind === "unix") return `unix:${address.path}`;
+  const bound = server.address();
+  const port = typeof bound === "object" && bound ? bound.port : address.port;
+  return address.host.includes(":") ? `tcp:[${address.host}]:${port}` : `tcp:${address.host}:${port}`;
+}
+
+// A socket file left by a proxy that died is replaced; a live one, or anything that is
+// not a socket, is not.
+async function clearStaleSocket(path: string): Promise<void> {
+  const info = await lstat(path).catch(() => undefined);
+  if (!info) return;
+  if (!info.isSocket()) throw new CliError(`${printable(path)} exists and is not a socket; not replacing it`);
+  const refused = await new Promise<boolean>((resolve) => {
+    const probe = connect({ path });
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "ECONNREFUSED"));
+  });
+  if (!refused) throw new CliError(`${printable(path)} is in use (or not ours to replace)`);
+  await unlink(path);
+}
+
+function describe(address: ProxyListenAddress): string {
+  return address.kind === "unix" ? `unix:${address.path}` : `tcp:${address.host}:${address.port}`;
+}
