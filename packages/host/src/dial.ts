@@ -9,7 +9,7 @@
 // share the same code path, the same timeouts and the same errors (real Node errno
 // values, not strings grpc-js made out of them).
 import { connect, type Socket } from "node:net";
-import { Code, cancelledError, connectErrorFromErrno, GuestError } from "./guest-error.js";
+import { Code, cancelledError, connectErrorFromErrno, errnoOf, GuestError } from "./guest-error.js";
 import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 import { dialVsock } from "./vsock-dial.js";
@@ -63,6 +63,15 @@ export async function dial(target: GuestTarget, options: DialOptions = {}): Prom
         return socket;
       } catch (error) {
         if (options.signal?.aborted) throw cancelledError(options.signal, context);
+        // Kernel vsock answers a port nobody listens on with a reset: the same "no
+        // listener" as the hybrid-vsock close, and just as worth retrying while booting.
+        if (errnoOf(error) === "ECONNRESET") {
+          throw new GuestError(Code.UNAVAILABLE, `no agent listening on port ${target.port}`, {
+            reason: "no-listener",
+            cause: error,
+            context,
+          });
+        }
         throw connectErrorFromErrno(error, context);
       }
   }

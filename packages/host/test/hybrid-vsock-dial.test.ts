@@ -218,7 +218,8 @@ describe("dialWithRetry", () => {
     socket.write("late");
     expect(await read(socket)).toBe("echo:late");
     const stats = endpoint.stats();
-    expect(stats.accepted).toBeGreaterThanOrEqual(4);
+    // At least the two that failed before the port was registered, each a new connection.
+    expect(stats.accepted).toBeGreaterThanOrEqual(3);
     expect(stats.lines.length).toBe(stats.accepted);
     expect(stats.joined).toBe(1);
   });
