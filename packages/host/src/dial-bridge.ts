@@ -4,6 +4,7 @@
 // it ~150 MiB/s, so it is not what limits throughput), in exchange for: every target
 // kind (vsock too, which grpc-js cannot open), no reliance on grpc-js internals, and
 // the real dial error (errno, handshake answer) kept for the caller.
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -18,6 +19,20 @@ export interface DialBridge {
   close(): Promise<void>;
 }
 
+// Bridges still open, so that a program that exits without closing its client (a CLI
+// calling process.exit(), an uncaught exception) does not leave temp dirs behind.
+const openDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function removeOnExit(dir: string): void {
+  openDirs.add(dir);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const open of openDirs) rmSync(open, { recursive: true, force: true });
+  });
+}
+
 /**
  * Opens a bridge. `connect` is called once per accepted connection and must resolve with
  * a socket to the agent (or reject: the accepted connection is then closed, which grpc-js
@@ -28,6 +43,7 @@ export async function openDialBridge(connect: (signal: AbortSignal) => Promise<S
   // mkdtemp creates the dir 0700: only this user can reach the socket, which matters
   // because whoever connects to it is talking to the agent (root in the guest).
   const dir = await mkdtemp(join(tmpdir(), "guestkit-bridge-"));
+  removeOnExit(dir);
   const path = join(dir, "agent.sock");
   const live = new Set<Socket>();
   const server: Server = createServer({ pauseOnConnect: true }, (accepted) => {
@@ -64,6 +80,7 @@ export async function openDialBridge(connect: (signal: AbortSignal) => Promise<S
       });
     });
   } catch (error) {
+    openDirs.delete(dir);
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
@@ -75,6 +92,7 @@ export async function openDialBridge(connect: (signal: AbortSignal) => Promise<S
         server.close(() => resolve());
         for (const socket of live) socket.destroy();
       });
+      openDirs.delete(dir);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,9 +1,11 @@
 // The client's connection: through the hybrid-vsock stand-in to the real agent, waiting
 // for an agent that comes up late, errors that say why, one shared HTTP/2 connection,
 // and a hung VM noticed by keepalive.
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openDialBridge } from "../src/dial-bridge.js";
@@ -250,5 +252,24 @@ describe("the dial bridge", () => {
     expect(mode).toBe(0o700);
     await bridge.close();
     await expect(stat(dirname(bridge.path))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it.each([
+    ["process.exit()", "process.exit(0);"],
+    ["an uncaught exception", "throw new Error('boom');"],
+  ])("is removed when a program ends by %s without closing its client", async (_how, ending) => {
+    const library = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+    const script = `
+      import { createGuestClient } from ${JSON.stringify(library)};
+      const client = createGuestClient(${JSON.stringify(`unix:${join(dir, "none.sock")}`)});
+      await client.stat("/").catch(() => {});
+      ${ending}
+    `;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...process.env, TMPDIR: dir },
+      stdio: "ignore",
+    });
+    await new Promise((resolve) => child.once("exit", resolve));
+    expect((await readdir(dir)).filter((name) => name.startsWith("guestkit-bridge-"))).toEqual([]);
   });
 });
