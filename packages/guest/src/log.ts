@@ -2,6 +2,14 @@
 // environment (they carry secrets): callers pass what is safe to print.
 
 let quiet = false;
+let broken = false;
+
+// When whoever reads our stderr goes away (a dead parent, a closed console), writes fail
+// with EPIPE. Logging must then stop quietly: reporting that failure would itself write
+// to stderr, fail again, and spin.
+process.stderr.on("error", () => {
+  broken = true;
+});
 
 /** Silences info lines (errors are always printed). */
 export function setQuiet(value: boolean): void {
@@ -9,9 +17,13 @@ export function setQuiet(value: boolean): void {
 }
 
 export function logInfo(message: string): void {
-  if (!quiet) process.stderr.write(`guest-agent: ${message}\n`);
+  if (!quiet) write(`guest-agent: ${message}\n`);
 }
 
 export function logError(message: string): void {
-  process.stderr.write(`guest-agent: error: ${message}\n`);
+  write(`guest-agent: error: ${message}\n`);
+}
+
+function write(line: string): void {
+  if (!broken) process.stderr.write(line);
 }

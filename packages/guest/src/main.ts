@@ -55,7 +55,10 @@ async function main(): Promise<number> {
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
   // A bug in one call must not take down every other call and running command.
-  process.on("uncaughtException", (error) => logError(`uncaught: ${error.stack ?? error.message}`));
+  process.on("uncaughtException", (error) => {
+    // A broken stdout/stderr is not worth a log line (see log.ts); anything else is.
+    if ((error as NodeJS.ErrnoException).code !== "EPIPE") logError(`uncaught: ${error.stack ?? error.message}`);
+  });
 
   try {
     for (const address of addresses) await agent.listen(address);
