@@ -39,6 +39,10 @@ export async function cpCommand(source: string, destination: string, flags: CpFl
   const options: CopyOptions = {
     followLinks: flags.followLink === true,
     preserveOwnership: flags.archive === true,
+    // As cp -a: with the owner kept exactly, setuid/setgid mean what they meant at the
+    // source; without it they would be granted by the receiver's user (root), so the
+    // library drops them.
+    keepSetuid: flags.archive === true,
   };
   let bar: ProgressBar | undefined;
   const stderr = process.stderr as WriteStream;
@@ -97,6 +101,7 @@ function reportSkipped(result: CopyResult): void {
     process.stderr.write(`guestctl: skipped ${printable(entry.path)}: ${printable(entry.reason)}\n`);
   }
   const rest = result.skippedCount - Math.min(result.skipped.length, SKIPPED_SHOWN);
-  if (rest > 0) process.stderr.write(`guestctl: skipped ${rest} more entries\n`);
-  process.stderr.write(`guestctl: warning: ${result.skippedCount} entries were left out; the copy is partial\n`);
+  if (rest > 0) process.stderr.write(`guestctl: skipped ${rest} more ${rest === 1 ? "entry" : "entries"}\n`);
+  const count = result.skippedCount === 1 ? "1 entry was" : `${result.skippedCount} entries were`;
+  process.stderr.write(`guestctl: warning: ${count} left out; the copy is partial\n`);
 }

@@ -42,7 +42,8 @@ Exactly one of SRC and DST is written guest:PATH (an absolute path in the guest)
 As docker cp: a directory is copied as a whole; SRC/. copies its contents; a DST that
 is an existing directory receives SRC inside it. Regular files, directories and
 symlinks are copied with their modes and modification times; FIFOs, sockets and
-devices are skipped and listed. Setuid/setgid bits are dropped.
+devices are skipped and listed. Without -a, the copy belongs to the receiving user and
+setuid/setgid bits are dropped.
 `;
 
 /** guestctl's version (the host package's). */
@@ -95,7 +96,7 @@ export function createProgram(done: (status: number) => void): Command {
     .command("cp")
     .description("copy files or trees between the host and the guest")
     .usage("[options] SRC DST")
-    .option("-a, --archive", "keep ownership (uid and gid) exactly")
+    .option("-a, --archive", "keep ownership (uid and gid) exactly, and with it setuid/setgid bits")
     .option("-L, --follow-link", "follow symlinks in SRC (copy what they point to)")
     .option("--json", "print what was copied as JSON")
     .argument("<src>", "a local path or guest:PATH")

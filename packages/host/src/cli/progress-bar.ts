@@ -33,6 +33,8 @@ export class ProgressBar {
     this.#options = options;
     this.#timer = setInterval(() => this.#tick(), REDRAW_MS);
     this.#timer.unref();
+    // Known to be large: drawn at once, so even a fast copy shows it was measured.
+    this.#tick();
   }
 
   /** Records progress (drawn at the next redraw). */
