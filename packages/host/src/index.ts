@@ -1,4 +1,14 @@
 export { type DialWithRetryOptions, dialWithRetry, retryDelayMs } from "./connect-retry.js";
+export { CopyError, type CopyErrorDetails, type CopyErrorKind } from "./copy-error.js";
+export { type CopyFromOptions, copyFrom } from "./copy-from.js";
+export { type CopyToOptions, copyTo } from "./copy-to.js";
+export {
+  type CopyOptions,
+  type CopyProgress,
+  type CopyResult,
+  MAX_SKIPPED_LISTED,
+  type SkippedEntry,
+} from "./copy-types.js";
 export {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,

@@ -45,6 +45,10 @@ export const HOSTILE_SCENARIOS = {
   "no-final": "`root`, a file `root/f`, its `end` without `final`, then the stream closes",
   "data-first": "data before any header",
   "many-entries": "`root`, then `count` empty files `root/d<i/1000>/f<i>` in directories of 1000, then the final end",
+  "shrunk-file":
+    "`root`, `root/f` declaring 100 bytes, 10 bytes, a `skipped` for `root/f` (as the agent reports a file that shrank), its `end`, then `root/g`",
+  "out-of-order":
+    "`root`, `root/a` (mode 0555), `root/b`, then `root/a/late`: legal but out of order, after `root/a` was left",
   setuid: "`root` (mode 02775), `root/suid` (04755), `root/sgid` (02755), `root/both` (06755), final end",
   benign: "`root`, `root/file` (5 bytes), `root/link -> file`, final end: a well-behaved transfer",
 } as const;
@@ -228,6 +232,15 @@ function* script(config: ServeConfig): Generator<Message> {
       yield end(true);
       return;
     }
+    case "shrunk-file":
+      yield* [dir("root"), end(), file("root/f", 100), data(10)];
+      yield { response: { case: "skipped", value: { path: "root/f", code: "SIZE_MISMATCH", reason: "shrank" } } };
+      yield* [end(), file("root/g", 2), data(2), end(true)];
+      return;
+    case "out-of-order":
+      yield* [dir("root"), end(), dir("root/a", 0o555), end(), dir("root/b"), end(), file("root/a/late", 4)];
+      yield* [data(4), end(true)];
+      return;
     case "setuid":
       yield* [dir("root", 0o2775), end(), file("root/suid", 4, 0o4755), data(4), end()];
       yield* [file("root/sgid", 4, 0o2755), data(4), end(), file("root/both", 4, 0o6755), data(4), end(true)];

@@ -1,0 +1,199 @@
+// Download: a guest file or tree into a local path, over one CopyFromGuest stream.
+//
+// Messages are taken one at a time and the next is read only once the previous one is
+// on disk, so a guest sending faster than the disk writes is held back by gRPC flow
+// control instead of filling memory. What the guest sends is checked by
+// LocalTreeWriter; this file runs the protocol around it: header, data..., end per
+// entry, and a final `end` that must arrive.
+//
+// On failure the entry being written is removed (it only ever existed under a temp
+// name); entries completed before the failure stay where they are, and the error says
+// the transfer is incomplete and how many there were.
+import { realpath, stat } from "node:fs/promises";
+import { basename, dirname, join, posix, resolve } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { CopyFromGuestRequestSchema, type CopyFromGuestResponse, type GuestServiceClient } from "@guestkit/protocol";
+import { abortedError, callError } from "./copy-call.js";
+import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
+import { CopyError } from "./copy-error.js";
+import { LocalTreeWriter } from "./copy-local-writer.js";
+import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
+import { errnoOf } from "./guest-error.js";
+
+/** Options of copyFrom. */
+export type CopyFromOptions = CopyOptions;
+
+/**
+ * Copies `guestPath` (absolute; a file, a symlink or a whole tree) out of the guest to
+ * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
+ * guest sends can write outside the destination: unsafe names, links and sizes fail the
+ * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). Setuid and setgid
+ * bits are dropped unless `keepSetuid`; ownership is applied only with
+ * `preserveOwnership`. Symlink targets must stay inside the copied tree (or, for a
+ * single link, inside the directory that receives it): relative, with their `..` only
+ * at the start.
+ */
+export async function copyFrom(
+  client: GuestServiceClient,
+  guestPath: string,
+  localPath: string,
+  options: CopyFromOptions = {},
+): Promise<CopyResult> {
+  const { signal } = options;
+  if (signal?.aborted) throw abortedError(signal);
+  const source = parseSource(guestPath);
+  if (!source.path.startsWith("/")) {
+    throw new CopyError("SOURCE", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
+  }
+  const local = await resolveDestination(parseDestination(localPath));
+  const writer = new LocalTreeWriter({
+    source,
+    baseName: posix.basename(source.path),
+    destination: local.spec,
+    destinationState: local.state,
+    preserveOwnership: options.preserveOwnership === true,
+    keepSetuid: options.keepSetuid === true,
+  });
+  const call = client.copyFromGuest(
+    create(CopyFromGuestRequestSchema, { path: source.path, followLinks: options.followLinks === true }),
+    options.metadata ?? new grpc.Metadata(),
+  );
+  const onAbort = () => call.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  const skipped = new SkippedList();
+  let bytes = 0;
+  let entries = 0;
+  let currentPath = "";
+  let partial = false;
+  // Data of files the guest gave up on part-way: moved, but not written at the destination.
+  let droppedBytes = 0;
+  const progress = () => notifyProgress(options, { bytes, entries, path: currentPath });
+  try {
+    let finished = false;
+    for await (const message of call as AsyncIterable<CopyFromGuestResponse>) {
+      if (signal?.aborted) throw abortedError(signal);
+      const response = message.response;
+      if (response.case === "header") {
+        currentPath = response.value.path;
+        await writer.begin(response.value);
+      } else if (response.case === "data") {
+        await writer.write(response.value);
+        bytes += response.value.byteLength;
+        progress();
+      } else if (response.case === "end") {
+        // A bare final `end` closes a transfer with nothing (left) to send, e.g. a skipped root.
+        if (writer.hasOpenEntry || !response.value.final) {
+          await writer.end();
+          entries = writer.entriesCompleted;
+          progress();
+        }
+        if (response.value.final) {
+          partial = response.value.partial;
+          finished = true;
+          break;
+        }
+      } else if (response.case === "skipped") {
+        const { path, reason, code } = response.value;
+        skipped.add({ path: path.slice(0, 4096), reason: reason.slice(0, 1000), code: code.slice(0, 100) });
+        // A skip of the file being received (it shrank, or a read failed): drop it and go on.
+        droppedBytes += (await writer.dropFile(path)) ?? 0;
+      } else if (response.case === "error") {
+        const { message: text, path, code } = response.value;
+        throw new CopyError("SOURCE", `guest: ${text.slice(0, 1000) || "copy failed"}`, {
+          path: path.slice(0, 4096) || guestPath,
+          ...(code === "" ? {} : { guestCode: code.slice(0, 100) }),
+        });
+      } else {
+        throw new CopyError("PROTOCOL", "protocol error: an empty or unknown message from the guest");
+      }
+    }
+    if (signal?.aborted) throw abortedError(signal);
+    if (!finished) {
+      throw new CopyError(
+        "PROTOCOL",
+        "the guest closed the stream without the final `end`: the transfer is incomplete",
+      );
+    }
+    await writer.finish();
+    if (writer.entriesCompleted !== entries) {
+      // The last commits finished after the final `end`: report the totals once more.
+      entries = writer.entriesCompleted;
+      progress();
+    }
+  } catch (error) {
+    await writer.discard();
+    throw incomplete(error, signal, writer.entriesCompleted, bytes);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    // Past the final `end` nothing more is wanted; on failure this stops the guest sending.
+    call.cancel();
+  }
+  return {
+    bytes: bytes - droppedBytes,
+    entries,
+    skipped: skipped.listed,
+    skippedCount: skipped.count,
+    partial: partial || skipped.count > 0,
+  };
+}
+
+/** The local destination with its path made absolute and resolved through links the user named. */
+async function resolveDestination(spec: DestinationSpec): Promise<{ spec: DestinationSpec; state: DestinationState }> {
+  const absolute = resolve(spec.path);
+  let real: string;
+  try {
+    real = await realpath(absolute);
+  } catch (error) {
+    if (errnoOf(error) !== "ENOENT") throw destinationError(absolute, error);
+    let parent: string;
+    try {
+      parent = await realpath(dirname(absolute));
+    } catch (parentError) {
+      throw destinationError(dirname(absolute), parentError);
+    }
+    return {
+      spec: { path: join(parent, basename(absolute)), trailingSlash: spec.trailingSlash },
+      state: { exists: false, isDir: false },
+    };
+  }
+  const stats = await stat(real);
+  if (!stats.isDirectory() && !stats.isFile()) {
+    throw new CopyError("DESTINATION", `${absolute} is neither a regular file nor a directory`, { path: absolute });
+  }
+  return {
+    spec: { path: real, trailingSlash: spec.trailingSlash },
+    state: { exists: true, isDir: stats.isDirectory() },
+  };
+}
+
+function destinationError(path: string, error: unknown): CopyError {
+  const errno = errnoOf(error);
+  const text = errno === "ENOENT" ? "does not exist" : error instanceof Error ? error.message : String(error);
+  return new CopyError("DESTINATION", `destination ${path}: ${text}`, {
+    path,
+    ...(errno === "" ? {} : { errno }),
+    cause: error,
+  });
+}
+
+/** The error a failed transfer rejects with, saying how much of it landed. */
+function incomplete(error: unknown, signal: AbortSignal | undefined, entries: number, bytes: number): CopyError {
+  const progress = { entriesCompleted: entries, bytesCompleted: bytes };
+  if (signal?.aborted) return abortedError(signal, progress);
+  const base = error instanceof CopyError ? error : callError(error, "CopyFromGuest");
+  const note =
+    entries > 0
+      ? ` (the transfer is incomplete: ${entries} entries completed before the failure were left in place)`
+      : "";
+  return new CopyError(base.kind, `${base.message}${note}`, {
+    code: base.code,
+    reason: base.reason,
+    ...(base.path === undefined ? {} : { path: base.path }),
+    ...(base.errno === undefined ? {} : { errno: base.errno }),
+    ...(base.guestCode === undefined ? {} : { guestCode: base.guestCode }),
+    ...progress,
+    cause: base.cause ?? error,
+  });
+}

@@ -1,0 +1,114 @@
+// Walks a local tree for an upload, one entry at a time. Directories are read as a
+// stream (opendir), never listed whole, so memory grows with the depth of the tree,
+// not with its size or with the size of its biggest directory.
+import type { BigIntStats, Dir } from "node:fs";
+import { lstat, opendir, readlink, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { errnoOf } from "./guest-error.js";
+
+/** One entry of a local tree, in pre-order (a directory before its contents). */
+export type LocalEntry =
+  | { kind: "file" | "dir"; relPath: string; absPath: string; stats: BigIntStats }
+  | { kind: "symlink"; relPath: string; absPath: string; stats: BigIntStats; linkTarget: string }
+  | { kind: "skipped"; relPath: string; absPath: string; reason: string; code: string };
+
+/** Options of walkLocalTree. */
+export interface LocalWalkOptions {
+  /** Report what links point to instead of the links. */
+  followLinks: boolean;
+  /** Follow the root if it is a link, even without followLinks (`link/` names the directory). */
+  followRoot?: boolean;
+}
+
+interface OpenDir {
+  dir: Dir;
+  relPath: string;
+  absPath: string;
+  /** dev:ino, to refuse a directory that contains itself through a followed link. */
+  id: string;
+}
+
+/**
+ * Yields `root` itself (relPath "") and, if it is a directory, everything under it.
+ * Entries that cannot be read, FIFOs, sockets, devices and link loops come out as
+ * `skipped` and the walk goes on. The root must be readable: its failure throws.
+ */
+export async function* walkLocalTree(root: string, options: LocalWalkOptions): AsyncGenerator<LocalEntry> {
+  const followRoot = options.followLinks || options.followRoot === true;
+  const rootStats = followRoot ? await stat(root, { bigint: true }) : await lstat(root, { bigint: true });
+  const open: OpenDir[] = [];
+  try {
+    const first = await describe(root, "", rootStats);
+    yield first;
+    if (first.kind === "dir") open.push(await openDir(root, "", rootStats));
+    while (open.length > 0) {
+      const top = open[open.length - 1] as OpenDir;
+      const dirent = await top.dir.read();
+      if (dirent === null) {
+        open.pop();
+        await top.dir.close();
+        continue;
+      }
+      const relPath = top.relPath === "" ? dirent.name : `${top.relPath}/${dirent.name}`;
+      const absPath = join(top.absPath, dirent.name);
+      let stats: BigIntStats;
+      try {
+        stats = await lstat(absPath, { bigint: true });
+        if (options.followLinks && stats.isSymbolicLink()) stats = await stat(absPath, { bigint: true });
+      } catch (error) {
+        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+        continue;
+      }
+      const entry = await describe(absPath, relPath, stats);
+      if (entry.kind !== "dir") {
+        yield entry;
+        continue;
+      }
+      const id = `${stats.dev}:${stats.ino}`;
+      if (open.some((ancestor) => ancestor.id === id)) {
+        yield { kind: "skipped", relPath, absPath, reason: "symlink loop: directory contains itself", code: "ELOOP" };
+        continue;
+      }
+      let child: OpenDir;
+      try {
+        child = await openDir(absPath, relPath, stats);
+      } catch (error) {
+        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+        continue;
+      }
+      open.push(child);
+      yield entry;
+    }
+  } finally {
+    // An abandoned walk (abort, failure) must not leak directory handles.
+    await Promise.all(open.map((entry) => entry.dir.close().catch(() => undefined)));
+  }
+}
+
+async function describe(absPath: string, relPath: string, stats: BigIntStats): Promise<LocalEntry> {
+  if (stats.isFile()) return { kind: "file", relPath, absPath, stats };
+  if (stats.isDirectory()) return { kind: "dir", relPath, absPath, stats };
+  if (stats.isSymbolicLink()) {
+    try {
+      return { kind: "symlink", relPath, absPath, stats, linkTarget: await readlink(absPath) };
+    } catch (error) {
+      return { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+    }
+  }
+  return {
+    kind: "skipped",
+    relPath,
+    absPath,
+    reason: "not a regular file, directory or symlink",
+    code: "SPECIAL_FILE",
+  };
+}
+
+async function openDir(absPath: string, relPath: string, stats: BigIntStats): Promise<OpenDir> {
+  // A small buffer: entries are consumed one by one, and deep trees keep one Dir per level.
+  return { dir: await opendir(absPath, { bufferSize: 32 }), relPath, absPath, id: `${stats.dev}:${stats.ino}` };
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

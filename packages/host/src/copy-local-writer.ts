@@ -1,0 +1,493 @@
+// Writes the entries of a download into the local destination, one at a time, and
+// refuses anything that would land outside it. Everything here distrusts the guest:
+// names and link targets are checked (path-safety.ts), every directory an entry goes
+// through is checked to be a real directory and not a symlink (whether the link came in
+// this transfer or was already there), files are written to a temp name in their
+// directory and renamed into place only once their declared size has arrived exactly.
+//
+// State is bounded by the depth of the tree, not its size: the stack of directories the
+// current entry sits in, and at most MAX_COMMITS_IN_FLIGHT file commits. A small file
+// costs several file system calls after its data (chmod, utimes, close, rename), each a
+// trip through libuv's thread pool; running a few commits at once while the next entries
+// arrive keeps a tree of many small files from being bound by that latency.
+//
+// A directory's mode and times are applied when the stream leaves it, after everything
+// inside it was written, so deepest first; a directory entered again later (a guest
+// sending entries out of order) has its mode and times restored when it is left again.
+import { randomBytes } from "node:crypto";
+import type { BigIntStats } from "node:fs";
+import { constants as fsConstants } from "node:fs";
+import {
+  chmod,
+  type FileHandle,
+  lchown,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  rename,
+  symlink,
+  unlink,
+  utimes,
+} from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { CopyFromGuestHeader } from "@guestkit/protocol";
+import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
+import { CopyError } from "./copy-error.js";
+import { errnoOf } from "./guest-error.js";
+import { linkTargetProblem, sanitizeMode, splitEntryPath } from "./path-safety.js";
+
+/** What a LocalTreeWriter needs to know about the copy. */
+export interface LocalTreeWriterOptions {
+  source: SourceSpec;
+  /** The source's own name: what it is called inside an existing destination directory. */
+  baseName: string;
+  /** The destination, with its path absolute and already resolved through links (the user's own path). */
+  destination: DestinationSpec;
+  destinationState: DestinationState;
+  preserveOwnership: boolean;
+  keepSetuid: boolean;
+}
+
+/** The kind of entry a header announced. */
+export type EntryKind = "file" | "dir" | "symlink";
+
+interface DirFrame {
+  /** Path relative to the copy root's target, "" for the root. */
+  rel: string;
+  depth: number;
+  local: string;
+  /** Attributes to apply on leaving; undefined leaves the directory as it is. */
+  final: { mode: number; uid: number; gid: number; chown: boolean; atime: number; mtime: number } | undefined;
+}
+
+interface OpenFile {
+  handle: FileHandle;
+  tempPath: string;
+  finalPath: string;
+  remaining: bigint;
+  declared: bigint;
+  header: CopyFromGuestHeader;
+}
+
+/** File commits (chmod, utimes, close, rename) allowed to run at once. */
+const MAX_COMMITS_IN_FLIGHT = 16;
+
+/** Writes one download's entries; see the file comment for the rules it enforces. */
+export class LocalTreeWriter {
+  private readonly options: LocalTreeWriterOptions;
+  private target = "";
+  private rootName: string | undefined;
+  private rootKind: EntryKind | undefined;
+  private readonly frames: DirFrame[] = [];
+  private file: OpenFile | undefined;
+  private pendingLink: { header: CopyFromGuestHeader; finalPath: string } | undefined;
+  private pendingDir = false;
+  /** The current file was dropped (the guest skipped it part-way); its `end` is still to come. */
+  private droppedFile = false;
+  /** File commits running, by final path; each settles without rejecting (see commitFailure). */
+  private readonly commits = new Map<string, Promise<void>>();
+  private commitFailure: unknown;
+  private completed = 0;
+
+  constructor(options: LocalTreeWriterOptions) {
+    this.options = options;
+  }
+
+  /** Entries written completely (a file counts once it is renamed into place). */
+  get entriesCompleted(): number {
+    return this.completed;
+  }
+
+  /** An entry was begun and its `end` has not come yet. */
+  get hasOpenEntry(): boolean {
+    return this.file !== undefined || this.pendingLink !== undefined || this.pendingDir || this.droppedFile;
+  }
+
+  /** Starts an entry. Throws a CopyError (UNSAFE_ENTRY, PROTOCOL, DESTINATION, LOCAL_IO) if it is refused. */
+  async begin(header: CopyFromGuestHeader): Promise<EntryKind> {
+    if (this.hasOpenEntry) {
+      throw protocol(header.path, "a header arrived before the previous entry's `end`");
+    }
+    this.throwIfCommitFailed();
+    const names = entryNames(header.path);
+    if (header.isDir && header.isSymlink)
+      throw protocol(header.path, "an entry cannot be both a directory and a symlink");
+    const kind: EntryKind = header.isDir ? "dir" : header.isSymlink ? "symlink" : "file";
+    if (kind !== "file" && header.size !== 0n) {
+      throw protocol(header.path, `a ${kind === "dir" ? "directory" : "symlink"} cannot carry data`);
+    }
+    if (header.size < 0n) throw protocol(header.path, `negative size ${header.size}`);
+    if (header.mtimeNanos > 999_999_999) throw protocol(header.path, `mtime_nanos out of range: ${header.mtimeNanos}`);
+
+    if (this.rootName === undefined) return this.beginRoot(header, names, kind);
+    if (names[0] !== this.rootName) {
+      throw unsafe(header.path, `outside the copied tree (its first name is not ${JSON.stringify(this.rootName)})`);
+    }
+    if (names.length === 1) throw protocol(header.path, "the copy root was sent twice");
+    if (this.rootKind !== "dir") throw unsafe(header.path, "an entry inside a root that is not a directory");
+    const rel = names.slice(1);
+    await this.enterParent(rel.slice(0, -1), header.path);
+    const local = join(this.target, ...rel);
+    // The same name sent twice: the earlier commit must land first.
+    await this.commits.get(local);
+    if (kind === "dir") {
+      await this.makeDir(local, rel.join("/"), rel.length, header);
+    } else if (kind === "symlink") {
+      // The link's own directory is `rel.length - 1` levels below the copy root.
+      this.checkLinkTarget(header, rel.length - 1);
+      this.pendingLink = { header, finalPath: local };
+    } else {
+      await this.openFile(local, header);
+    }
+    return kind;
+  }
+
+  /** Writes data of the current file. More than its header declared is refused. */
+  async write(data: Uint8Array): Promise<void> {
+    const file = this.file;
+    if (!file) throw protocol("", "data outside a file");
+    if (BigInt(data.byteLength) > file.remaining) {
+      throw new CopyError(
+        "SIZE_MISMATCH",
+        `${file.header.path}: the guest sent more data than the ${file.declared} bytes its header declared`,
+        { path: file.header.path },
+      );
+    }
+    let offset = 0;
+    while (offset < data.byteLength) {
+      const { bytesWritten } = await localIo(file.header.path, () =>
+        file.handle.write(data, offset, data.byteLength - offset, null),
+      );
+      offset += bytesWritten;
+    }
+    file.remaining -= BigInt(data.byteLength);
+  }
+
+  /**
+   * The guest gave up on the current file part-way (it shrank while being read, or a read
+   * failed) and said so with a `skipped` for it: the partial file is removed, never
+   * committed, and the transfer goes on. Resolves to the bytes dropped, or undefined if
+   * `path` is not the current file.
+   */
+  async dropFile(path: string): Promise<number | undefined> {
+    const file = this.file;
+    if (!file || file.header.path !== path) return undefined;
+    this.file = undefined;
+    this.droppedFile = true;
+    await file.handle.close().catch(() => undefined);
+    await unlink(file.tempPath).catch(() => undefined);
+    return Number(file.declared - file.remaining);
+  }
+
+  /** Completes the current entry: a file is renamed into place, a symlink created. */
+  async end(): Promise<void> {
+    if (this.droppedFile) {
+      this.droppedFile = false;
+      return;
+    }
+    if (this.file) {
+      const file = this.file;
+      if (file.remaining !== 0n) {
+        throw new CopyError(
+          "SIZE_MISMATCH",
+          `${file.header.path}: the guest ended the file after ${file.declared - file.remaining} of the ${file.declared} bytes its header declared`,
+          { path: file.header.path },
+        );
+      }
+      this.file = undefined;
+      await this.startCommit(file);
+      return;
+    }
+    if (this.pendingLink) {
+      const { header, finalPath } = this.pendingLink;
+      this.pendingLink = undefined;
+      const tempPath = join(dirname(finalPath), tempName());
+      try {
+        await localIo(header.path, async () => {
+          await symlink(header.linkTarget, tempPath);
+          if (this.options.preserveOwnership) await lchown(tempPath, header.uid, header.gid);
+          await lutimes(tempPath, nowSeconds(), mtimeOf(header));
+        });
+        await this.replace(tempPath, finalPath, header.path);
+      } catch (error) {
+        await unlink(tempPath).catch(() => undefined);
+        throw error;
+      }
+      this.completed += 1;
+      return;
+    }
+    if (this.pendingDir) {
+      this.pendingDir = false;
+      this.completed += 1;
+      return;
+    }
+    throw protocol("", "an `end` without an entry");
+  }
+
+  /** Waits for the last commits, then applies the attributes of every directory still open, deepest first. */
+  async finish(): Promise<void> {
+    await Promise.all(this.commits.values());
+    this.throwIfCommitFailed();
+    while (this.frames.length > 0) await this.leave(this.frames.pop() as DirFrame);
+  }
+
+  /**
+   * After a failure: removes the partly written file, and still applies the attributes of
+   * the directories written so far (best effort), so what did land looks right.
+   */
+  async discard(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    this.pendingLink = undefined;
+    this.droppedFile = false;
+    if (file) {
+      await file.handle.close().catch(() => undefined);
+      await unlink(file.tempPath).catch(() => undefined);
+    }
+    // Commits that fail remove their own temp file.
+    await Promise.all(this.commits.values());
+    while (this.frames.length > 0) await this.leave(this.frames.pop() as DirFrame).catch(() => undefined);
+  }
+
+  private async beginRoot(header: CopyFromGuestHeader, names: string[], kind: EntryKind): Promise<EntryKind> {
+    if (names.length !== 1) throw protocol(header.path, "the first entry must be the copy root itself");
+    const { source, baseName, destination, destinationState } = this.options;
+    const placement = placeCopy(source, kind === "dir", baseName, destination, destinationState);
+    this.target = placement.target;
+    this.rootName = names[0] as string;
+    this.rootKind = kind;
+    if (placement.createsDestination) {
+      const parent = await lstat(dirname(this.target)).catch(() => undefined);
+      if (!parent?.isDirectory()) {
+        throw new CopyError("DESTINATION", `directory ${dirname(this.target)} does not exist`, {
+          path: dirname(this.target),
+        });
+      }
+    }
+    if (kind === "dir") {
+      if (placement.mergeIntoExisting) {
+        this.frames.push({ rel: "", depth: 0, local: this.target, final: undefined });
+        this.pendingDir = true;
+      } else {
+        await this.makeDir(this.target, "", 0, header);
+      }
+    } else if (kind === "symlink") {
+      // A single link is contained by the directory that receives it.
+      this.checkLinkTarget(header, 0);
+      this.pendingLink = { header, finalPath: this.target };
+    } else {
+      await this.openFile(this.target, header);
+    }
+    return kind;
+  }
+
+  /** Makes sure the entry's parent directories are the open frames, leaving the others. */
+  private async enterParent(parentNames: string[], entryPath: string): Promise<void> {
+    const parentRel = parentNames.join("/");
+    while (this.frames.length > 1) {
+      const top = this.frames[this.frames.length - 1] as DirFrame;
+      if (parentRel === top.rel || parentRel.startsWith(`${top.rel}/`)) break;
+      this.frames.pop();
+      await this.leave(top);
+    }
+    const top = this.frames[this.frames.length - 1] as DirFrame;
+    for (let depth = top.depth + 1; depth <= parentNames.length; depth += 1) {
+      const rel = parentNames.slice(0, depth).join("/");
+      const local = join(this.target, rel);
+      await this.commits.get(local);
+      const stats = await lstat(local, { bigint: true }).catch((error: unknown) => {
+        if (errnoOf(error) === "ENOENT") throw protocol(entryPath, `arrived before its directory ${rel}`);
+        throw ioError(entryPath, error);
+      });
+      if (stats.isSymbolicLink()) throw unsafe(entryPath, `goes through the symbolic link ${rel}`);
+      if (!stats.isDirectory()) throw unsafe(entryPath, `goes through ${rel}, which is not a directory`);
+      // A directory entered again (the guest sent entries out of order): restore what it
+      // had on leaving, and meanwhile make sure we can write into it.
+      const final = restoreOf(stats);
+      if (final && (final.mode & 0o700) !== 0o700) await localIo(entryPath, () => chmod(local, final.mode | 0o700));
+      this.frames.push({ rel, depth, local, final });
+    }
+  }
+
+  private async makeDir(local: string, rel: string, depth: number, header: CopyFromGuestHeader): Promise<void> {
+    // Owner-only until it is left: nobody else sees a half-filled directory, and we can write into it.
+    const made = await mkdir(local, { mode: 0o700 }).then(
+      () => true,
+      (error: unknown) => {
+        if (errnoOf(error) === "EEXIST") return false;
+        throw ioError(header.path, error);
+      },
+    );
+    if (!made) {
+      const existing = await localIo(header.path, () => lstat(local));
+      if (existing.isSymbolicLink()) throw unsafe(header.path, `${local} exists and is a symbolic link`);
+      if (!existing.isDirectory()) {
+        throw new CopyError("DESTINATION", `cannot overwrite non-directory ${local} with a directory`, {
+          path: header.path,
+        });
+      }
+    }
+    this.frames.push({
+      rel,
+      depth,
+      local,
+      final: {
+        mode: sanitizeMode(header.mode, this.options.keepSetuid),
+        uid: header.uid,
+        gid: header.gid,
+        chown: this.options.preserveOwnership,
+        atime: nowSeconds(),
+        mtime: mtimeOf(header),
+      },
+    });
+    this.pendingDir = true;
+  }
+
+  private async openFile(finalPath: string, header: CopyFromGuestHeader): Promise<void> {
+    const tempPath = join(dirname(finalPath), tempName());
+    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+    const handle = await localIo(header.path, () => open(tempPath, flags, 0o600));
+    this.file = { handle, tempPath, finalPath, remaining: header.size, declared: header.size, header };
+  }
+
+  private checkLinkTarget(header: CopyFromGuestHeader, depth: number): void {
+    const problem = linkTargetProblem(header.linkTarget, depth);
+    if (problem) throw unsafe(header.path, `${problem}: ${JSON.stringify(header.linkTarget.slice(0, 200))}`);
+  }
+
+  /** Renames a finished temp entry over its final name, which must not be a directory. */
+  private async replace(tempPath: string, finalPath: string, entryPath: string): Promise<void> {
+    try {
+      await rename(tempPath, finalPath);
+    } catch (error) {
+      // rename(2) refuses to put a non-directory over a directory: EISDIR.
+      if (errnoOf(error) === "EISDIR" || errnoOf(error) === "ENOTEMPTY" || errnoOf(error) === "EEXIST") {
+        throw new CopyError("DESTINATION", `cannot overwrite directory ${finalPath} with a non-directory`, {
+          path: entryPath,
+          cause: error,
+        });
+      }
+      throw ioError(entryPath, error);
+    }
+  }
+
+  /**
+   * Commits a complete file in the background: ownership, mode, times, close, rename.
+   * Waits first if MAX_COMMITS_IN_FLIGHT are already running.
+   */
+  private async startCommit(file: OpenFile): Promise<void> {
+    while (this.commits.size >= MAX_COMMITS_IN_FLIGHT) await Promise.race(this.commits.values());
+    this.throwIfCommitFailed();
+    const { header } = file;
+    const commit = async () => {
+      try {
+        await localIo(header.path, async () => {
+          if (this.options.preserveOwnership) await file.handle.chown(header.uid, header.gid);
+          // After chown, which clears setuid and setgid.
+          await file.handle.chmod(sanitizeMode(header.mode, this.options.keepSetuid));
+          await file.handle.utimes(nowSeconds(), mtimeOf(header));
+        });
+      } finally {
+        await file.handle.close().catch(() => undefined);
+      }
+      await this.replace(file.tempPath, file.finalPath, header.path);
+    };
+    const task = commit()
+      .then(
+        () => {
+          this.completed += 1;
+        },
+        async (error: unknown) => {
+          this.commitFailure ??= error;
+          await unlink(file.tempPath).catch(() => undefined);
+        },
+      )
+      .finally(() => this.commits.delete(file.finalPath));
+    this.commits.set(file.finalPath, task);
+  }
+
+  private throwIfCommitFailed(): void {
+    if (this.commitFailure !== undefined) throw this.commitFailure;
+  }
+
+  private async leave(frame: DirFrame): Promise<void> {
+    // Renames into the directory change its mtime: they must all be done first.
+    const prefix = `${frame.local}/`;
+    await Promise.all([...this.commits].filter(([path]) => path.startsWith(prefix)).map(([, task]) => task));
+    const final = frame.final;
+    if (!final) return;
+    await localIo(frame.rel, async () => {
+      if (final.chown) await lchown(frame.local, final.uid, final.gid);
+      await chmod(frame.local, final.mode);
+      await utimes(frame.local, final.atime, final.mtime);
+    });
+  }
+}
+
+/** The names of a guest entry path, or an UNSAFE_ENTRY error. */
+function entryNames(path: string): string[] {
+  // The agent names the root "." when it is "/": allowed as the first name only.
+  if (path === ".") return ["."];
+  const dotRoot = path.startsWith("./");
+  const split = splitEntryPath(dotRoot ? path.slice(2) : path);
+  if ("problem" in split) throw unsafe(path, split.problem);
+  return dotRoot ? [".", ...split.names] : split.names;
+}
+
+function restoreOf(stats: BigIntStats): DirFrame["final"] {
+  return {
+    mode: Number(stats.mode) & 0o7777,
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+    chown: false,
+    atime: Number(stats.atimeNs) / 1e9,
+    mtime: Number(stats.mtimeNs) / 1e9,
+  };
+}
+
+// Node takes times as seconds in a double: about a microsecond of precision today, the
+// best its fs API offers.
+function mtimeOf(header: CopyFromGuestHeader): number {
+  return Number(header.mtime) + header.mtimeNanos / 1e9;
+}
+
+function nowSeconds(): number {
+  return Date.now() / 1000;
+}
+
+// Dot-prefixed so it stays out of sight; a random prefix per process so two copies into
+// one directory never collide (and O_EXCL would catch it if they did).
+const tempPrefix = `.guestkit-${randomBytes(6).toString("hex")}-`;
+let tempCounter = 0;
+function tempName(): string {
+  tempCounter += 1;
+  return `${tempPrefix}${tempCounter}.part`;
+}
+
+function unsafe(path: string, problem: string): CopyError {
+  return new CopyError("UNSAFE_ENTRY", `refused entry ${JSON.stringify(path.slice(0, 300))}: ${problem}`, { path });
+}
+
+function protocol(path: string, problem: string): CopyError {
+  const where = path === "" ? "" : ` at entry ${JSON.stringify(path.slice(0, 300))}`;
+  return new CopyError("PROTOCOL", `protocol error${where}: ${problem}`, { path });
+}
+
+function ioError(path: string, error: unknown): CopyError {
+  if (error instanceof CopyError) return error;
+  const errno = errnoOf(error);
+  return new CopyError("LOCAL_IO", `writing ${path}: ${error instanceof Error ? error.message : String(error)}`, {
+    path,
+    ...(errno === "" ? {} : { errno }),
+    cause: error,
+  });
+}
+
+async function localIo<T>(path: string, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    throw ioError(path, error);
+  }
+}

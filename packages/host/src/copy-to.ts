@@ -1,0 +1,325 @@
+// Upload: a local file or tree into the guest, over one CopyToGuest stream.
+//
+// The whole tree travels in one stream, entry after entry (start, data..., end), which
+// guestkit's agent accepts; a single file is one entry, which is also what the original
+// agent expects. Files are read CHUNK_SIZE at a time and the next chunk is read only
+// when the call accepts more, so memory stays flat whatever the size.
+import type { BigIntStats } from "node:fs";
+import { constants as fsConstants } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { basename, posix, resolve } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import {
+  CHUNK_SIZE,
+  type CopyToGuestRequest,
+  CopyToGuestRequestSchema,
+  type CopyToGuestResponse,
+  type GuestServiceClient,
+} from "@guestkit/protocol";
+import { abortedError, callError, statGuestPath } from "./copy-call.js";
+import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
+import { CopyError } from "./copy-error.js";
+import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
+import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
+import { errnoOf } from "./guest-error.js";
+import { sanitizeMode } from "./path-safety.js";
+
+/** Options of copyTo. */
+export type CopyToOptions = CopyOptions;
+
+/**
+ * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
+ * with the `docker cp` destination rules (see placeCopy). `guestPath` must be absolute.
+ * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
+ * skipped and listed in the result, which is then `partial`. Each guest file is
+ * committed atomically by the agent; on failure or abort, entries already committed
+ * stay and the error says how many there were.
+ */
+export async function copyTo(
+  client: GuestServiceClient,
+  localPath: string,
+  guestPath: string,
+  options: CopyToOptions = {},
+): Promise<CopyResult> {
+  const { signal, metadata } = options;
+  if (signal?.aborted) throw abortedError(signal);
+  const source = parseSource(localPath);
+  const destination = parseDestination(guestPath);
+  if (!destination.path.startsWith("/")) {
+    throw new CopyError("DESTINATION", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
+  }
+  const followLinks = options.followLinks ?? false;
+  const absSource = resolve(source.path);
+  const walk = walkLocalTree(absSource, { followLinks, followRoot: source.mustBeDir });
+  let first: LocalEntry;
+  try {
+    const step = await walk.next();
+    first = step.value as LocalEntry;
+  } catch (error) {
+    throw new CopyError("SOURCE", `cannot read ${localPath}: ${messageOf(error)}`, {
+      path: localPath,
+      ...errnoDetail(error),
+      cause: error,
+    });
+  }
+  try {
+    if (first.kind === "skipped") {
+      throw new CopyError("SOURCE", `cannot copy ${localPath}: ${first.reason}`, {
+        path: localPath,
+        errno: first.code,
+      });
+    }
+    const destState = await statGuestPath(client, destination.path, true, metadata, signal);
+    if (destState.error !== "") {
+      throw new CopyError("DESTINATION", `guest: cannot examine ${destination.path}: ${destState.error}`, {
+        path: destination.path,
+        guestCode: destState.errorCode,
+      });
+    }
+    const placement = placeCopy(source, first.kind === "dir", basename(absSource), destination, destState);
+    if (placement.createsDestination) {
+      const parent = posix.dirname(placement.target);
+      const parentState = await statGuestPath(client, parent, true, metadata, signal);
+      if (!parentState.exists || !parentState.isDir) {
+        throw new CopyError("DESTINATION", `guest directory ${parent} does not exist`, { path: parent });
+      }
+    }
+    return await upload(client, first, walk, placement, basename(absSource), options);
+  } finally {
+    await walk.return(undefined);
+  }
+}
+
+async function upload(
+  client: GuestServiceClient,
+  first: LocalEntry,
+  rest: AsyncGenerator<LocalEntry>,
+  placement: Placement,
+  rootName: string,
+  options: CopyToOptions,
+): Promise<CopyResult> {
+  const { signal } = options;
+  const { target, mergeIntoExisting: skipRoot } = placement;
+  // Paths in progress, skips and errors name the root as CopyFromGuest headers do: "root/dir/file".
+  const displayPath = (entry: LocalEntry) => (entry.relPath === "" ? rootName : `${rootName}/${entry.relPath}`);
+  const skipped = new SkippedList();
+  let bytes = 0;
+  let entries = 0;
+  let currentPath = "";
+  let call: grpc.ClientWritableStream<CopyToGuestRequest> | undefined;
+  const response = new Promise<CopyToGuestResponse>((resolve, reject) => {
+    call = client.copyToGuest(options.metadata ?? new grpc.Metadata(), {}, (error, value) => {
+      if (error) reject(error);
+      else if (value) resolve(value);
+      else reject(new Error("no response"));
+    });
+  });
+  const stream = call as grpc.ClientWritableStream<CopyToGuestRequest>;
+  // Settles when the guest answers, which it may do early (a failure mid-stream).
+  let answered = false;
+  const answer = response.then(
+    () => {
+      answered = true;
+    },
+    () => {
+      answered = true;
+    },
+  );
+  const onAbort = () => stream.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const progress = () => notifyProgress(options, { bytes, entries, path: currentPath });
+
+  const send = async (message: CopyToGuestRequest): Promise<void> => {
+    if (answered) throw new EarlyAnswer();
+    if (stream.write(message)) return;
+    await new Promise<void>((resolveDrain) => {
+      const done = () => {
+        stream.off("drain", done);
+        resolveDrain();
+      };
+      stream.on("drain", done);
+      void answer.then(done);
+    });
+    if (answered) throw new EarlyAnswer();
+  };
+
+  const sendEntry = async (entry: LocalEntry): Promise<void> => {
+    if (entry.kind === "skipped") {
+      skipped.add({ path: displayPath(entry), reason: entry.reason, code: entry.code });
+      return;
+    }
+    if (skipRoot && entry.relPath === "") return;
+    const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
+    currentPath = displayPath(entry);
+    if (entry.kind === "file") {
+      const file = await openSource(entry, options.followLinks === true || entry.relPath === "");
+      if ("skip" in file) {
+        if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
+        skipped.add({ path: currentPath, ...file.skip });
+        return;
+      }
+      try {
+        await send(startMessage(guestPath, file.stats, false, "", options));
+        let remaining = file.stats.size;
+        while (remaining > 0n) {
+          const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
+          // A fresh buffer per chunk: the message may still be queued when the next read happens.
+          const chunk = Buffer.allocUnsafe(length);
+          const { bytesRead } = await file.handle.read(chunk, 0, length, null);
+          if (bytesRead === 0) {
+            throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+              path: currentPath,
+              entriesCompleted: entries,
+              bytesCompleted: bytes,
+            });
+          }
+          if (signal?.aborted) throw abortedError(signal);
+          await send(
+            create(CopyToGuestRequestSchema, { request: { case: "data", value: chunk.subarray(0, bytesRead) } }),
+          );
+          remaining -= BigInt(bytesRead);
+          bytes += bytesRead;
+          progress();
+        }
+      } finally {
+        await file.handle.close();
+      }
+    } else if (entry.kind === "symlink") {
+      await send(startMessage(guestPath, entry.stats, true, entry.linkTarget, options));
+    } else {
+      await send(startMessage(guestPath, entry.stats, false, "", options));
+    }
+    await send(create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } }));
+    entries += 1;
+    progress();
+  };
+
+  let result: CopyToGuestResponse;
+  let cutShort = false;
+  try {
+    try {
+      await sendEntry(first);
+      for await (const entry of rest) {
+        if (signal?.aborted) throw abortedError(signal);
+        await sendEntry(entry);
+      }
+      stream.end();
+    } catch (error) {
+      // The guest's own answer (a failure it reported) explains an early end better.
+      cutShort = true;
+      if (!(error instanceof EarlyAnswer)) {
+        stream.cancel();
+        await answer;
+        if (signal?.aborted) throw abortedError(signal, { entriesCompleted: entries, bytesCompleted: bytes });
+        throw error instanceof CopyError
+          ? error
+          : new CopyError("LOCAL_IO", `reading ${currentPath}: ${messageOf(error)}`, {
+              path: currentPath,
+              ...errnoDetail(error),
+              entriesCompleted: entries,
+              bytesCompleted: bytes,
+              cause: error,
+            });
+      }
+    }
+    try {
+      result = await response;
+    } catch (error) {
+      if (signal?.aborted) throw abortedError(signal, { entriesCompleted: entries, bytesCompleted: bytes });
+      throw callError(error, "CopyToGuest", { entriesCompleted: entries, bytesCompleted: bytes });
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (result.success && cutShort) {
+    throw new CopyError("PROTOCOL", "the guest reported success before the upload was complete", {
+      entriesCompleted: Number(result.entriesWritten),
+      bytesCompleted: Number(result.bytesWritten),
+    });
+  }
+  if (!result.success) {
+    const where = result.errorPath ? ` (${result.errorPath})` : "";
+    const committed = Number(result.entriesWritten);
+    throw new CopyError(
+      "GUEST",
+      `guest: ${result.error || "copy failed"}${where}; ${committed} entries were committed before the failure`,
+      {
+        path: result.errorPath,
+        guestCode: result.errorCode,
+        entriesCompleted: committed,
+        bytesCompleted: Number(result.bytesWritten),
+      },
+    );
+  }
+  return { bytes, entries, skipped: skipped.listed, skippedCount: skipped.count, partial: skipped.count > 0 };
+}
+
+/** Thrown inside the send loop when the guest answered before the upload was over. */
+class EarlyAnswer extends Error {}
+
+function startMessage(
+  path: string,
+  stats: BigIntStats,
+  isSymlink: boolean,
+  linkTarget: string,
+  options: CopyToOptions,
+): CopyToGuestRequest {
+  // Floor division, so times before 1970 still get nanos in 0..999999999.
+  let seconds = stats.mtimeNs / 1_000_000_000n;
+  let nanos = stats.mtimeNs % 1_000_000_000n;
+  if (nanos < 0n) {
+    nanos += 1_000_000_000n;
+    seconds -= 1n;
+  }
+  const own = options.preserveOwnership === true;
+  return create(CopyToGuestRequestSchema, {
+    request: {
+      case: "start",
+      value: {
+        path,
+        mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
+        isDir: stats.isDirectory(),
+        size: stats.isFile() ? stats.size : 0n,
+        mtime: seconds,
+        mtimeNanos: Number(nanos),
+        uid: own ? Number(stats.uid) : 0,
+        gid: own ? Number(stats.gid) : 0,
+        chown: own,
+        isSymlink,
+        linkTarget,
+      },
+    },
+  });
+}
+
+type OpenedSource = { handle: FileHandle; stats: BigIntStats } | { skip: { reason: string; code: string } };
+
+/**
+ * Opens a file the walk found. O_NONBLOCK keeps a file swapped for a FIFO since the walk
+ * from hanging the open; the fstat afterwards checks that it is still a regular file.
+ */
+async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSource> {
+  const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
+  let handle: FileHandle;
+  try {
+    handle = await open(entry.absPath, flags);
+  } catch (error) {
+    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+  }
+  const stats = await handle.stat({ bigint: true });
+  if (!stats.isFile()) {
+    await handle.close();
+    return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
+  }
+  return { handle, stats };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function errnoDetail(error: unknown): { errno?: string } {
+  const errno = errnoOf(error);
+  return errno === "" ? {} : { errno };
+}

@@ -1,0 +1,132 @@
+// The `docker cp` destination rules, in both directions, against the real agent. The
+// agent runs on this machine, so both sides are paths in one temp dir.
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
+import { type AgentProcess, startAgent } from "@guestkit/testkit";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
+import { copyFrom } from "../src/copy-from.js";
+import { copyTo } from "../src/copy-to.js";
+
+let agent: AgentProcess;
+let client: GuestServiceClient;
+let work: string;
+
+beforeAll(async () => {
+  agent = await startAgent();
+  client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure(), {
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+  });
+});
+
+afterAll(async () => {
+  client.close();
+  await agent.stop();
+});
+
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), "guestkit-copy-rules-"));
+  // A source file and a source directory with one file and one subdirectory.
+  await mkdir(join(work, "src", "dir", "sub"), { recursive: true });
+  await writeFile(join(work, "src", "file"), "new contents");
+  await writeFile(join(work, "src", "dir", "a"), "a");
+  await writeFile(join(work, "src", "dir", "sub", "b"), "b");
+  await mkdir(join(work, "dst"));
+  return () => rm(work, { recursive: true, force: true });
+});
+
+const directions = {
+  copyTo: (source: string, destination: string) => copyTo(client, source, destination),
+  copyFrom: (source: string, destination: string) => copyFrom(client, source, destination),
+};
+
+/** Every path under `dir`, sorted. */
+async function tree(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).map(String).sort();
+}
+
+for (const [name, copy] of Object.entries(directions)) {
+  describe(`${name} follows the docker cp rules`, () => {
+    const src = (path: string) => join(work, "src", path);
+    const dst = (path = "") => join(work, "dst", path);
+    const fails = async (source: string, destination: string, kind: CopyErrorKind, message: RegExp) => {
+      const error = await copy(source, destination).catch((reason: unknown) => reason);
+      expect(error).toBeInstanceOf(CopyError);
+      expect((error as CopyError).kind).toBe(kind);
+      expect((error as CopyError).message).toMatch(message);
+    };
+
+    it("a file onto an existing directory goes inside it under its own name", async () => {
+      await copy(src("file"), dst());
+      expect(await readFile(dst("file"), "utf8")).toBe("new contents");
+    });
+
+    it("a file onto an existing file overwrites it", async () => {
+      await writeFile(dst("existing"), "old contents that are longer");
+      await copy(src("file"), dst("existing"));
+      expect(await readFile(dst("existing"), "utf8")).toBe("new contents");
+      expect(await tree(dst())).toEqual(["existing"]);
+    });
+
+    it("a file onto a missing path creates it", async () => {
+      await copy(src("file"), dst("renamed"));
+      expect(await readFile(dst("renamed"), "utf8")).toBe("new contents");
+    });
+
+    it("a file onto a missing path ending in / is an error", async () => {
+      await fails(src("file"), `${dst("missing")}/`, "DESTINATION", /destination directory .*missing\/ does not exist/);
+      expect(await tree(dst())).toEqual([]);
+    });
+
+    it("a file onto an existing file written with a trailing / is an error", async () => {
+      await writeFile(dst("existing"), "old");
+      await fails(src("file"), `${dst("existing")}/`, "DESTINATION", /existing is not a directory/);
+      expect(await readFile(dst("existing"), "utf8")).toBe("old");
+    });
+
+    it("a directory onto a missing path creates it with the contents", async () => {
+      await copy(src("dir"), dst("made"));
+      expect(await tree(dst())).toEqual(["made", "made/a", "made/sub", "made/sub/b"]);
+    });
+
+    it("a directory onto an existing directory goes inside it", async () => {
+      await copy(src("dir"), dst());
+      expect(await tree(dst())).toEqual(["dir", "dir/a", "dir/sub", "dir/sub/b"]);
+    });
+
+    it("SRC/. onto an existing directory copies the contents and leaves the directory's own mode", async () => {
+      await chmod(dst(), 0o750);
+      await writeFile(dst("kept"), "kept");
+      await copy(`${src("dir")}/.`, dst());
+      expect(await tree(dst())).toEqual(["a", "kept", "sub", "sub/b"]);
+      expect((await stat(dst())).mode & 0o7777).toBe(0o750);
+    });
+
+    it("SRC/. onto a missing path creates it with the contents", async () => {
+      await copy(`${src("dir")}/.`, dst("made"));
+      expect(await tree(dst())).toEqual(["made", "made/a", "made/sub", "made/sub/b"]);
+    });
+
+    it("a directory onto an existing file is an error", async () => {
+      await writeFile(dst("existing"), "old");
+      await fails(src("dir"), dst("existing"), "DESTINATION", /cannot copy a directory onto a file/);
+      expect(await readFile(dst("existing"), "utf8")).toBe("old");
+    });
+
+    it("a file source written with a trailing / or /. is an error", async () => {
+      await fails(`${src("file")}/`, dst(), "SOURCE", /is not a directory/);
+      await fails(`${src("file")}/.`, dst(), "SOURCE", /is not a directory/);
+      expect(await tree(dst())).toEqual([]);
+    });
+
+    it("a destination whose parent does not exist is an error", async () => {
+      await fails(src("file"), dst("no/such/place"), "DESTINATION", /no\/such.* does not exist/);
+      await fails(src("dir"), dst("no/such/place"), "DESTINATION", /no\/such.* does not exist/);
+      expect(await tree(dst())).toEqual([]);
+    });
+  });
+}
