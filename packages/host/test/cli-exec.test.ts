@@ -1,6 +1,7 @@
 // `guestctl exec` as a real process against the real agent behind the hybrid-vsock
 // stand-in: every option, stdin, exit statuses, signals and guestctl's own failures.
 import { readFileSync } from "node:fs";
+import { startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli, startCli, stopAll } from "./cli-support.js";
 import { type GuestFixture, processExists, startGuestFixture, waitFor } from "./guest-fixture.js";
@@ -70,6 +71,12 @@ describe("options", () => {
       },
     );
     expect(result).toMatchObject({ code: 0, stdout: "1 x=y from-here\n" });
+  });
+
+  it("short options combine: -it", async () => {
+    const result = await exec(["-it", "--", "sh", "-c", "test -t 0 && test -t 1 && cat"], { input: "typed\n" });
+    // The remote terminal echoes what it is given, then cat writes it back.
+    expect(result).toMatchObject({ code: 0, stdout: "typed\r\ntyped\r\n" });
   });
 
   it("-w sets the working directory", async () => {
@@ -212,6 +219,21 @@ describe("guestctl's own failures exit 255 with one line", () => {
     const unset = await exec(["-e", "SURELY_UNSET_VARIABLE_X", "--", "true"]);
     expect(unset.code).toBe(255);
     expect(unset.stderr).toContain("SURELY_UNSET_VARIABLE_X is not set here");
+  });
+
+  it("a connection that drops while the command runs: the outcome is unknown, 255", async () => {
+    const endpoint = await startHybridVsockEndpoint();
+    endpoint.register(2222, guest.agent.socketPath);
+    try {
+      const cli = startCli(["--target", endpoint.target(2222), "exec", "--", "sh", "-c", "echo ready; sleep 30"]);
+      await cli.waitForOutput("ready\n");
+      await endpoint.close();
+      const result = await cli.result;
+      expect(result.code).toBe(255);
+      expect(result.stderr).toMatch(/^guestctl: .+\n$/);
+    } finally {
+      await endpoint.close();
+    }
   });
 
   it("a command is required", async () => {

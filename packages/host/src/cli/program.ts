@@ -121,7 +121,7 @@ export function createProgram(done: (status: number) => void): Command {
 
   const wait = program
     .command("wait")
-    .description("wait until the agent answers its health check")
+    .description("wait until the agent answers its health check (exit status 1 if it does not in time)")
     .option("--timeout <seconds>", `give up after this long (default ${DEFAULT_WAIT_SECONDS})`)
     .action(async (_options: unknown, self: Command) => {
       done(await waitCommand(self.optsWithGlobals<WaitFlags>()));
