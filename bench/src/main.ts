@@ -118,6 +118,7 @@ async function main(): Promise<void> {
 
     const transfer: TransferSetup = {
       client,
+      agentPid: agent.pid,
       raw,
       ssh,
       workspace,

@@ -7,9 +7,7 @@ import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { pipeline } from "node:stream/promises";
-
-/** Read and write size of the raw reference: large, so it shows the socket's limit. */
-export const RAW_BUFFER_BYTES = 1024 * 1024;
+import { RAW_BUFFER_BYTES } from "./raw-pipe-buffer.js";
 
 type Request = { op: "sink"; path: string } | { op: "source"; path: string } | { op: "spawn"; argv: string[] };
 

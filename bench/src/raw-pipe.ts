@@ -9,7 +9,7 @@ import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { stopProcess } from "./openssh.js";
-import { RAW_BUFFER_BYTES } from "./raw-pipe-peer.js";
+import { RAW_BUFFER_BYTES } from "./raw-pipe-buffer.js";
 
 /** A running raw-pipe peer. */
 export interface RawPipe {

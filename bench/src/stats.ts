@@ -6,7 +6,7 @@ export interface Measurement {
   readonly section: string;
   /** What was measured ("guestkit, open connection", "ssh, ControlMaster"...). */
   readonly label: string;
-  readonly unit: "ms" | "MiB/s" | "MiB" | "s";
+  readonly unit: "ms" | "MiB/s" | "MiB" | "s" | "CPU s/GiB";
   readonly samples: number[];
   readonly median: number;
   /** 99th percentile, for latencies where the tail matters. */

@@ -1,18 +1,20 @@
 // Bulk data: one big file to and from the guest, and a command's stdout streamed out,
 // each beside the raw socket pipe and OpenSSH.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, statSync } from "node:fs";
+import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GuestClient } from "@guestkit/host";
 import type { OpenSsh } from "./openssh.js";
 import type { RawPipe } from "./raw-pipe.js";
-import { type Measurement, measured, mibPerSecond, since, skipped } from "./stats.js";
+import { type Measurement, measured, mibPerSecond, quantile, since, skipped } from "./stats.js";
 import type { Workspace } from "./workspace.js";
 
 /** What the transfer sections need. */
 export interface TransferSetup {
   client: GuestClient;
+  /** The agent's pid, for its CPU time. */
+  agentPid: number;
   raw: RawPipe;
   ssh: OpenSsh | Error;
   workspace: Workspace;
@@ -35,23 +37,15 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
   const guestTarget = join(workspace.guest, "upload.bin");
   const hostTarget = join(workspace.host, "download.bin");
   const rows: Measurement[] = [];
+  const ours = (section: string, name: string, output: string, fn: () => Promise<unknown>) =>
+    withCpuRows(section, name, setup.agentPid, "agent", () => rates(setup.reps, bytes, output, fn));
+  const limit = (section: string, output: string, fn: () => Promise<unknown>) =>
+    withCpuRows(section, "raw Node Unix socket (limit)", raw.process.pid as number, "peer", () =>
+      rates(setup.reps, bytes, output, fn),
+    );
 
-  rows.push(
-    measured(
-      to,
-      "guestkit copyTo",
-      "MiB/s",
-      await rates(setup.reps, bytes, guestTarget, () => client.copyTo(source, guestTarget)),
-    ),
-  );
-  rows.push(
-    measured(
-      to,
-      "raw Node Unix socket (limit)",
-      "MiB/s",
-      await rates(setup.reps, bytes, guestTarget, () => raw.send(source, guestTarget)),
-    ),
-  );
+  rows.push(...(await ours(to, "guestkit copyTo", guestTarget, () => client.copyTo(source, guestTarget))));
+  rows.push(...(await limit(to, guestTarget, () => raw.send(source, guestTarget))));
   rows.push(
     ssh instanceof Error
       ? skipped(to, "ssh host 'cat > /dev/null'", "MiB/s", ssh.message)
@@ -66,22 +60,8 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
         ),
   );
 
-  rows.push(
-    measured(
-      from,
-      "guestkit copyFrom",
-      "MiB/s",
-      await rates(setup.reps, bytes, hostTarget, () => client.copyFrom(guestSource, hostTarget)),
-    ),
-  );
-  rows.push(
-    measured(
-      from,
-      "raw Node Unix socket (limit)",
-      "MiB/s",
-      await rates(setup.reps, bytes, hostTarget, () => raw.receive(guestSource, hostTarget)),
-    ),
-  );
+  rows.push(...(await ours(from, "guestkit copyFrom", hostTarget, () => client.copyFrom(guestSource, hostTarget))));
+  rows.push(...(await limit(from, hostTarget, () => raw.receive(guestSource, hostTarget))));
   rows.push(
     ssh instanceof Error
       ? skipped(from, "ssh host cat FILE > file", "MiB/s", ssh.message)
@@ -111,13 +91,19 @@ export async function measureStdoutStreaming(setup: TransferSetup): Promise<Meas
     const exit = await handle.exit;
     if (exit.code !== 0 || received !== bytes) throw new Error(`exec head: exit ${exit.code}, ${received} bytes`);
   };
-  rows.push(measured(section, "guestkit exec", "MiB/s", await rates(setup.reps, bytes, undefined, ours)));
+  rows.push(
+    ...(await withCpuRows(section, "guestkit exec", setup.agentPid, "agent", () =>
+      rates(setup.reps, bytes, undefined, ours),
+    )),
+  );
   const rawStream = async () => {
     const received = await raw.stream(argv);
     if (received !== bytes) throw new Error(`raw head: ${received} bytes`);
   };
   rows.push(
-    measured(section, "raw Node Unix socket (limit)", "MiB/s", await rates(setup.reps, bytes, undefined, rawStream)),
+    ...(await withCpuRows(section, "raw Node Unix socket (limit)", raw.process.pid as number, "peer", () =>
+      rates(setup.reps, bytes, undefined, rawStream),
+    )),
   );
   rows.push(
     ssh instanceof Error
@@ -133,6 +119,44 @@ export async function measureStdoutStreaming(setup: TransferSetup): Promise<Meas
   return rows;
 }
 
+// CPU time is what a loaded machine distorts least: wall-clock rates depend on who else
+// runs, CPU seconds per GiB mostly do not. `rates` reports into the tracker while one is set.
+let cpuTracker: { farPid: number; perGiB: number[]; farPerGiB: number[] } | undefined;
+
+// A rate row and, beside it, what the runs cost in CPU: the far process (the agent or
+// the raw peer, in the guest's place) plus this process (the host side).
+async function withCpuRows(
+  section: string,
+  name: string,
+  farPid: number,
+  farName: string,
+  run: () => Promise<number[]>,
+): Promise<Measurement[]> {
+  const tracker = { farPid, perGiB: [] as number[], farPerGiB: [] as number[] };
+  cpuTracker = tracker;
+  let result: number[];
+  try {
+    result = await run();
+  } finally {
+    cpuTracker = undefined;
+  }
+  const total = quantile(tracker.perGiB, 0.5);
+  const far = quantile(tracker.farPerGiB, 0.5);
+  return [
+    measured(section, name, "MiB/s", result),
+    measured(section, `${name}: CPU per GiB`, "CPU s/GiB", tracker.perGiB, {
+      note: `${farName} ${far.toFixed(2)} s + host side ${(total - far).toFixed(2)} s (medians)`,
+    }),
+  ];
+}
+
+/** CPU milliseconds (user + system) a process has used so far. */
+export function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // utime and stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks of 10 ms.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 // Runs `fn` `reps` times; checks and removes `output` after each run (untimed).
 async function rates(
   reps: number,
@@ -142,9 +166,19 @@ async function rates(
 ): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < reps; i++) {
+    const tracker = cpuTracker;
+    const farBefore = tracker ? processCpuMs(tracker.farPid) : 0;
+    const nearBefore = process.cpuUsage();
     const start = performance.now();
     await fn();
     const ms = since(start);
+    if (tracker) {
+      const near = process.cpuUsage(nearBefore);
+      const farMs = processCpuMs(tracker.farPid) - farBefore;
+      const gib = bytes / 2 ** 30;
+      tracker.perGiB.push((farMs + (near.user + near.system) / 1000) / 1000 / gib);
+      tracker.farPerGiB.push(farMs / 1000 / gib);
+    }
     if (output !== undefined) {
       const size = statSync(output).size;
       if (size !== bytes) throw new Error(`${output}: ${size} bytes, expected ${bytes}`);
