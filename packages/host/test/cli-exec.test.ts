@@ -138,6 +138,9 @@ describe("output", () => {
   });
 });
 
+// The remote scripts sleep in short steps: a signal that lands while sh is between
+// fork and exec of `sleep` is lost by the child, and sh runs its trap only once the
+// foreground command ends; with `sleep 30` that would be 30 s later.
 describe("signals without -t", () => {
   it("SIGINT goes to the remote command, and guestctl exits with its status", async () => {
     const cli = startCli([
@@ -147,7 +150,7 @@ describe("signals without -t", () => {
       "--",
       "sh",
       "-c",
-      'trap "echo got-int; exit 7" INT; echo ready; sleep 30',
+      'trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.2; done',
     ]);
     await cli.waitForOutput("ready\n");
     cli.child.kill("SIGINT");
@@ -163,7 +166,7 @@ describe("signals without -t", () => {
       "--",
       "sh",
       "-c",
-      'trap "echo got-term; exit 9" TERM; echo ready; sleep 30',
+      'trap "echo got-term; exit 9" TERM; echo ready; while :; do sleep 0.2; done',
     ]);
     await cli.waitForOutput("ready\n");
     cli.child.kill("SIGTERM");

@@ -86,7 +86,15 @@ describe("exec -t", () => {
   });
 
   it("Ctrl-C without -i still interrupts the command (sent as SIGINT)", async () => {
-    const pty = session(["exec", "-t", "--", "sh", "-c", 'trap "echo got-int; exit 7" INT; echo ready; sleep 30']);
+    // Short sleeps: see the signal tests in cli-exec.test.ts.
+    const pty = session([
+      "exec",
+      "-t",
+      "--",
+      "sh",
+      "-c",
+      'trap "echo got-int; exit 7" INT; echo ready; while :; do sleep 0.2; done',
+    ]);
     await pty.waitFor("ready\r\n");
     pty.pty.write("\x03");
     await pty.waitFor("got-int");
