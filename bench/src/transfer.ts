@@ -36,16 +36,27 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
   const from = `${size} file from guest`;
   const guestTarget = join(workspace.guest, "upload.bin");
   const hostTarget = join(workspace.host, "download.bin");
+  const rawPid = raw.process.pid as number;
   const rows: Measurement[] = [];
-  const ours = (section: string, name: string, output: string, fn: () => Promise<unknown>) =>
-    withCpuRows(section, name, setup.agentPid, "agent", () => rates(setup.reps, bytes, output, fn));
-  const limit = (section: string, output: string, fn: () => Promise<unknown>) =>
-    withCpuRows(section, "raw Node Unix socket (limit)", raw.process.pid as number, "peer", () =>
-      rates(setup.reps, bytes, output, fn),
-    );
 
-  rows.push(...(await ours(to, "guestkit copyTo", guestTarget, () => client.copyTo(source, guestTarget))));
-  rows.push(...(await limit(to, guestTarget, () => raw.send(source, guestTarget))));
+  rows.push(
+    ...(await sideBySide(to, bytes, setup.reps, [
+      {
+        name: "guestkit copyTo",
+        farPid: setup.agentPid,
+        farName: "agent",
+        output: guestTarget,
+        run: () => client.copyTo(source, guestTarget),
+      },
+      {
+        name: RAW_LABEL,
+        farPid: rawPid,
+        farName: "peer",
+        output: guestTarget,
+        run: () => raw.send(source, guestTarget),
+      },
+    ])),
+  );
   rows.push(
     ssh instanceof Error
       ? skipped(to, "ssh host 'cat > /dev/null'", "MiB/s", ssh.message)
@@ -60,8 +71,24 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
         ),
   );
 
-  rows.push(...(await ours(from, "guestkit copyFrom", hostTarget, () => client.copyFrom(guestSource, hostTarget))));
-  rows.push(...(await limit(from, hostTarget, () => raw.receive(guestSource, hostTarget))));
+  rows.push(
+    ...(await sideBySide(from, bytes, setup.reps, [
+      {
+        name: "guestkit copyFrom",
+        farPid: setup.agentPid,
+        farName: "agent",
+        output: hostTarget,
+        run: () => client.copyFrom(guestSource, hostTarget),
+      },
+      {
+        name: RAW_LABEL,
+        farPid: rawPid,
+        farName: "peer",
+        output: hostTarget,
+        run: () => raw.receive(guestSource, hostTarget),
+      },
+    ])),
+  );
   rows.push(
     ssh instanceof Error
       ? skipped(from, "ssh host cat FILE > file", "MiB/s", ssh.message)
@@ -91,19 +118,15 @@ export async function measureStdoutStreaming(setup: TransferSetup): Promise<Meas
     const exit = await handle.exit;
     if (exit.code !== 0 || received !== bytes) throw new Error(`exec head: exit ${exit.code}, ${received} bytes`);
   };
-  rows.push(
-    ...(await withCpuRows(section, "guestkit exec", setup.agentPid, "agent", () =>
-      rates(setup.reps, bytes, undefined, ours),
-    )),
-  );
   const rawStream = async () => {
     const received = await raw.stream(argv);
     if (received !== bytes) throw new Error(`raw head: ${received} bytes`);
   };
   rows.push(
-    ...(await withCpuRows(section, "raw Node Unix socket (limit)", raw.process.pid as number, "peer", () =>
-      rates(setup.reps, bytes, undefined, rawStream),
-    )),
+    ...(await sideBySide(section, bytes, setup.reps, [
+      { name: "guestkit exec", farPid: setup.agentPid, farName: "agent", run: ours },
+      { name: RAW_LABEL, farPid: raw.process.pid as number, farName: "peer", run: rawStream },
+    ])),
   );
   rows.push(
     ssh instanceof Error
@@ -119,35 +142,60 @@ export async function measureStdoutStreaming(setup: TransferSetup): Promise<Meas
   return rows;
 }
 
-// CPU time is what a loaded machine distorts least: wall-clock rates depend on who else
-// runs, CPU seconds per GiB mostly do not. `rates` reports into the tracker while one is set.
-let cpuTracker: { farPid: number; perGiB: number[]; farPerGiB: number[] } | undefined;
+const RAW_LABEL = "raw Node Unix socket (limit)";
 
-// A rate row and, beside it, what the runs cost in CPU: the far process (the agent or
-// the raw peer, in the guest's place) plus this process (the host side).
-async function withCpuRows(
+/** One way of moving the bytes, timed beside the others. */
+interface Contender {
+  readonly name: string;
+  /** The process in the guest's place (the agent, the raw peer), for its CPU time. */
+  readonly farPid: number;
+  readonly farName: string;
+  /** A file the run creates: checked for size, then removed (untimed). */
+  readonly output?: string;
+  run(): Promise<unknown>;
+}
+
+/**
+ * Runs the contenders in turn, `reps` rounds, so that a change in the machine's load
+ * hits all of them alike and their ratio stays meaningful. Each gets a rate row and a
+ * CPU row: CPU seconds per GiB on both sides, which a loaded machine distorts far less
+ * than wall-clock time.
+ */
+async function sideBySide(
   section: string,
-  name: string,
-  farPid: number,
-  farName: string,
-  run: () => Promise<number[]>,
+  bytes: number,
+  reps: number,
+  contenders: readonly Contender[],
 ): Promise<Measurement[]> {
-  const tracker = { farPid, perGiB: [] as number[], farPerGiB: [] as number[] };
-  cpuTracker = tracker;
-  let result: number[];
-  try {
-    result = await run();
-  } finally {
-    cpuTracker = undefined;
+  const results = contenders.map(() => ({ rates: [] as number[], cpu: [] as number[], farCpu: [] as number[] }));
+  const gib = bytes / 2 ** 30;
+  for (let rep = 0; rep < reps; rep++) {
+    for (const [index, contender] of contenders.entries()) {
+      const result = results[index] as (typeof results)[number];
+      const farBefore = processCpuMs(contender.farPid);
+      const nearBefore = process.cpuUsage();
+      const start = performance.now();
+      await contender.run();
+      const ms = since(start);
+      const near = process.cpuUsage(nearBefore);
+      const farMs = processCpuMs(contender.farPid) - farBefore;
+      result.rates.push(mibPerSecond(bytes, ms));
+      result.cpu.push((farMs + (near.user + near.system) / 1000) / 1000 / gib);
+      result.farCpu.push(farMs / 1000 / gib);
+      if (contender.output !== undefined) await checkAndRemove(contender.output, bytes);
+    }
   }
-  const total = quantile(tracker.perGiB, 0.5);
-  const far = quantile(tracker.farPerGiB, 0.5);
-  return [
-    measured(section, name, "MiB/s", result),
-    measured(section, `${name}: CPU per GiB`, "CPU s/GiB", tracker.perGiB, {
-      note: `${farName} ${far.toFixed(2)} s + host side ${(total - far).toFixed(2)} s (medians)`,
-    }),
-  ];
+  return contenders.flatMap((contender, index) => {
+    const result = results[index] as (typeof results)[number];
+    const total = quantile(result.cpu, 0.5);
+    const far = quantile(result.farCpu, 0.5);
+    return [
+      measured(section, contender.name, "MiB/s", result.rates),
+      measured(section, `${contender.name}: CPU per GiB`, "CPU s/GiB", result.cpu, {
+        note: `${contender.farName} ${far.toFixed(2)} s + host side ${(total - far).toFixed(2)} s (medians)`,
+      }),
+    ];
+  });
 }
 
 /** CPU milliseconds (user + system) a process has used so far. */
@@ -157,7 +205,13 @@ export function processCpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-// Runs `fn` `reps` times; checks and removes `output` after each run (untimed).
+async function checkAndRemove(output: string, bytes: number): Promise<void> {
+  const size = statSync(output).size;
+  if (size !== bytes) throw new Error(`${output}: ${size} bytes, expected ${bytes}`);
+  await rm(output, { force: true });
+}
+
+// Runs `fn` `reps` times, one after another; checks and removes `output` after each run.
 async function rates(
   reps: number,
   bytes: number,
@@ -166,25 +220,10 @@ async function rates(
 ): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < reps; i++) {
-    const tracker = cpuTracker;
-    const farBefore = tracker ? processCpuMs(tracker.farPid) : 0;
-    const nearBefore = process.cpuUsage();
     const start = performance.now();
     await fn();
-    const ms = since(start);
-    if (tracker) {
-      const near = process.cpuUsage(nearBefore);
-      const farMs = processCpuMs(tracker.farPid) - farBefore;
-      const gib = bytes / 2 ** 30;
-      tracker.perGiB.push((farMs + (near.user + near.system) / 1000) / 1000 / gib);
-      tracker.farPerGiB.push(farMs / 1000 / gib);
-    }
-    if (output !== undefined) {
-      const size = statSync(output).size;
-      if (size !== bytes) throw new Error(`${output}: ${size} bytes, expected ${bytes}`);
-      await rm(output, { force: true });
-    }
-    samples.push(mibPerSecond(bytes, ms));
+    samples.push(mibPerSecond(bytes, since(start)));
+    if (output !== undefined) await checkAndRemove(output, bytes);
   }
   return samples;
 }
