@@ -47,6 +47,11 @@ export function sessionMembers(sid: number): number[] {
   return scanProc((stat) => stat.session === sid && stat.state !== "Z").map((stat) => stat.pid);
 }
 
+/** The session id of `pid`, from /proc; undefined when there is no such process. */
+export function sessionOf(pid: number): number | undefined {
+  return readStat(pid)?.session;
+}
+
 interface ProcStat {
   pid: number;
   state: string;

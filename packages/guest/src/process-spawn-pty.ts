@@ -5,12 +5,16 @@ import { closeSync, constants, openSync } from "node:fs";
 import { ReadStream } from "node:tty";
 import { ENV_PREFIX, TRAMPOLINE_PATH } from "./exec-trampoline-env.js";
 import { describeError } from "./grpc-errors.js";
+import { sessionOf } from "./process-group.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 import { ptyNative } from "./process-pty-native.js";
 
 // The terminal's VEOF character as node-pty sets up the terminal (^D).
 const EOF_CHAR = 0x04;
+
+// How long to wait for the forked child to become a session leader (see below).
+const SESSION_WAIT_MS = 2000;
 
 /** Forks the command on a new terminal of options.rows x options.cols. */
 export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult> {
@@ -128,7 +132,25 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
       terminal.destroy();
     },
   };
+  await untilSessionLeader(child.pid);
   return { ok: true, process: handle };
+}
+
+/**
+ * forkpty() returns in the parent as soon as it has forked, before the child's setsid()
+ * (in login_tty): on this 2-core machine the child was not yet a session leader in half
+ * of the forks. Until it is, the command's process group does not exist, so a signal
+ * sent to it (a client's kill right after `started`, or a signal pipelined behind the
+ * start message) finds no group and is lost. libuv's spawn waits for the child's exec;
+ * this waits for its setsid, or for it to be gone, before the command counts as started.
+ */
+async function untilSessionLeader(pid: number): Promise<void> {
+  const deadline = Date.now() + SESSION_WAIT_MS;
+  for (;;) {
+    const session = sessionOf(pid);
+    if (session === undefined || session === pid || Date.now() > deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
 }
 
 // forkpty's child calls setgid and setuid but never setgroups, so it would keep the

@@ -13,3 +13,14 @@ export {
   type HybridVsockFault,
   startHybridVsockEndpoint,
 } from "./hybrid-vsock-endpoint.js";
+export {
+  decodeResponse,
+  encodeRequest,
+  GUEST_METHODS,
+  type GuestMethod,
+  grpcFrame,
+  type RawCallOptions,
+  type RawCallResult,
+  RawGrpcConnection,
+  type RequestInit,
+} from "./raw-grpc.js";
