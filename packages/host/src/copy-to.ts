@@ -28,6 +28,12 @@ import { sanitizeMode } from "./path-safety.js";
 /** Options of copyTo. */
 export type CopyToOptions = CopyOptions;
 
+// How much of each text the guest sends back in a failure is kept, as copyFrom does: the
+// guest is not trusted to keep them short.
+const MAX_GUEST_MESSAGE = 1000;
+const MAX_GUEST_PATH = 4096;
+const MAX_GUEST_CODE = 100;
+
 /**
  * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
  * with the `docker cp` destination rules (see placeCopy). `guestPath` must be absolute.
@@ -72,10 +78,11 @@ export async function copyTo(
     }
     const destState = await statGuestPath(client, destination.path, true, metadata, signal);
     if (destState.error !== "") {
-      throw new CopyError("DESTINATION", `guest: cannot examine ${destination.path}: ${destState.error}`, {
-        path: destination.path,
-        guestCode: destState.errorCode,
-      });
+      throw new CopyError(
+        "DESTINATION",
+        `guest: cannot examine ${destination.path}: ${destState.error.slice(0, MAX_GUEST_MESSAGE)}`,
+        { path: destination.path, guestCode: destState.errorCode.slice(0, MAX_GUEST_CODE) },
+      );
     }
     const placement = placeCopy(source, first.kind === "dir", basename(absSource), destination, destState);
     if (placement.createsDestination) {
@@ -239,14 +246,15 @@ async function upload(
     });
   }
   if (!result.success) {
-    const where = result.errorPath ? ` (${result.errorPath})` : "";
+    const errorPath = result.errorPath.slice(0, MAX_GUEST_PATH);
+    const where = errorPath ? ` (${errorPath})` : "";
     const committed = Number(result.entriesWritten);
     throw new CopyError(
       "GUEST",
-      `guest: ${result.error || "copy failed"}${where}; ${committed} entries were committed before the failure`,
+      `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
       {
-        path: result.errorPath,
-        guestCode: result.errorCode,
+        path: errorPath,
+        guestCode: result.errorCode.slice(0, MAX_GUEST_CODE),
         entriesCompleted: committed,
         bytesCompleted: Number(result.bytesWritten),
       },

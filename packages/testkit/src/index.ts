@@ -14,6 +14,15 @@ export {
   startHybridVsockEndpoint,
 } from "./hybrid-vsock-endpoint.js";
 export {
+  type DescendantProcess,
+  descendantsOf,
+  describeFds,
+  type ProcessStats,
+  rssBytesOf,
+  sampleProcess,
+  sampleRss,
+} from "./process-stats.js";
+export {
   decodeResponse,
   encodeRequest,
   GUEST_METHODS,
@@ -24,3 +33,10 @@ export {
   RawGrpcConnection,
   type RequestInit,
 } from "./raw-grpc.js";
+export {
+  ROGUE_SCENARIOS,
+  type RogueAgent,
+  type RogueAgentOptions,
+  type RogueScenario,
+  startRogueAgent,
+} from "./rogue-agent.js";

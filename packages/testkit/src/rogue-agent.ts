@@ -1,0 +1,321 @@
+// A guest agent that misbehaves where hostile-agent.ts does not look: in Exec, StatPath
+// and CopyToGuest, and with messages too big, too deep or too long for CopyFromGuest.
+// Like the hostile agent it is a real grpc-js server in its own process (so a test that
+// measures the host's memory measures the host alone), serving one scripted misdeed.
+//
+// This file is both the library side (startRogueAgent) and the server process: run as a
+// script, it serves the scenario given as JSON in argv[2].
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import {
+  type CopyFromGuestRequest,
+  type CopyFromGuestResponse,
+  CopyFromGuestResponseSchema,
+  type CopyToGuestRequest,
+  type CopyToGuestResponse,
+  CopyToGuestResponseSchema,
+  type ExecRequest,
+  type ExecResponse,
+  ExecResponseSchema,
+  FileType,
+  guestServiceDefinition,
+  MAX_MESSAGE_BYTES,
+  type StatPathRequest,
+  type StatPathResponse,
+  StatPathResponseSchema,
+} from "@guestkit/protocol";
+
+/** The misdeeds, by name; each one's description says what the agent does. */
+export const ROGUE_SCENARIOS = {
+  "exec-endless-output": "Exec: `started`, then 256 KiB of stdout after 256 KiB, forever, and never an exit",
+  "exec-no-exit-code": "Exec: `started`, some stdout, then the call ends with status OK and no `exit_code`",
+  "exec-giant-texts": "Exec: an exit whose start_error is 14 MiB and signal name 1 MiB long (within the message limit)",
+  "exec-oversized-message": "Exec: one stdout message larger than MAX_MESSAGE_BYTES",
+  "exec-silent": "Exec: `started`, then nothing at all (the connection itself stays healthy)",
+  "stat-giant-texts": "StatPath: an error 14 MiB long with a 1 MiB error code",
+  "stat-silent": "StatPath: never answers",
+  "copyto-early-success": "CopyToGuest: answers success as soon as the first message arrives",
+  "copyto-giant-texts": "CopyToGuest: answers failure with an error of 12 MiB, an error path and code of 1 MiB",
+  "copyfrom-deep": "CopyFromGuest: `root`, then directories nested `depth` levels deep, then a file at the bottom",
+  "copyfrom-long-name": "CopyFromGuest: `root`, then a file whose name is 300 bytes long",
+  "copyfrom-oversized-message": "CopyFromGuest: a file whose one data message is larger than MAX_MESSAGE_BYTES",
+  "copyfrom-giant-error": "CopyFromGuest: an `error` whose message is 12 MiB long, its path and code 1 MiB",
+} as const;
+
+/** The name of a rogue scenario. */
+export type RogueScenario = keyof typeof ROGUE_SCENARIOS;
+
+/** What startRogueAgent needs. */
+export interface RogueAgentOptions {
+  scenario: RogueScenario;
+  /** Nesting for `copyfrom-deep`; default 5000. */
+  depth?: number;
+}
+
+/** A running rogue agent. */
+export interface RogueAgent {
+  readonly socketPath: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  /** Kills the agent, waits for it to exit and removes its temp dir. */
+  stop(): Promise<void>;
+}
+
+const SCRIPT = fileURLToPath(import.meta.url);
+const MiB = 1024 * 1024;
+
+/** Starts a rogue agent for one scenario and resolves once it accepts connections. */
+export async function startRogueAgent(options: RogueAgentOptions): Promise<RogueAgent> {
+  const dir = mkdtempSync(join(tmpdir(), "guestkit-rogue-"));
+  const socketPath = join(dir, "agent.sock");
+  const config: ServeConfig = { socketPath, scenario: options.scenario, depth: options.depth ?? 5000 };
+  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.setEncoding("utf8");
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (text: string) => {
+    output += text;
+  });
+  const exited = new Promise<void>((done) => child.once("exit", () => done()));
+  try {
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`rogue agent did not start: ${output}`)), 15_000);
+      child.stdout?.on("data", (text: string) => {
+        if (text.includes("ready")) {
+          clearTimeout(timer);
+          ready();
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        fail(new Error(`rogue agent exited (${code}): ${output}`));
+      });
+    });
+  } catch (error) {
+    child.kill("SIGKILL");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    socketPath,
+    pid: child.pid as number,
+    process: child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface ServeConfig {
+  socketPath: string;
+  scenario: RogueScenario;
+  depth: number;
+}
+
+type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
+type CopyFromCall = grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>;
+
+/** Writes with backpressure; false once the host has gone. */
+async function send<T>(call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>, message: T) {
+  if (call.cancelled) return false;
+  if (call.write(message)) return true;
+  await new Promise<void>((done) => {
+    const finish = () => {
+      call.off("drain", finish);
+      call.off("cancelled", finish);
+      call.off("close", finish);
+      done();
+    };
+    call.on("drain", finish);
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  });
+  return !call.cancelled;
+}
+
+type ExecResponseInit = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;
+type CopyFromResponseInit = NonNullable<MessageInitShape<typeof CopyFromGuestResponseSchema>["response"]>;
+const execResponse = (response: ExecResponseInit) => create(ExecResponseSchema, { response });
+const copyResponse = (response: CopyFromResponseInit) => create(CopyFromGuestResponseSchema, { response });
+const MTIME = 1_700_000_000n;
+const dirHeader = (path: string) =>
+  copyResponse({ case: "header", value: { path, isDir: true, mode: 0o755, mtime: MTIME } });
+const fileHeader = (path: string, size: number) =>
+  copyResponse({ case: "header", value: { path, size: BigInt(size), mode: 0o644, mtime: MTIME } });
+const endOf = (final = false) => copyResponse({ case: "end", value: { final } });
+
+async function exec(config: ServeConfig, call: ExecCall): Promise<void> {
+  call.on("error", () => undefined);
+  // Whatever the host sends is read and ignored.
+  call.on("data", () => undefined);
+  const started = execResponse({ case: "started", value: { pid: 4242 } });
+  switch (config.scenario) {
+    case "exec-endless-output": {
+      await send(call, started);
+      const chunk = Buffer.alloc(256 * 1024, 0x78);
+      while (await send(call, execResponse({ case: "stdout", value: chunk })));
+      return;
+    }
+    case "exec-no-exit-code":
+      await send(call, started);
+      await send(call, execResponse({ case: "stdout", value: Buffer.from("partial output\n") }));
+      call.end();
+      return;
+    case "exec-giant-texts":
+      await send(
+        call,
+        execResponse({
+          case: "exit",
+          value: { code: 126, startFailed: true, startError: "e".repeat(14 * MiB), signal: "S".repeat(MiB) },
+        }),
+      );
+      await send(call, execResponse({ case: "exitCode", value: 126 }));
+      call.end();
+      return;
+    case "exec-oversized-message":
+      await send(call, started);
+      await send(call, execResponse({ case: "stdout", value: Buffer.alloc(MAX_MESSAGE_BYTES + 1024, 0x79) }));
+      call.end();
+      return;
+    case "exec-silent":
+      await send(call, started);
+      return;
+    default:
+      call.end();
+  }
+}
+
+function statPath(
+  config: ServeConfig,
+  call: grpc.ServerUnaryCall<StatPathRequest, StatPathResponse>,
+  done: grpc.sendUnaryData<StatPathResponse>,
+) {
+  switch (config.scenario) {
+    case "stat-giant-texts":
+      done(null, create(StatPathResponseSchema, { error: "x".repeat(14 * MiB), errorCode: "C".repeat(MiB) }));
+      return;
+    case "stat-silent":
+      return;
+    default:
+      // copyTo asks about its destination first: a path ending in /new does not exist,
+      // anything else is a directory.
+      done(
+        null,
+        call.request.path.endsWith("/new")
+          ? create(StatPathResponseSchema, { exists: false })
+          : create(StatPathResponseSchema, { exists: true, isDir: true, mode: 0o755, fileType: FileType.DIRECTORY }),
+      );
+  }
+}
+
+function copyToGuest(
+  config: ServeConfig,
+  call: grpc.ServerReadableStream<CopyToGuestRequest, CopyToGuestResponse>,
+  done: grpc.sendUnaryData<CopyToGuestResponse>,
+) {
+  call.on("error", () => undefined);
+  call.once("data", () => {
+    if (config.scenario === "copyto-early-success") {
+      done(null, create(CopyToGuestResponseSchema, { success: true, bytesWritten: 1n, entriesWritten: 1n }));
+    } else {
+      done(
+        null,
+        create(CopyToGuestResponseSchema, {
+          success: false,
+          error: "y".repeat(12 * MiB),
+          errorPath: "/".repeat(MiB),
+          errorCode: "Z".repeat(MiB),
+        }),
+      );
+    }
+  });
+  call.on("data", () => undefined);
+}
+
+async function copyFromGuest(config: ServeConfig, call: CopyFromCall): Promise<void> {
+  call.on("error", () => undefined);
+  const script = (function* (): Generator<CopyFromGuestResponse> {
+    switch (config.scenario) {
+      case "copyfrom-deep": {
+        let path = "root";
+        yield dirHeader(path);
+        yield endOf();
+        for (let level = 0; level < config.depth; level += 1) {
+          path += "/d";
+          yield dirHeader(path);
+          yield endOf();
+        }
+        yield fileHeader(`${path}/bottom`, 4);
+        yield copyResponse({ case: "data", value: Buffer.from("deep") });
+        yield endOf(true);
+        return;
+      }
+      case "copyfrom-long-name":
+        yield dirHeader("root");
+        yield endOf();
+        yield fileHeader(`root/${"n".repeat(300)}`, 4);
+        yield copyResponse({ case: "data", value: Buffer.from("long") });
+        yield endOf(true);
+        return;
+      case "copyfrom-oversized-message":
+        yield fileHeader("root", MAX_MESSAGE_BYTES + 1024);
+        yield copyResponse({ case: "data", value: Buffer.alloc(MAX_MESSAGE_BYTES + 1024, 0x7a) });
+        yield endOf(true);
+        return;
+      case "copyfrom-giant-error":
+        yield copyResponse({
+          case: "error",
+          value: { message: "m".repeat(12 * MiB), path: "/".repeat(MiB), code: "K".repeat(MiB) },
+        });
+        return;
+      default:
+        yield endOf(true);
+    }
+  })();
+  for (const message of script) if (!(await send(call, message))) return;
+  call.end();
+}
+
+async function serve(config: ServeConfig): Promise<void> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    // A rogue does not respect the limits it should.
+    "grpc.max_send_message_length": -1,
+  });
+  server.addService(
+    guestServiceDefinition as unknown as grpc.ServiceDefinition,
+    {
+      exec: (call: ExecCall) => void exec(config, call),
+      statPath: (
+        call: grpc.ServerUnaryCall<StatPathRequest, StatPathResponse>,
+        done: grpc.sendUnaryData<StatPathResponse>,
+      ) => statPath(config, call, done),
+      copyToGuest: (
+        call: grpc.ServerReadableStream<CopyToGuestRequest, CopyToGuestResponse>,
+        done: grpc.sendUnaryData<CopyToGuestResponse>,
+      ) => copyToGuest(config, call, done),
+      copyFromGuest: (call: CopyFromCall) => void copyFromGuest(config, call),
+    } as unknown as grpc.UntypedServiceImplementation,
+  );
+  await new Promise<void>((done, fail) =>
+    server.bindAsync(`unix:${config.socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
+      error ? fail(error) : done(),
+    ),
+  );
+  process.stdout.write("rogue agent ready\n");
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === SCRIPT) {
+  serve(JSON.parse(process.argv[2] ?? "{}") as ServeConfig).catch((error: unknown) => {
+    process.stderr.write(`rogue agent: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
