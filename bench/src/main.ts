@@ -18,12 +18,15 @@ import { measureFileCopy, measureStdoutStreaming, type TransferSetup } from "./t
 import { measureTree } from "./tree.js";
 import { createWorkspace, type Workspace, writeDataFile, writeTree } from "./workspace.js";
 
+const SECTIONS = ["agent", "exec", "concurrent", "stream", "copy", "tree"] as const;
+
 const USAGE = `usage: pnpm bench [-- --quick] [-- --size-mib N] [-- --files N] [-- --reps N]
 
   --quick       256 MiB transfers, 2,000 files, fewer repetitions (about a minute)
   --size-mib N  size of the big file and of the streamed output (default 1024)
   --files N     files in the tree (default 10000)
   --reps N      repetitions of each guestkit and raw transfer (default 3)
+  --only LIST   run only these sections, comma-separated: ${SECTIONS.join(",")}
 `;
 
 const RESULTS_DIR = fileURLToPath(new URL("../../bench-results/", import.meta.url));
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
       "size-mib": { type: "string" },
       files: { type: "string" },
       reps: { type: "string" },
+      only: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -47,7 +51,10 @@ async function main(): Promise<void> {
   const bytes = Number(values["size-mib"] ?? (quick ? 256 : 1024)) * 1024 * 1024;
   const files = Number(values.files ?? (quick ? 2000 : 10_000));
   const reps = Number(values.reps ?? 3);
-  if (!(bytes > 0 && files > 0 && reps > 0)) throw new Error(`bad arguments\n${USAGE}`);
+  const only = new Set(values.only?.split(",").map((name) => name.trim()) ?? SECTIONS);
+  const unknown = [...only].filter((name) => !(SECTIONS as readonly string[]).includes(name));
+  if (!(bytes > 0 && files > 0 && reps > 0) || unknown.length > 0) throw new Error(`bad arguments\n${USAGE}`);
+  const wanted = (name: (typeof SECTIONS)[number]) => only.has(name);
   const loadBefore = loadavg();
 
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -80,7 +87,9 @@ async function main(): Promise<void> {
     cleanups.push(() => workspace.remove());
     step(`workspace ${workspace.root}`);
 
-    await section("agent start-up and idle memory", "ms", () => measureStartup(workspace.misc, quick ? 3 : 7));
+    if (wanted("agent")) {
+      await section("agent start-up and idle memory", "ms", () => measureStartup(workspace.misc, quick ? 3 : 7));
+    }
 
     const agent: AgentProcess = await startAgent();
     cleanups.push(() => agent.stop());
@@ -95,26 +104,35 @@ async function main(): Promise<void> {
     const client: GuestClient = createGuestClient(`unix:${agent.socketPath}`);
     cleanups.push(() => client.close());
 
-    await section("exec latency", "ms", () =>
-      measureExecLatency(client, endpoint, ssh, {
-        local: quick ? 100 : 300,
-        open: quick ? 100 : 300,
-        fresh: quick ? 20 : 60,
-        sshMultiplexed: quick ? 10 : 30,
-        sshDirect: quick ? 5 : 15,
-      }),
-    );
-    await section("256 concurrent execs", "ms", () => measureConcurrentExecs(client, agent.pid, 256, quick ? 2 : 5));
+    if (wanted("exec")) {
+      await section("exec latency", "ms", () =>
+        measureExecLatency(client, endpoint, ssh, {
+          local: quick ? 100 : 300,
+          open: quick ? 100 : 300,
+          fresh: quick ? 20 : 60,
+          sshMultiplexed: quick ? 10 : 30,
+          sshDirect: quick ? 5 : 15,
+        }),
+      );
+    }
+    if (wanted("concurrent")) {
+      await section("256 concurrent execs", "ms", () => measureConcurrentExecs(client, agent.pid, 256, quick ? 2 : 5));
+    }
 
-    step(`test data: ${bytes / 2 ** 20} MiB file, ${files} small files`);
     const source = join(workspace.host, "source.bin");
     const guestSource = join(workspace.guest, "source.bin");
-    await writeDataFile(source, bytes);
-    await cp(source, guestSource);
+    if (wanted("copy")) {
+      step(`test data: a ${bytes / 2 ** 20} MiB file`);
+      await writeDataFile(source, bytes);
+      await cp(source, guestSource);
+    }
     const hostTree = join(workspace.host, "tree-src", "tree");
     const guestTree = join(workspace.guest, "tree");
-    await writeTree(hostTree, files, 1024);
-    await cp(hostTree, guestTree, { recursive: true });
+    if (wanted("tree")) {
+      step(`test data: ${files} files`);
+      await writeTree(hostTree, files, 1024);
+      await cp(hostTree, guestTree, { recursive: true });
+    }
 
     const transfer: TransferSetup = {
       client,
@@ -128,11 +146,13 @@ async function main(): Promise<void> {
       reps,
       sshReps: quick ? 1 : 2,
     };
-    await section("stdout streaming", "MiB/s", () => measureStdoutStreaming(transfer));
-    await section("file copy", "MiB/s", () => measureFileCopy(transfer));
-    await section("tree copy", "s", () =>
-      measureTree({ client, ssh, workspace, hostTree, guestTree, files, reps: quick ? 2 : 3 }),
-    );
+    if (wanted("stream")) await section("stdout streaming", "MiB/s", () => measureStdoutStreaming(transfer));
+    if (wanted("copy")) await section("file copy", "MiB/s", () => measureFileCopy(transfer));
+    if (wanted("tree")) {
+      await section("tree copy", "s", () =>
+        measureTree({ client, ssh, workspace, hostTree, guestTree, files, reps: quick ? 2 : 3 }),
+      );
+    }
 
     const memory = memoryOf(agent.pid);
     rows.push(
