@@ -23,15 +23,8 @@ import {
   type CopyFromGuestResponse,
   type CopyFromGuestSkipped,
 } from "@guestkit/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import {
-  download,
-  eventually,
-  makeTempDir,
-  openDescriptorCount,
-  startTestAgent,
-  type TestAgent,
-} from "./copy-support.js";
+import { describe, expect, it } from "vitest";
+import { download, eventually, openDescriptorCount, type TestAgent, useTestAgent } from "./copy-support.js";
 
 interface ReceivedEntry {
   header: CopyFromGuestHeader;
@@ -117,30 +110,17 @@ function downloadWithPause(
 }
 
 describe("CopyFromGuest", () => {
-  let agent: TestAgent;
-  let temp: ReturnType<typeof makeTempDir>;
-  beforeAll(async () => {
-    agent = await startTestAgent();
-  });
-  afterAll(async () => {
-    await agent.stop();
-  });
-  beforeEach(() => {
-    temp = makeTempDir();
-  });
-  afterEach(() => {
-    temp.remove();
-  });
+  const suite = useTestAgent();
 
   it("sends one file with its exact metadata in chunks of at most CHUNK_SIZE", async () => {
-    const file = join(temp.dir, "file.bin");
+    const file = join(suite.dir, "file.bin");
     const content = randomBytes(2 * CHUNK_SIZE + 12345);
     writeFileSync(file, content);
     execFileSync("chown", ["1000:1001", file]);
     execFileSync("chmod", ["4755", file]);
     execFileSync("touch", ["-m", "-d", "@1700000000.123456789", file]);
 
-    const transfer = collate(await download(agent.client, file));
+    const transfer = collate(await download(suite.agent.client, file));
     expect(transfer.entries).toHaveLength(1);
     const [entry] = transfer.entries as [ReceivedEntry];
     expect(entry.header).toMatchObject({
@@ -161,7 +141,7 @@ describe("CopyFromGuest", () => {
   });
 
   it("sends a tree depth-first, each directory before its contents, symlinks as links", async () => {
-    const root = join(temp.dir, "root");
+    const root = join(suite.dir, "root");
     mkdirSync(join(root, "sub", "deeper"), { recursive: true });
     mkdirSync(join(root, "empty"));
     writeFileSync(join(root, "a.txt"), "A");
@@ -174,7 +154,7 @@ describe("CopyFromGuest", () => {
     chmodSync(join(root, "sub"), 0o2755);
     execFileSync("touch", ["-m", "-d", "@1600000000.987654321", join(root, "sub")]);
 
-    const transfer = collate(await download(agent.client, root));
+    const transfer = collate(await download(suite.agent.client, root));
     const paths = transfer.entries.map((entry) => entry.header.path);
     expect([...paths].sort()).toEqual(
       [
@@ -221,7 +201,7 @@ describe("CopyFromGuest", () => {
   });
 
   it("follows links when asked: a link to a directory brings its contents, loops and dangling links are skipped", async () => {
-    const root = join(temp.dir, "root");
+    const root = join(suite.dir, "root");
     mkdirSync(join(root, "sub"), { recursive: true });
     writeFileSync(join(root, "a.txt"), "A");
     writeFileSync(join(root, "sub", "b.txt"), "BB");
@@ -230,7 +210,7 @@ describe("CopyFromGuest", () => {
     symlinkSync("..", join(root, "sub", "up"));
     symlinkSync("nowhere", join(root, "dangling"));
 
-    const transfer = collate(await download(agent.client, root, true));
+    const transfer = collate(await download(suite.agent.client, root, true));
     const entries = byPath(transfer);
     expect(entries.get("root/link-to-a")?.header).toMatchObject({ isSymlink: false, size: 1n });
     expect(entries.get("root/link-to-a")?.data.toString()).toBe("A");
@@ -247,7 +227,7 @@ describe("CopyFromGuest", () => {
   });
 
   it("skips FIFOs, sockets and devices without opening them, and goes on", async () => {
-    const root = join(temp.dir, "root");
+    const root = join(suite.dir, "root");
     mkdirSync(root);
     writeFileSync(join(root, "before.txt"), "before");
     execFileSync("mkfifo", [join(root, "fifo")]);
@@ -257,7 +237,7 @@ describe("CopyFromGuest", () => {
     const server: Server = createServer();
     await new Promise<void>((resolve) => server.listen(join(root, "socket"), resolve));
     try {
-      const transfer = collate(await download(agent.client, root));
+      const transfer = collate(await download(suite.agent.client, root));
       const skipped = new Map(transfer.skipped.map((skip) => [skip.path, skip]));
       expect(skipped.get("root/fifo")).toMatchObject({ code: "SPECIAL_FILE" });
       expect(skipped.get("root/fifo")?.reason).toMatch(/FIFO/);
@@ -274,51 +254,51 @@ describe("CopyFromGuest", () => {
   });
 
   it("reports a problem with the root as one error message, not a gRPC status", async () => {
-    const missing = join(temp.dir, "missing");
-    const notFound = await download(agent.client, missing);
+    const missing = join(suite.dir, "missing");
+    const notFound = await download(suite.agent.client, missing);
     expect(notFound).toHaveLength(1);
     expect(notFound[0]?.response).toMatchObject({ case: "error", value: { path: missing, code: "ENOENT" } });
 
-    const relative = collate(await download(agent.client, "relative/path"));
+    const relative = collate(await download(suite.agent.client, "relative/path"));
     expect(relative.errors[0]).toMatchObject({ code: "EINVAL" });
     expect(relative.errors[0]?.message).toMatch(/not absolute/);
 
-    const nul = collate(await download(agent.client, `${temp.dir}/a\0b`));
+    const nul = collate(await download(suite.agent.client, `${suite.dir}/a\0b`));
     expect(nul.errors[0]).toMatchObject({ code: "EINVAL" });
     expect(nul.errors[0]?.message).toMatch(/NUL/);
 
-    const fifo = join(temp.dir, "fifo");
+    const fifo = join(suite.dir, "fifo");
     execFileSync("mkfifo", [fifo]);
-    const special = collate(await download(agent.client, fifo));
+    const special = collate(await download(suite.agent.client, fifo));
     expect(special.errors[0]).toMatchObject({ code: "SPECIAL_FILE", path: fifo });
     expect(special.entries).toEqual([]);
   });
 
   it("sends a symlink root as a link, or what it points to with follow_links", async () => {
-    writeFileSync(join(temp.dir, "target"), "T");
-    const link = join(temp.dir, "link");
+    writeFileSync(join(suite.dir, "target"), "T");
+    const link = join(suite.dir, "link");
     symlinkSync("target", link);
-    const asLink = collate(await download(agent.client, link));
+    const asLink = collate(await download(suite.agent.client, link));
     expect(asLink.entries).toHaveLength(1);
     expect(asLink.entries[0]?.header).toMatchObject({ path: "link", isSymlink: true, linkTarget: "target" });
     expect(asLink.final).toMatchObject({ final: true, partial: false });
 
-    const followed = collate(await download(agent.client, link, true));
+    const followed = collate(await download(suite.agent.client, link, true));
     expect(followed.entries[0]?.header).toMatchObject({ path: "link", isSymlink: false, size: 1n });
     expect(followed.entries[0]?.data.toString()).toBe("T");
   });
 
   it("names the root by its real name when the path ends in .. or /", async () => {
-    const root = join(temp.dir, "named");
+    const root = join(suite.dir, "named");
     mkdirSync(join(root, "inner"), { recursive: true });
-    const dotted = collate(await download(agent.client, join(root, "inner", "..")));
+    const dotted = collate(await download(suite.agent.client, join(root, "inner", "..")));
     expect(dotted.entries.map((entry) => entry.header.path).sort()).toEqual(["named", "named/inner"]);
-    const slashed = collate(await download(agent.client, `${root}//`));
+    const slashed = collate(await download(suite.agent.client, `${root}//`));
     expect(slashed.entries[0]?.header.path).toBe("named");
   });
 
   it("starts sending before it has walked the tree (20,000 files)", async () => {
-    const root = join(temp.dir, "big-tree");
+    const root = join(suite.dir, "big-tree");
     for (let d = 0; d < 200; d++) {
       const dir = join(root, `d${d}`);
       mkdirSync(dir, { recursive: true });
@@ -328,7 +308,7 @@ describe("CopyFromGuest", () => {
     // sees what was not yet walked; a walk done up front would still send (or report as
     // vanished) all 20,000 files.
     const messages = await downloadWithPause(
-      agent,
+      suite.agent,
       root,
       (message) => message.response.case === "header",
       () => {
@@ -344,15 +324,18 @@ describe("CopyFromGuest", () => {
   });
 
   it("closes every file and directory when the client cancels mid-transfer", async () => {
-    const root = join(temp.dir, "root");
+    const root = join(suite.dir, "root");
     for (let d = 0; d < 20; d++) {
       mkdirSync(join(root, `d${d}`, "deeper"), { recursive: true });
       for (let f = 0; f < 50; f++) writeFileSync(join(root, `d${d}`, "deeper", `f${f}`), Buffer.alloc(8192, f));
     }
     // A first call opens the connection, which stays.
-    await download(agent.client, join(root, "d0", "deeper", "f0"));
-    const before = openDescriptorCount(agent.agent.pid);
-    const call = agent.client.copyFromGuest(create(CopyFromGuestRequestSchema, { path: root }), new grpc.Metadata());
+    await download(suite.agent.client, join(root, "d0", "deeper", "f0"));
+    const before = openDescriptorCount(suite.agent.agent.pid);
+    const call = suite.agent.client.copyFromGuest(
+      create(CopyFromGuestRequestSchema, { path: root }),
+      new grpc.Metadata(),
+    );
     const cancelled = new Promise<grpc.ServiceError>((resolve) => call.on("error", resolve));
     let received = 0;
     call.on("data", (message: CopyFromGuestResponse) => {
@@ -363,17 +346,17 @@ describe("CopyFromGuest", () => {
       }
     });
     expect((await cancelled).code).toBe(grpc.status.CANCELLED);
-    expect(await eventually(() => openDescriptorCount(agent.agent.pid) <= before)).toBe(true);
+    expect(await eventually(() => openDescriptorCount(suite.agent.agent.pid) <= before)).toBe(true);
     // The agent still serves.
-    expect(collate(await download(agent.client, join(root, "d0", "deeper", "f1"))).entries).toHaveLength(1);
+    expect(collate(await download(suite.agent.client, join(root, "d0", "deeper", "f1"))).entries).toHaveLength(1);
   });
 
   it("sends exactly the declared size when a file grows during the copy", async () => {
-    const file = join(temp.dir, "growing");
+    const file = join(suite.dir, "growing");
     const size = 64 * 1024 * 1024;
     writeFileSync(file, Buffer.alloc(size, 1));
     const messages = await downloadWithPause(
-      agent,
+      suite.agent,
       file,
       (message) => message.response.case === "data",
       () => appendFileSync(file, Buffer.alloc(1024 * 1024, 2)),
@@ -386,11 +369,11 @@ describe("CopyFromGuest", () => {
   });
 
   it("reports a file that shrank during the copy as skipped, with the bytes that were there", async () => {
-    const file = join(temp.dir, "shrinking");
+    const file = join(suite.dir, "shrinking");
     const size = 64 * 1024 * 1024;
     writeFileSync(file, Buffer.alloc(size, 1));
     const messages = await downloadWithPause(
-      agent,
+      suite.agent,
       file,
       (message) => message.response.case === "data",
       () => truncateSync(file, 0),
@@ -406,8 +389,8 @@ describe("CopyFromGuest", () => {
   });
 
   it("does not read through a directory swapped for a symlink during the walk", async () => {
-    const root = join(temp.dir, "root");
-    const decoy = join(temp.dir, "decoy");
+    const root = join(suite.dir, "root");
+    const decoy = join(suite.dir, "decoy");
     mkdirSync(join(root, "a"), { recursive: true });
     mkdirSync(decoy);
     const content = Buffer.alloc(4096, "p");
@@ -416,7 +399,7 @@ describe("CopyFromGuest", () => {
       writeFileSync(join(decoy, `f${f}`), "SECRET");
     }
     const messages = await downloadWithPause(
-      agent,
+      suite.agent,
       root,
       (message) => message.response.case === "header" && message.response.value.path === "root/a",
       () => {
@@ -436,23 +419,10 @@ describe("CopyFromGuest", () => {
 });
 
 describe("CopyFromGuest as an unprivileged agent", () => {
-  let agent: TestAgent;
-  let temp: ReturnType<typeof makeTempDir>;
-  beforeAll(async () => {
-    agent = await startTestAgent({ asNobody: true });
-  });
-  afterAll(async () => {
-    await agent.stop();
-  });
-  beforeEach(() => {
-    temp = makeTempDir();
-  });
-  afterEach(() => {
-    temp.remove();
-  });
+  const suite = useTestAgent({ asNobody: true });
 
   it("skips what it cannot read, reports it by path, and sends the rest", async () => {
-    const root = join(temp.dir, "root");
+    const root = join(suite.dir, "root");
     mkdirSync(join(root, "closed"), { recursive: true });
     writeFileSync(join(root, "ok.txt"), "readable", { mode: 0o644 });
     writeFileSync(join(root, "secret"), "unreadable", { mode: 0o600 });
@@ -460,7 +430,7 @@ describe("CopyFromGuest as an unprivileged agent", () => {
     chmodSync(root, 0o755);
     chmodSync(join(root, "closed"), 0o700);
 
-    const transfer = collate(await download(agent.client, root));
+    const transfer = collate(await download(suite.agent.client, root));
     const skipped = new Map(transfer.skipped.map((skip) => [skip.path, skip]));
     expect(skipped.get("root/secret")).toMatchObject({ code: "EACCES" });
     expect(skipped.get("root/closed")).toMatchObject({ code: "EACCES" });
@@ -472,13 +442,13 @@ describe("CopyFromGuest as an unprivileged agent", () => {
   });
 
   it("reports an unreadable root as an error message", async () => {
-    const closed = join(temp.dir, "closed");
+    const closed = join(suite.dir, "closed");
     mkdirSync(closed, { mode: 0o700 });
-    const secret = join(temp.dir, "secret");
+    const secret = join(suite.dir, "secret");
     writeFileSync(secret, "x", { mode: 0o600 });
-    const directory = collate(await download(agent.client, closed));
+    const directory = collate(await download(suite.agent.client, closed));
     expect(directory.errors).toEqual([expect.objectContaining({ path: closed, code: "EACCES" })]);
-    const file = collate(await download(agent.client, secret));
+    const file = collate(await download(suite.agent.client, secret));
     expect(file.errors).toEqual([expect.objectContaining({ path: secret, code: "EACCES" })]);
   });
 });

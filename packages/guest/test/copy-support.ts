@@ -17,6 +17,7 @@ import {
   type StatPathResponse,
 } from "@guestkit/protocol";
 import { type AgentProcess, startAgent } from "@guestkit/testkit";
+import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
 
 /** The uid/gid of "nobody" on Debian. */
 export const NOBODY = 65534;
@@ -154,6 +155,44 @@ export function makeTempDir(prefix = "guestkit-copy-"): { dir: string; remove():
   const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o755);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** What the hooks useTestAgent registers provide; read it inside tests and hooks only. */
+export interface TestAgentSuite {
+  /** The agent of the enclosing describe, with its client. */
+  readonly agent: TestAgent;
+  /** The running test's temp dir. */
+  readonly dir: string;
+}
+
+/**
+ * Registers, in the enclosing describe, the set-up the copy and stat tests share: one
+ * agent for the block (an agent takes a while to start) and a fresh temp dir per test,
+ * removed after it, so no test sees another's files.
+ */
+export function useTestAgent(options: TestAgentOptions = {}): TestAgentSuite {
+  let agent: TestAgent;
+  let temp: ReturnType<typeof makeTempDir>;
+  beforeAll(async () => {
+    agent = await startTestAgent(options);
+  });
+  afterAll(async () => {
+    await agent.stop();
+  });
+  beforeEach(() => {
+    temp = makeTempDir();
+  });
+  afterEach(() => {
+    temp.remove();
+  });
+  return {
+    get agent() {
+      return agent;
+    },
+    get dir() {
+      return temp.dir;
+    },
+  };
 }
 
 /** Polls `check` until it returns true, for at most `timeoutMs`; for effects the agent completes after answering. */

@@ -15,7 +15,7 @@ import { pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { CopyToGuestRequestSchema } from "@guestkit/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   entryMessages,
   eventually,
@@ -25,6 +25,7 @@ import {
   startTestAgent,
   type TestAgent,
   upload,
+  useTestAgent,
 } from "./copy-support.js";
 
 const TEMP_MARKER = ".guestkit-";
@@ -50,44 +51,31 @@ function expectTime(path: string, seconds: bigint, nanos: number) {
 }
 
 describe("CopyToGuest", () => {
-  let agent: TestAgent;
-  let temp: ReturnType<typeof makeTempDir>;
-  beforeAll(async () => {
-    // A restrictive umask: modes must be exact regardless.
-    agent = await startTestAgent({ umask: "077" });
-  });
-  afterAll(async () => {
-    await agent.stop();
-  });
-  beforeEach(() => {
-    temp = makeTempDir();
-  });
-  afterEach(() => {
-    temp.remove();
-  });
+  // A restrictive umask: modes must be exact regardless.
+  const suite = useTestAgent({ umask: "077" });
 
   it("writes a file sent the original way, one entry per stream", async () => {
-    const target = join(temp.dir, "hello.txt");
+    const target = join(suite.dir, "hello.txt");
     const data = Buffer.alloc(100_000, "x");
-    const response = await upload(agent.client, fileMessages(target, data));
+    const response = await upload(suite.agent.client, fileMessages(target, data));
     expect(response).toMatchObject({ success: true, error: "", bytesWritten: 100_000n, entriesWritten: 1n });
     expect(readFileSync(target).equals(data)).toBe(true);
     expect(statSync(target).mode & 0o7777).toBe(0o644);
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("creates missing parents with mode 0755 despite the agent's umask", async () => {
-    const target = join(temp.dir, "a", "b", "file");
-    expect((await upload(agent.client, fileMessages(target, "x"))).success).toBe(true);
-    expect(statSync(join(temp.dir, "a")).mode & 0o7777).toBe(0o755);
-    expect(statSync(join(temp.dir, "a", "b")).mode & 0o7777).toBe(0o755);
+    const target = join(suite.dir, "a", "b", "file");
+    expect((await upload(suite.agent.client, fileMessages(target, "x"))).success).toBe(true);
+    expect(statSync(join(suite.dir, "a")).mode & 0o7777).toBe(0o755);
+    expect(statSync(join(suite.dir, "a", "b")).mode & 0o7777).toBe(0o755);
   });
 
   it("leaves the old target intact and no temporary file when the stream is cancelled mid-file", async () => {
-    const target = join(temp.dir, "precious");
+    const target = join(suite.dir, "precious");
     writeFileSync(target, "old content");
-    const descriptors = openDescriptorCount(agent.agent.pid);
-    const call = agent.client.copyToGuest(new grpc.Metadata(), {}, () => undefined);
+    const descriptors = openDescriptorCount(suite.agent.agent.pid);
+    const call = suite.agent.client.copyToGuest(new grpc.Metadata(), {}, () => undefined);
     call.on("error", () => undefined);
     const size = 10 * 1024 * 1024;
     call.write(
@@ -95,25 +83,25 @@ describe("CopyToGuest", () => {
     );
     call.write(create(CopyToGuestRequestSchema, { request: { case: "data", value: Buffer.alloc(64 * 1024, "n") } }));
     // The agent is writing to its temporary file: now drop the call.
-    expect(await eventually(() => leftovers(temp.dir).length === 1)).toBe(true);
+    expect(await eventually(() => leftovers(suite.dir).length === 1)).toBe(true);
     call.cancel();
-    expect(await eventually(() => leftovers(temp.dir).length === 0)).toBe(true);
+    expect(await eventually(() => leftovers(suite.dir).length === 0)).toBe(true);
     expect(readFileSync(target, "utf8")).toBe("old content");
-    expect(await eventually(() => openDescriptorCount(agent.agent.pid) <= descriptors)).toBe(true);
+    expect(await eventually(() => openDescriptorCount(suite.agent.agent.pid) <= descriptors)).toBe(true);
   });
 
   it("cleans up when the client process dies mid-file", async () => {
-    const target = join(temp.dir, "precious");
+    const target = join(suite.dir, "precious");
     writeFileSync(target, "old content");
     const require = createRequire(import.meta.url);
-    const script = join(temp.dir, "uploader.mjs");
+    const script = join(suite.dir, "uploader.mjs");
     // A separate process, so the connection really drops (no cancel is ever sent).
     writeFileSync(
       script,
       `import { create } from ${JSON.stringify(pathToFileURL(require.resolve("@bufbuild/protobuf")).href)};
 import * as grpc from ${JSON.stringify(pathToFileURL(require.resolve("@grpc/grpc-js")).href)};
 import { CopyToGuestRequestSchema, GuestServiceClient } from ${JSON.stringify(pathToFileURL(require.resolve("@guestkit/protocol")).href)};
-const client = new GuestServiceClient(${JSON.stringify(`unix:${agent.agent.socketPath}`)}, grpc.credentials.createInsecure());
+const client = new GuestServiceClient(${JSON.stringify(`unix:${suite.agent.agent.socketPath}`)}, grpc.credentials.createInsecure());
 const call = client.copyToGuest(new grpc.Metadata(), {}, () => {});
 call.write(create(CopyToGuestRequestSchema, { request: { case: "start", value: { path: ${JSON.stringify(target)}, size: 1048576n } } }));
 call.write(create(CopyToGuestRequestSchema, { request: { case: "data", value: new Uint8Array(65536) } }));
@@ -123,20 +111,20 @@ setInterval(() => {}, 1000);
     const uploader = spawn(process.execPath, [script], { stdio: "inherit" });
     const exited = new Promise((resolve) => uploader.once("exit", resolve));
     try {
-      expect(await eventually(() => leftovers(temp.dir).length === 1)).toBe(true);
+      expect(await eventually(() => leftovers(suite.dir).length === 1)).toBe(true);
     } finally {
       uploader.kill("SIGKILL");
       await exited;
     }
-    expect(await eventually(() => leftovers(temp.dir).length === 0)).toBe(true);
+    expect(await eventually(() => leftovers(suite.dir).length === 0)).toBe(true);
     expect(readFileSync(target, "utf8")).toBe("old content");
   });
 
   it("rejects fewer bytes than size, keeping the old target", async () => {
-    const target = join(temp.dir, "short");
+    const target = join(suite.dir, "short");
     writeFileSync(target, "old");
     const messages = entryMessages({ path: target, size: 10n }, Buffer.from("12345"));
-    const response = await upload(agent.client, messages);
+    const response = await upload(suite.agent.client, messages);
     expect(response).toMatchObject({
       success: false,
       errorCode: "SIZE_MISMATCH",
@@ -145,88 +133,94 @@ setInterval(() => {}, 1000);
     });
     expect(response.error).toMatch(/5 of the declared 10 bytes/);
     expect(readFileSync(target, "utf8")).toBe("old");
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("rejects more bytes than size, keeping the old target", async () => {
-    const target = join(temp.dir, "long");
+    const target = join(suite.dir, "long");
     writeFileSync(target, "old");
     const messages = entryMessages({ path: target, size: 3n }, Buffer.from("1234567890"), 4);
-    const response = await upload(agent.client, messages);
+    const response = await upload(suite.agent.client, messages);
     expect(response).toMatchObject({ success: false, errorCode: "SIZE_MISMATCH", errorPath: target });
     expect(readFileSync(target, "utf8")).toBe("old");
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("treats framing errors as PROTOCOL failures, in-band", async () => {
-    const target = join(temp.dir, "framed");
-    const dataFirst = await upload(agent.client, [{ request: { case: "data", value: Buffer.from("x") } }]);
+    const target = join(suite.dir, "framed");
+    const dataFirst = await upload(suite.agent.client, [{ request: { case: "data", value: Buffer.from("x") } }]);
     expect(dataFirst).toMatchObject({ success: false, errorCode: "PROTOCOL" });
     expect(dataFirst.error).toMatch(/before any start/);
 
-    const endFirst = await upload(agent.client, [{ request: { case: "end", value: {} } }]);
+    const endFirst = await upload(suite.agent.client, [{ request: { case: "end", value: {} } }]);
     expect(endFirst).toMatchObject({ success: false, errorCode: "PROTOCOL" });
 
-    const restart = await upload(agent.client, [
+    const restart = await upload(suite.agent.client, [
       { request: { case: "start", value: { path: target, size: 1n } } },
       { request: { case: "start", value: { path: target, size: 1n } } },
     ]);
     expect(restart).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: target });
     expect(restart.error).toMatch(/new start arrived before/);
 
-    const noEnd = await upload(agent.client, [
+    const noEnd = await upload(suite.agent.client, [
       { request: { case: "start", value: { path: target, size: 1n } } },
       { request: { case: "data", value: Buffer.from("x") } },
     ]);
     expect(noEnd).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: target });
     expect(noEnd.error).toMatch(/ended before/);
 
-    const dataForDirectory = await upload(agent.client, [
-      { request: { case: "start", value: { path: join(temp.dir, "d"), isDir: true } } },
+    const dataForDirectory = await upload(suite.agent.client, [
+      { request: { case: "start", value: { path: join(suite.dir, "d"), isDir: true } } },
       { request: { case: "data", value: Buffer.from("x") } },
     ]);
     expect(dataForDirectory).toMatchObject({ success: false, errorCode: "PROTOCOL" });
 
     expect(() => statSync(target)).toThrow(/ENOENT/);
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("validates the start message", async () => {
-    const relative = await upload(agent.client, fileMessages("relative/file", "x"));
+    const relative = await upload(suite.agent.client, fileMessages("relative/file", "x"));
     expect(relative).toMatchObject({ success: false, errorCode: "EINVAL" });
     expect(relative.error).toMatch(/not absolute/);
 
-    const nul = await upload(agent.client, fileMessages(`${temp.dir}/a\0b`, "x"));
+    const nul = await upload(suite.agent.client, fileMessages(`${suite.dir}/a\0b`, "x"));
     expect(nul).toMatchObject({ success: false, errorCode: "EINVAL" });
     expect(nul.error).toMatch(/NUL/);
 
-    const negative = await upload(agent.client, entryMessages({ path: join(temp.dir, "neg"), size: -1n }));
+    const negative = await upload(suite.agent.client, entryMessages({ path: join(suite.dir, "neg"), size: -1n }));
     expect(negative).toMatchObject({ success: false, errorCode: "EINVAL" });
     expect(negative.error).toMatch(/negative size/);
 
-    const nanos = await upload(agent.client, fileMessages(join(temp.dir, "n"), "x", { mtime: 1n, mtimeNanos: 1e9 }));
+    const nanos = await upload(
+      suite.agent.client,
+      fileMessages(join(suite.dir, "n"), "x", { mtime: 1n, mtimeNanos: 1e9 }),
+    );
     expect(nanos).toMatchObject({ success: false, errorCode: "EINVAL" });
 
-    const before1970 = await upload(agent.client, fileMessages(join(temp.dir, "old"), "x", { mtime: -1n }));
+    const before1970 = await upload(suite.agent.client, fileMessages(join(suite.dir, "old"), "x", { mtime: -1n }));
     expect(before1970).toMatchObject({ success: false, errorCode: "EINVAL" });
     expect(before1970.error).toMatch(/before 1970/);
 
-    const linkWithoutTarget = await upload(agent.client, entryMessages({ path: join(temp.dir, "l"), isSymlink: true }));
+    const linkWithoutTarget = await upload(
+      suite.agent.client,
+      entryMessages({ path: join(suite.dir, "l"), isSymlink: true }),
+    );
     expect(linkWithoutTarget).toMatchObject({ success: false, errorCode: "EINVAL" });
-    expect(readdirSync(temp.dir)).toEqual([]);
+    expect(readdirSync(suite.dir)).toEqual([]);
   });
 
   it("applies modes exactly, setuid, setgid and sticky included, under umask 077", async () => {
-    const response = await upload(agent.client, [
-      ...fileMessages(join(temp.dir, "suid"), "x", { mode: 0o4755 }),
-      ...fileMessages(join(temp.dir, "sgid"), "x", { mode: 0o2750 }),
-      ...fileMessages(join(temp.dir, "default"), "x"),
-      ...fileMessages(join(temp.dir, "open"), "x", { mode: 0o666 }),
-      ...entryMessages({ path: join(temp.dir, "sticky"), isDir: true, mode: 0o1777 }),
-      ...entryMessages({ path: join(temp.dir, "plain-dir"), isDir: true }),
+    const response = await upload(suite.agent.client, [
+      ...fileMessages(join(suite.dir, "suid"), "x", { mode: 0o4755 }),
+      ...fileMessages(join(suite.dir, "sgid"), "x", { mode: 0o2750 }),
+      ...fileMessages(join(suite.dir, "default"), "x"),
+      ...fileMessages(join(suite.dir, "open"), "x", { mode: 0o666 }),
+      ...entryMessages({ path: join(suite.dir, "sticky"), isDir: true, mode: 0o1777 }),
+      ...entryMessages({ path: join(suite.dir, "plain-dir"), isDir: true }),
     ]);
     expect(response).toMatchObject({ success: true, entriesWritten: 6n });
-    const mode = (name: string) => statSync(join(temp.dir, name)).mode & 0o7777;
+    const mode = (name: string) => statSync(join(suite.dir, name)).mode & 0o7777;
     expect(mode("suid")).toBe(0o4755);
     expect(mode("sgid")).toBe(0o2750);
     expect(mode("default")).toBe(0o644);
@@ -236,35 +230,35 @@ setInterval(() => {}, 1000);
   });
 
   it("updates an existing directory's mode and time, and leaves its mode alone for mode 0", async () => {
-    const dir = join(temp.dir, "existing");
+    const dir = join(suite.dir, "existing");
     mkdirSync(dir, { mode: 0o700 });
     const first = await upload(
-      agent.client,
+      suite.agent.client,
       entryMessages({ path: dir, isDir: true, mode: 0o1775, mtime: 1_600_000_000n }),
     );
     expect(first.success).toBe(true);
     expect(statSync(dir).mode & 0o7777).toBe(0o1775);
     expect(statSync(dir).mtimeMs).toBe(1_600_000_000_000);
-    const second = await upload(agent.client, entryMessages({ path: dir, isDir: true }));
+    const second = await upload(suite.agent.client, entryMessages({ path: dir, isDir: true }));
     expect(second.success).toBe(true);
     expect(statSync(dir).mode & 0o7777).toBe(0o1775);
   });
 
   it("refuses a directory entry over a file, and a file entry over a directory", async () => {
-    writeFileSync(join(temp.dir, "file"), "keep");
-    mkdirSync(join(temp.dir, "dir"));
-    const dirOverFile = await upload(agent.client, entryMessages({ path: join(temp.dir, "file"), isDir: true }));
+    writeFileSync(join(suite.dir, "file"), "keep");
+    mkdirSync(join(suite.dir, "dir"));
+    const dirOverFile = await upload(suite.agent.client, entryMessages({ path: join(suite.dir, "file"), isDir: true }));
     expect(dirOverFile).toMatchObject({ success: false, errorCode: "EEXIST" });
-    const fileOverDir = await upload(agent.client, fileMessages(join(temp.dir, "dir"), "x"));
-    expect(fileOverDir).toMatchObject({ success: false, errorCode: "EISDIR", errorPath: join(temp.dir, "dir") });
-    expect(readFileSync(join(temp.dir, "file"), "utf8")).toBe("keep");
-    expect(leftovers(temp.dir)).toEqual([]);
+    const fileOverDir = await upload(suite.agent.client, fileMessages(join(suite.dir, "dir"), "x"));
+    expect(fileOverDir).toMatchObject({ success: false, errorCode: "EISDIR", errorPath: join(suite.dir, "dir") });
+    expect(readFileSync(join(suite.dir, "file"), "utf8")).toBe("keep");
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("applies mtime with nanoseconds to files and directories, directories last", async () => {
-    const top = join(temp.dir, "top");
+    const top = join(suite.dir, "top");
     const sub = join(top, "sub");
-    const response = await upload(agent.client, [
+    const response = await upload(suite.agent.client, [
       ...entryMessages({ path: top, isDir: true, mtime: 1_500_000_000n, mtimeNanos: 111_111_111 }),
       ...entryMessages({ path: sub, isDir: true, mtime: 1_500_000_001n, mtimeNanos: 222_222_222 }),
       ...fileMessages(join(sub, "file"), "content", { mtime: 1_700_000_000n, mtimeNanos: 123_456_789 }),
@@ -280,14 +274,14 @@ setInterval(() => {}, 1000);
 
   it("keeps the file's time when mtime is 0 (now)", async () => {
     const before = Date.now();
-    await upload(agent.client, fileMessages(join(temp.dir, "now"), "x"));
-    expect(statSync(join(temp.dir, "now")).mtimeMs).toBeGreaterThanOrEqual(before - 1000);
+    await upload(suite.agent.client, fileMessages(join(suite.dir, "now"), "x"));
+    expect(statSync(join(suite.dir, "now")).mtimeMs).toBeGreaterThanOrEqual(before - 1000);
   });
 
   it("sets ownership: 1000:1000 when given, and 0:0 exactly with chown", async () => {
-    const file = join(temp.dir, "owned");
-    const dir = join(temp.dir, "owned-dir");
-    const given = await upload(agent.client, [
+    const file = join(suite.dir, "owned");
+    const dir = join(suite.dir, "owned-dir");
+    const given = await upload(suite.agent.client, [
       ...fileMessages(file, "x", { uid: 1000, gid: 1000, mode: 0o4755 }),
       ...entryMessages({ path: dir, isDir: true, uid: 1000, gid: 1000 }),
     ]);
@@ -298,9 +292,9 @@ setInterval(() => {}, 1000);
     expect(statSync(dir)).toMatchObject({ uid: 1000, gid: 1000 });
 
     // 0:0 without chown means "not given": the existing directory keeps its owner.
-    await upload(agent.client, entryMessages({ path: dir, isDir: true }));
+    await upload(suite.agent.client, entryMessages({ path: dir, isDir: true }));
     expect(statSync(dir)).toMatchObject({ uid: 1000, gid: 1000 });
-    const root = await upload(agent.client, [
+    const root = await upload(suite.agent.client, [
       ...entryMessages({ path: dir, isDir: true, chown: true, uid: 0, gid: 0 }),
       ...fileMessages(file, "y", { chown: true, uid: 0, gid: 0 }),
     ]);
@@ -310,9 +304,9 @@ setInterval(() => {}, 1000);
   });
 
   it("creates and atomically replaces symlinks, with owner and time", async () => {
-    const link = join(temp.dir, "link");
+    const link = join(suite.dir, "link");
     writeFileSync(link, "a file that becomes a link");
-    const response = await upload(agent.client, [
+    const response = await upload(suite.agent.client, [
       ...entryMessages({
         path: link,
         isSymlink: true,
@@ -321,19 +315,19 @@ setInterval(() => {}, 1000);
         gid: 1000,
         mtime: 1_650_000_000n,
       }),
-      ...entryMessages({ path: join(temp.dir, "deep", "link2"), isSymlink: true, linkTarget: "/etc/hostname" }),
+      ...entryMessages({ path: join(suite.dir, "deep", "link2"), isSymlink: true, linkTarget: "/etc/hostname" }),
     ]);
     expect(response).toMatchObject({ success: true, entriesWritten: 2n, bytesWritten: 0n });
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readlinkSync(link)).toBe("../somewhere/else");
     expect(lstatSync(link)).toMatchObject({ uid: 1000, gid: 1000 });
     expect(lstatSync(link).mtimeMs).toBe(1_650_000_000_000);
-    expect(readlinkSync(join(temp.dir, "deep", "link2"))).toBe("/etc/hostname");
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(readlinkSync(join(suite.dir, "deep", "link2"))).toBe("/etc/hostname");
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("writes 2,000 small files in one call", async () => {
-    const tree = join(temp.dir, "tree");
+    const tree = join(suite.dir, "tree");
     const messages = function* () {
       yield* entryMessages({ path: tree, isDir: true, mode: 0o750, mtime: 1_600_000_000n });
       for (let i = 0; i < 2000; i++) {
@@ -341,7 +335,7 @@ setInterval(() => {}, 1000);
       }
     };
     const started = performance.now();
-    const response = await upload(agent.client, messages());
+    const response = await upload(suite.agent.client, messages());
     const elapsed = performance.now() - started;
     expect(response).toMatchObject({ success: true, entriesWritten: 2001n, error: "" });
     console.info(`2,000 files in one CopyToGuest call: ${elapsed.toFixed(0)} ms`);
@@ -356,51 +350,51 @@ setInterval(() => {}, 1000);
   });
 
   it("stops at the first failing entry, keeping what was committed before it", async () => {
-    writeFileSync(join(temp.dir, "blocker"), "a file where a directory is needed");
-    const response = await upload(agent.client, [
-      ...entryMessages({ path: join(temp.dir, "kept-dir"), isDir: true, mtime: 1_300_000_000n }),
-      ...fileMessages(join(temp.dir, "kept-dir", "first"), "1"),
-      ...fileMessages(join(temp.dir, "blocker", "second"), "22"),
-      ...fileMessages(join(temp.dir, "never"), "333"),
+    writeFileSync(join(suite.dir, "blocker"), "a file where a directory is needed");
+    const response = await upload(suite.agent.client, [
+      ...entryMessages({ path: join(suite.dir, "kept-dir"), isDir: true, mtime: 1_300_000_000n }),
+      ...fileMessages(join(suite.dir, "kept-dir", "first"), "1"),
+      ...fileMessages(join(suite.dir, "blocker", "second"), "22"),
+      ...fileMessages(join(suite.dir, "never"), "333"),
     ]);
     expect(response).toMatchObject({
       success: false,
       entriesWritten: 2n,
       bytesWritten: 1n,
       errorCode: "ENOTDIR",
-      errorPath: join(temp.dir, "blocker", "second"),
+      errorPath: join(suite.dir, "blocker", "second"),
     });
-    expect(readFileSync(join(temp.dir, "kept-dir", "first"), "utf8")).toBe("1");
+    expect(readFileSync(join(suite.dir, "kept-dir", "first"), "utf8")).toBe("1");
     // The committed directory still gets its time.
-    expect(statSync(join(temp.dir, "kept-dir")).mtimeMs).toBe(1_300_000_000_000);
-    expect(() => statSync(join(temp.dir, "never"))).toThrow(/ENOENT/);
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(statSync(join(suite.dir, "kept-dir")).mtimeMs).toBe(1_300_000_000_000);
+    expect(() => statSync(join(suite.dir, "never"))).toThrow(/ENOENT/);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("commits nothing after an entry that fails when it is renamed into place", async () => {
-    mkdirSync(join(temp.dir, "occupied", "child"), { recursive: true });
-    const response = await upload(agent.client, [
-      ...fileMessages(join(temp.dir, "one"), "1"),
+    mkdirSync(join(suite.dir, "occupied", "child"), { recursive: true });
+    const response = await upload(suite.agent.client, [
+      ...fileMessages(join(suite.dir, "one"), "1"),
       // Staged and written fine; only the final rename over a directory fails.
-      ...fileMessages(join(temp.dir, "occupied"), "22"),
-      ...fileMessages(join(temp.dir, "three"), "333"),
-      ...fileMessages(join(temp.dir, "four"), "4444"),
+      ...fileMessages(join(suite.dir, "occupied"), "22"),
+      ...fileMessages(join(suite.dir, "three"), "333"),
+      ...fileMessages(join(suite.dir, "four"), "4444"),
     ]);
     expect(response).toMatchObject({
       success: false,
       entriesWritten: 1n,
       bytesWritten: 1n,
       errorCode: "EISDIR",
-      errorPath: join(temp.dir, "occupied"),
+      errorPath: join(suite.dir, "occupied"),
     });
-    expect(readFileSync(join(temp.dir, "one"), "utf8")).toBe("1");
-    expect(() => statSync(join(temp.dir, "three"))).toThrow(/ENOENT/);
-    expect(() => statSync(join(temp.dir, "four"))).toThrow(/ENOENT/);
-    expect(leftovers(temp.dir)).toEqual([]);
+    expect(readFileSync(join(suite.dir, "one"), "utf8")).toBe("1");
+    expect(() => statSync(join(suite.dir, "three"))).toThrow(/ENOENT/);
+    expect(() => statSync(join(suite.dir, "four"))).toThrow(/ENOENT/);
+    expect(leftovers(suite.dir)).toEqual([]);
   });
 
   it("streams a large file to disk without holding it in memory", async () => {
-    const target = join(temp.dir, "big");
+    const target = join(suite.dir, "big");
     const size = 1024 * 1024 * 1024;
     const chunk = Buffer.alloc(256 * 1024, 7);
     const messages = function* () {
@@ -409,11 +403,11 @@ setInterval(() => {}, 1000);
       yield { request: { case: "end" as const, value: {} } };
     };
     const started = performance.now();
-    const response = await upload(agent.client, messages());
+    const response = await upload(suite.agent.client, messages());
     const seconds = (performance.now() - started) / 1000;
     expect(response).toMatchObject({ success: true, bytesWritten: BigInt(size) });
     expect(statSync(target).size).toBe(size);
-    const status = readFileSync(`/proc/${agent.agent.pid}/status`, "utf8");
+    const status = readFileSync(`/proc/${suite.agent.agent.pid}/status`, "utf8");
     const peakBytes = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) * 1024;
     console.info(`1 GiB upload: ${seconds.toFixed(1)} s; agent peak RSS ${(peakBytes / 2 ** 20).toFixed(0)} MiB`);
     // Memory is bounded by flow control and GC, not by the file: far below its size.

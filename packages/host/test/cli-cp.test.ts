@@ -5,36 +5,15 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { chown, mkdir, mkdtemp, realpath, rm, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chown, mkdir, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { guestctlCommand, runCli, startPty, stopAll } from "./cli-support.js";
-import { type GuestFixture, startGuestFixture } from "./guest-fixture.js";
+import { useGuestFixture } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let target: string;
-let dir: string;
+const suite = useGuestFixture({ tempDirPrefix: "guestkit-cli-cp-", afterEachTest: stopAll });
 
-beforeAll(async () => {
-  guest = await startGuestFixture();
-  target = guest.endpoint.target(2222);
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), "guestkit-cli-cp-")));
-});
-
-afterEach(async () => {
-  stopAll();
-  await rm(dir, { recursive: true, force: true });
-});
-
-const cp = (args: string[]) => runCli(["--target", target, "cp", ...args]);
+const cp = (args: string[]) => runCli(["--target", suite.guest.target, "cp", ...args]);
 
 // A tree with what a copy must keep: nested directories with their own modes, an
 // executable, a private file, relative symlinks (to a file and to a directory), and
@@ -87,25 +66,25 @@ function describeTree(root: string): Record<string, Entry> {
 
 describe("cp", () => {
   it("copies a tree with symlinks, modes and times into the guest and back, exactly", async () => {
-    await makeTree(join(dir, "tree"));
-    await mkdir(join(dir, "guest"));
-    const up = await cp([join(dir, "tree"), `guest:${join(dir, "guest")}/`]);
+    await makeTree(join(suite.dir, "tree"));
+    await mkdir(join(suite.dir, "guest"));
+    const up = await cp([join(suite.dir, "tree"), `guest:${join(suite.dir, "guest")}/`]);
     expect(up).toMatchObject({ code: 0, stdout: "", stderr: "" });
-    expect(describeTree(join(dir, "guest", "tree"))).toEqual(describeTree(join(dir, "tree")));
+    expect(describeTree(join(suite.dir, "guest", "tree"))).toEqual(describeTree(join(suite.dir, "tree")));
 
-    const down = await cp([`guest:${join(dir, "guest", "tree")}`, join(dir, "back")]);
+    const down = await cp([`guest:${join(suite.dir, "guest", "tree")}`, join(suite.dir, "back")]);
     expect(down).toMatchObject({ code: 0, stdout: "", stderr: "" });
-    expect(describeTree(join(dir, "back"))).toEqual(describeTree(join(dir, "tree")));
+    expect(describeTree(join(suite.dir, "back"))).toEqual(describeTree(join(suite.dir, "tree")));
   });
 
   it("SRC/. copies a directory's contents; --json says what was done", async () => {
-    await makeTree(join(dir, "tree"));
-    await mkdir(join(dir, "guest"));
-    const result = await cp(["--json", `${join(dir, "tree")}/.`, `guest:${join(dir, "guest")}`]);
+    await makeTree(join(suite.dir, "tree"));
+    await mkdir(join(suite.dir, "guest"));
+    const result = await cp(["--json", `${join(suite.dir, "tree")}/.`, `guest:${join(suite.dir, "guest")}`]);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({
-      source: `${join(dir, "tree")}/.`,
-      destination: `guest:${join(dir, "guest")}`,
+      source: `${join(suite.dir, "tree")}/.`,
+      destination: `guest:${join(suite.dir, "guest")}`,
       direction: "to-guest",
       bytes: 300_000 + 7 + 20,
       entries: 8,
@@ -113,66 +92,66 @@ describe("cp", () => {
       skippedCount: 0,
       partial: false,
     });
-    expect(readdirSync(join(dir, "guest")).sort()).toEqual(["bin", "etc", "tool-link"]);
+    expect(readdirSync(join(suite.dir, "guest")).sort()).toEqual(["bin", "etc", "tool-link"]);
   });
 
   it("-L copies what symlinks point to", async () => {
-    await makeTree(join(dir, "tree"));
-    const result = await cp(["-L", `guest:${join(dir, "tree", "tool-link")}`, join(dir, "copied")]);
+    await makeTree(join(suite.dir, "tree"));
+    const result = await cp(["-L", `guest:${join(suite.dir, "tree", "tool-link")}`, join(suite.dir, "copied")]);
     expect(result.code).toBe(0);
-    expect(lstatSync(join(dir, "copied")).isFile()).toBe(true);
-    expect(readFileSync(join(dir, "copied"), "utf8")).toBe("#!/bin/sh\necho tool\n");
-    expect(lstatSync(join(dir, "copied")).mode & 0o777).toBe(0o755);
+    expect(lstatSync(join(suite.dir, "copied")).isFile()).toBe(true);
+    expect(readFileSync(join(suite.dir, "copied"), "utf8")).toBe("#!/bin/sh\necho tool\n");
+    expect(lstatSync(join(suite.dir, "copied")).mode & 0o777).toBe(0o755);
 
-    const plain = await cp([`guest:${join(dir, "tree", "tool-link")}`, join(dir, "as-link")]);
+    const plain = await cp([`guest:${join(suite.dir, "tree", "tool-link")}`, join(suite.dir, "as-link")]);
     expect(plain.code).toBe(0);
-    expect(readlinkSync(join(dir, "as-link"))).toBe("bin/tool");
+    expect(readlinkSync(join(suite.dir, "as-link"))).toBe("bin/tool");
   });
 
   it("-a keeps setuid/setgid bits; without it they are dropped", async () => {
-    await mkdir(join(dir, "tree", "shared"), { recursive: true });
-    await writeFile(join(dir, "tree", "suid"), "x", { mode: 0o755 });
-    execFileSync("chmod", ["4755", join(dir, "tree", "suid")]);
-    execFileSync("chmod", ["2775", join(dir, "tree", "shared")]);
-    await mkdir(join(dir, "guest"));
-    expect((await cp(["-a", join(dir, "tree"), `guest:${join(dir, "guest", "kept")}`])).code).toBe(0);
-    expect((await cp([join(dir, "tree"), `guest:${join(dir, "guest", "plain")}`])).code).toBe(0);
-    const mode = (path: string) => lstatSync(join(dir, "guest", path)).mode & 0o7777;
+    await mkdir(join(suite.dir, "tree", "shared"), { recursive: true });
+    await writeFile(join(suite.dir, "tree", "suid"), "x", { mode: 0o755 });
+    execFileSync("chmod", ["4755", join(suite.dir, "tree", "suid")]);
+    execFileSync("chmod", ["2775", join(suite.dir, "tree", "shared")]);
+    await mkdir(join(suite.dir, "guest"));
+    expect((await cp(["-a", join(suite.dir, "tree"), `guest:${join(suite.dir, "guest", "kept")}`])).code).toBe(0);
+    expect((await cp([join(suite.dir, "tree"), `guest:${join(suite.dir, "guest", "plain")}`])).code).toBe(0);
+    const mode = (path: string) => lstatSync(join(suite.dir, "guest", path)).mode & 0o7777;
     expect([mode("kept/suid"), mode("kept/shared")]).toEqual([0o4755, 0o2775]);
     expect([mode("plain/suid"), mode("plain/shared")]).toEqual([0o755, 0o775]);
   });
 
   it("-a keeps ownership; without it the copy belongs to the receiver", async () => {
-    await writeFile(join(dir, "owned"), "x");
-    await chown(join(dir, "owned"), 1234, 5678);
-    await mkdir(join(dir, "guest"));
-    expect((await cp(["-a", join(dir, "owned"), `guest:${join(dir, "guest", "kept")}`])).code).toBe(0);
-    expect((await cp([join(dir, "owned"), `guest:${join(dir, "guest", "plain")}`])).code).toBe(0);
-    const kept = lstatSync(join(dir, "guest", "kept"));
+    await writeFile(join(suite.dir, "owned"), "x");
+    await chown(join(suite.dir, "owned"), 1234, 5678);
+    await mkdir(join(suite.dir, "guest"));
+    expect((await cp(["-a", join(suite.dir, "owned"), `guest:${join(suite.dir, "guest", "kept")}`])).code).toBe(0);
+    expect((await cp([join(suite.dir, "owned"), `guest:${join(suite.dir, "guest", "plain")}`])).code).toBe(0);
+    const kept = lstatSync(join(suite.dir, "guest", "kept"));
     expect([kept.uid, kept.gid]).toEqual([1234, 5678]);
-    const plain = lstatSync(join(dir, "guest", "plain"));
+    const plain = lstatSync(join(suite.dir, "guest", "plain"));
     expect([plain.uid, plain.gid]).toEqual([process.getuid?.(), process.getgid?.()]);
   });
 
   it("lists skipped special files on stderr and still succeeds", async () => {
-    await mkdir(join(dir, "tree"));
-    await writeFile(join(dir, "tree", "file"), "f");
-    execFileSync("mkfifo", [join(dir, "tree", "pipe")]);
-    const result = await cp([`guest:${join(dir, "tree")}`, join(dir, "back")]);
+    await mkdir(join(suite.dir, "tree"));
+    await writeFile(join(suite.dir, "tree", "file"), "f");
+    execFileSync("mkfifo", [join(suite.dir, "tree", "pipe")]);
+    const result = await cp([`guest:${join(suite.dir, "tree")}`, join(suite.dir, "back")]);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("guestctl: skipped tree/pipe:");
     expect(result.stderr).toContain("1 entry was left out; the copy is partial");
-    expect(readdirSync(join(dir, "back"))).toEqual(["file"]);
+    expect(readdirSync(join(suite.dir, "back"))).toEqual(["file"]);
   });
 
   it("shows a progress bar for a large copy on a terminal, and nothing without one", async () => {
-    await writeFile(join(dir, "big"), Buffer.alloc(24 * 1024 * 1024, 1));
-    await mkdir(join(dir, "guest"));
-    const quiet = await cp([join(dir, "big"), `guest:${join(dir, "guest", "quiet")}`]);
+    await writeFile(join(suite.dir, "big"), Buffer.alloc(24 * 1024 * 1024, 1));
+    await mkdir(join(suite.dir, "guest"));
+    const quiet = await cp([join(suite.dir, "big"), `guest:${join(suite.dir, "guest", "quiet")}`]);
     expect(quiet).toMatchObject({ code: 0, stdout: "", stderr: "" });
 
     const pty = startPty(
-      `${guestctlCommand(["--target", target, "cp", join(dir, "big"), `guest:${join(dir, "guest", "shown")}`])}; echo "rc=$?"`,
+      `${guestctlCommand(["--target", suite.guest.target, "cp", join(suite.dir, "big"), `guest:${join(suite.dir, "guest", "shown")}`])}; echo "rc=$?"`,
       {
         rows: 24,
         cols: 100,
@@ -184,36 +163,36 @@ describe("cp", () => {
     expect(output).toContain("rc=0");
     expect(output).toMatch(/\[[= ]+\] +\d+% /);
     expect(output).toMatch(/copied 24\.0 MiB in 1 entry/);
-    expect(lstatSync(join(dir, "guest", "shown")).size).toBe(24 * 1024 * 1024);
+    expect(lstatSync(join(suite.dir, "guest", "shown")).size).toBe(24 * 1024 * 1024);
   });
 
   it("errors: one line, a clear reason, nothing written", async () => {
-    const missing = await cp([`guest:${join(dir, "nope")}`, join(dir, "out")]);
+    const missing = await cp([`guest:${join(suite.dir, "nope")}`, join(suite.dir, "out")]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^guestctl: .*nope.*\n$/);
-    expect(readdirSync(dir)).toEqual([]);
+    expect(readdirSync(suite.dir)).toEqual([]);
 
-    const both = await cp([`guest:${dir}/a`, `guest:${dir}/b`]);
+    const both = await cp([`guest:${suite.dir}/a`, `guest:${suite.dir}/b`]);
     expect(both).toMatchObject({
       code: 2,
       stderr: "guestctl: exactly one of SRC and DST must be a guest path, written guest:PATH\n",
     });
-    const neither = await cp([`${dir}/a`, `${dir}/b`]);
+    const neither = await cp([`${suite.dir}/a`, `${suite.dir}/b`]);
     expect(neither.code).toBe(2);
-    const relative = await cp(["guest:relative/path", join(dir, "out")]);
+    const relative = await cp(["guest:relative/path", join(suite.dir, "out")]);
     expect(relative).toMatchObject({
       code: 2,
       stderr: "guestctl: the guest path must be absolute: guest:relative/path\n",
     });
     const unreachable = await runCli([
       "--target",
-      `unix:${join(dir, "no.sock")}`,
+      `unix:${join(suite.dir, "no.sock")}`,
       "cp",
       "guest:/etc/hostname",
-      join(dir, "out"),
+      join(suite.dir, "out"),
     ]);
     expect(unreachable.code).toBe(255);
     expect(unreachable.stderr).toContain("no such socket");
-    expect(readdirSync(dir)).toEqual([]);
+    expect(readdirSync(suite.dir)).toEqual([]);
   });
 });

@@ -2,28 +2,14 @@
 // stand-in: every option, stdin, exit statuses, signals and guestctl's own failures.
 import { readFileSync } from "node:fs";
 import { startHybridVsockEndpoint } from "@guestkit/testkit";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { runCli, startCli, stopAll } from "./cli-support.js";
-import { type GuestFixture, processExists, startGuestFixture, waitFor } from "./guest-fixture.js";
+import { processExists, useGuestFixture, waitFor } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let target: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-  target = guest.endpoint.target(2222);
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-afterEach(() => {
-  stopAll();
-});
+const suite = useGuestFixture({ afterEachTest: stopAll });
 
 const exec = (args: string[], options: Parameters<typeof runCli>[1] = {}) =>
-  runCli(["--target", target, "exec", ...args], options);
+  runCli(["--target", suite.guest.target, "exec", ...args], options);
 
 describe("exit statuses", () => {
   it("0, with stdout and stderr each to its own", async () => {
@@ -130,7 +116,7 @@ describe("output", () => {
   });
 
   it("a reader that goes away gives the command SIGPIPE (exit 141), as locally", async () => {
-    const cli = startCli(["--target", target, "exec", "--", "yes"]);
+    const cli = startCli(["--target", suite.guest.target, "exec", "--", "yes"]);
     await cli.waitForOutput("y\n");
     cli.child.stdout?.destroy();
     const result = await cli.result;
@@ -145,7 +131,7 @@ describe("signals without -t", () => {
   it("SIGINT goes to the remote command, and guestctl exits with its status", async () => {
     const cli = startCli([
       "--target",
-      target,
+      suite.guest.target,
       "exec",
       "--",
       "sh",
@@ -161,7 +147,7 @@ describe("signals without -t", () => {
   it("SIGTERM goes to the remote command too", async () => {
     const cli = startCli([
       "--target",
-      target,
+      suite.guest.target,
       "exec",
       "--",
       "sh",
@@ -174,7 +160,7 @@ describe("signals without -t", () => {
   });
 
   it("a command that ignores them: the third signal gives up, and the agent kills it", async () => {
-    const cli = startCli(["--target", target, "exec", "--", "sh", "-c", 'trap "" INT; echo $$; sleep 30']);
+    const cli = startCli(["--target", suite.guest.target, "exec", "--", "sh", "-c", 'trap "" INT; echo $$; sleep 30']);
     await cli.waitForOutput("\n");
     const pid = Number(cli.stdout().trim());
     expect(processExists(pid)).toBe(true);
@@ -207,7 +193,7 @@ describe("guestctl's own failures exit 255 with one line", () => {
   });
 
   it("GUESTCTL_TARGET is used when --target is not given", async () => {
-    const result = await runCli(["exec", "--", "echo", "hi"], { env: { GUESTCTL_TARGET: target } });
+    const result = await runCli(["exec", "--", "echo", "hi"], { env: { GUESTCTL_TARGET: suite.guest.target } });
     expect(result).toMatchObject({ code: 0, stdout: "hi\n" });
   });
 
@@ -226,7 +212,7 @@ describe("guestctl's own failures exit 255 with one line", () => {
 
   it("a connection that drops while the command runs: the outcome is unknown, 255", async () => {
     const endpoint = await startHybridVsockEndpoint();
-    endpoint.register(2222, guest.agent.socketPath);
+    endpoint.register(2222, suite.guest.agent.socketPath);
     try {
       const cli = startCli(["--target", endpoint.target(2222), "exec", "--", "sh", "-c", "echo ready; sleep 30"]);
       await cli.waitForOutput("ready\n");

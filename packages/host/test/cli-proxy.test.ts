@@ -2,53 +2,32 @@
 // probed with `buf curl` (our stand-in for grpcurl) and used by guestctl itself.
 import { execFile } from "node:child_process";
 import { existsSync, lstatSync } from "node:fs";
-import { mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BUF, runCli, startCli, stopAll } from "./cli-support.js";
-import { type GuestFixture, startGuestFixture } from "./guest-fixture.js";
+import { useGuestFixture } from "./guest-fixture.js";
 
 const run = promisify(execFile);
 
-let guest: GuestFixture;
-let target: string;
-let dir: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-  target = guest.endpoint.target(2222);
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), "guestkit-cli-proxy-")));
-});
-
-afterEach(async () => {
-  stopAll();
-  await rm(dir, { recursive: true, force: true });
-});
+const suite = useGuestFixture({ tempDirPrefix: "guestkit-cli-proxy-", afterEachTest: stopAll });
 
 function startProxy(listen: string) {
-  const proxy = startCli(["--target", target, "proxy", "--listen", listen]);
+  const proxy = startCli(["--target", suite.guest.target, "proxy", "--listen", listen]);
   return { proxy, ready: proxy.waitForOutput("(stop with Ctrl-C)", "stderr") };
 }
 
 describe("proxy", () => {
   it("serves buf curl over a Unix socket, through the hvsock handshake, and cleans up on SIGINT", async () => {
-    const socket = join(dir, "agent.sock");
+    const socket = join(suite.dir, "agent.sock");
     const { proxy, ready } = startProxy(`unix:${socket}`);
     await ready;
-    expect(proxy.stderr()).toBe(`guestctl: proxy on unix:${socket} -> ${target} (stop with Ctrl-C)\n`);
+    expect(proxy.stderr()).toBe(`guestctl: proxy on unix:${socket} -> ${suite.guest.target} (stop with Ctrl-C)\n`);
     // Only our own user may use it: it is root in the guest.
     expect(lstatSync(socket).mode & 0o077).toBe(0);
-    const before = guest.endpoint.stats().joined;
+    const before = suite.guest.endpoint.stats().joined;
 
     const { stdout } = await run(BUF, [
       "curl",
@@ -75,7 +54,7 @@ describe("proxy", () => {
     ]);
     expect(JSON.parse(stat.stdout)).toMatchObject({ exists: true, isDir: true, mode: 0o1777 });
     // Each connection went through the VMM stand-in's CONNECT/OK.
-    expect(guest.endpoint.stats().joined).toBeGreaterThan(before);
+    expect(suite.guest.endpoint.stats().joined).toBeGreaterThan(before);
 
     const exec = await runCli(["--target", `unix:${socket}`, "exec", "--", "echo", "through the proxy"]);
     expect(exec).toMatchObject({ code: 0, stdout: "through the proxy\n" });
@@ -105,8 +84,8 @@ describe("proxy", () => {
   });
 
   it("reports a connection it cannot dial and keeps serving", async () => {
-    const socket = join(dir, "agent.sock");
-    const proxy = startCli(["--target", guest.endpoint.target(2299), "proxy", "--listen", `unix:${socket}`]);
+    const socket = join(suite.dir, "agent.sock");
+    const proxy = startCli(["--target", suite.guest.endpoint.target(2299), "proxy", "--listen", `unix:${socket}`]);
     await proxy.waitForOutput("(stop with Ctrl-C)", "stderr");
     const failed = await runCli(["--target", `unix:${socket}`, "stat", "/"]);
     expect(failed.code).toBe(255);
@@ -119,29 +98,29 @@ describe("proxy", () => {
 
   it("refuses anything but a Unix socket or a loopback address", async () => {
     for (const listen of ["tcp:0.0.0.0:0", "tcp:10.1.2.3:9000", "tcp:example.com:80", "vsock:2222", "unix:"]) {
-      const result = await runCli(["--target", target, "proxy", "--listen", listen]);
+      const result = await runCli(["--target", suite.guest.target, "proxy", "--listen", listen]);
       expect(result.code, listen).toBe(2);
       expect(result.stderr, listen).toMatch(/^guestctl: bad --listen .*expected unix:PATH or tcp:127\.0\.0\.1:PORT/);
     }
-    const missing = await runCli(["--target", target, "proxy"]);
+    const missing = await runCli(["--target", suite.guest.target, "proxy"]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("--listen");
   });
 
   it("replaces a stale socket, but not a live one or a file that is not a socket", async () => {
-    const file = join(dir, "file");
+    const file = join(suite.dir, "file");
     await writeFile(file, "keep me");
-    const onFile = await runCli(["--target", target, "proxy", "--listen", `unix:${file}`]);
+    const onFile = await runCli(["--target", suite.guest.target, "proxy", "--listen", `unix:${file}`]);
     expect(onFile).toMatchObject({
       code: 1,
       stderr: `guestctl: ${file} exists and is not a socket; not replacing it\n`,
     });
 
-    const live = join(dir, "live.sock");
+    const live = join(suite.dir, "live.sock");
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(live, resolve));
     try {
-      const onLive = await runCli(["--target", target, "proxy", "--listen", `unix:${live}`]);
+      const onLive = await runCli(["--target", suite.guest.target, "proxy", "--listen", `unix:${live}`]);
       expect(onLive.code).toBe(1);
       expect(onLive.stderr).toContain("is in use");
     } finally {
@@ -149,15 +128,15 @@ describe("proxy", () => {
     }
 
     // A socket file nobody listens on any more: a proxy that was killed left it.
-    const killed = startCli(["--target", target, "proxy", "--listen", `unix:${join(dir, "x.sock")}`]);
+    const killed = startCli(["--target", suite.guest.target, "proxy", "--listen", `unix:${join(suite.dir, "x.sock")}`]);
     await killed.waitForOutput("(stop with Ctrl-C)", "stderr");
     killed.child.kill("SIGKILL");
     await killed.result;
-    expect(existsSync(join(dir, "x.sock"))).toBe(true);
-    const { proxy, ready } = startProxy(`unix:${join(dir, "x.sock")}`);
+    expect(existsSync(join(suite.dir, "x.sock"))).toBe(true);
+    const { proxy, ready } = startProxy(`unix:${join(suite.dir, "x.sock")}`);
     await ready;
     proxy.child.kill("SIGINT");
     expect((await proxy.result).code).toBe(0);
-    expect(existsSync(join(dir, "x.sock"))).toBe(false);
+    expect(existsSync(join(suite.dir, "x.sock"))).toBe(false);
   });
 });

@@ -1,44 +1,23 @@
 // `guestctl stat`, `guestctl wait`, reaching targets that are not there, and the
 // program-level options, as real processes against the real agent.
 import { lstatSync } from "node:fs";
-import { mkdir, mkdtemp, realpath, rm, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type AgentProcess, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { runCli, startCli, stopAll } from "./cli-support.js";
-import { type GuestFixture, startGuestFixture, waitFor } from "./guest-fixture.js";
+import { useGuestFixture, waitFor } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let target: string;
-let dir: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-  target = guest.endpoint.target(2222);
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), "guestkit-cli-stat-")));
-});
-
-afterEach(async () => {
-  stopAll();
-  await rm(dir, { recursive: true, force: true });
-});
+const suite = useGuestFixture({ tempDirPrefix: "guestkit-cli-stat-", afterEachTest: stopAll });
 
 describe("stat", () => {
   it("--json: type, mode, size, owner, exact mtime", async () => {
-    await writeFile(join(dir, "file"), "hello", { mode: 0o640 });
-    await utimes(join(dir, "file"), 1_700_000_000, 1_700_000_000.5);
-    const result = await runCli(["--target", target, "stat", "--json", join(dir, "file")]);
+    await writeFile(join(suite.dir, "file"), "hello", { mode: 0o640 });
+    await utimes(join(suite.dir, "file"), 1_700_000_000, 1_700_000_000.5);
+    const result = await runCli(["--target", suite.guest.target, "stat", "--json", join(suite.dir, "file")]);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({
-      path: join(dir, "file"),
+      path: join(suite.dir, "file"),
       exists: true,
       type: "file",
       mode: 0o640,
@@ -47,66 +26,75 @@ describe("stat", () => {
       uid: process.getuid?.(),
       gid: process.getgid?.(),
       mtime: "2023-11-14T22:13:20.500Z",
-      mtimeNs: String(lstatSync(join(dir, "file"), { bigint: true }).mtimeNs),
+      mtimeNs: String(lstatSync(join(suite.dir, "file"), { bigint: true }).mtimeNs),
       linkTarget: null,
     });
   });
 
   it("a symlink, and with -L what it points to; guest: in front is accepted", async () => {
-    await mkdir(join(dir, "sub"));
-    await symlink("sub", join(dir, "link"));
-    const link = JSON.parse((await runCli(["--target", target, "stat", "--json", join(dir, "link")])).stdout);
+    await mkdir(join(suite.dir, "sub"));
+    await symlink("sub", join(suite.dir, "link"));
+    const link = JSON.parse(
+      (await runCli(["--target", suite.guest.target, "stat", "--json", join(suite.dir, "link")])).stdout,
+    );
     expect(link).toMatchObject({ type: "symlink", linkTarget: "sub" });
-    const followed = await runCli(["--target", target, "stat", "-L", "--json", `guest:${join(dir, "link")}`]);
+    const followed = await runCli([
+      "--target",
+      suite.guest.target,
+      "stat",
+      "-L",
+      "--json",
+      `guest:${join(suite.dir, "link")}`,
+    ]);
     expect(JSON.parse(followed.stdout)).toMatchObject({ type: "directory", linkTarget: null });
   });
 
   it("the human form, with setuid/setgid/sticky shown as ls shows them", async () => {
-    const result = await runCli(["--target", target, "stat", "/tmp"]);
+    const result = await runCli(["--target", suite.guest.target, "stat", "/tmp"]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("Type:     directory\n");
     expect(result.stdout).toContain("Mode:     1777 (drwxrwxrwt)\n");
   });
 
   it("guest-supplied names cannot drive the terminal: control characters are escaped", async () => {
-    await symlink("\x1b]0;pwned\x07", join(dir, "evil"));
-    const result = await runCli(["--target", target, "stat", join(dir, "evil")]);
+    await symlink("\x1b]0;pwned\x07", join(suite.dir, "evil"));
+    const result = await runCli(["--target", suite.guest.target, "stat", join(suite.dir, "evil")]);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("Link:     \\x1b]0;pwned\\x07\n");
     expect(result.stdout).not.toContain("\x1b");
   });
 
   it("a missing path: exit 1, a message, and exists=false in JSON", async () => {
-    const human = await runCli(["--target", target, "stat", join(dir, "nope")]);
+    const human = await runCli(["--target", suite.guest.target, "stat", join(suite.dir, "nope")]);
     expect(human).toMatchObject({
       code: 1,
       stdout: "",
-      stderr: `guestctl: ${join(dir, "nope")}: no such file or directory\n`,
+      stderr: `guestctl: ${join(suite.dir, "nope")}: no such file or directory\n`,
     });
-    const json = await runCli(["--target", target, "stat", "--json", join(dir, "nope")]);
+    const json = await runCli(["--target", suite.guest.target, "stat", "--json", join(suite.dir, "nope")]);
     expect(json.code).toBe(1);
-    expect(JSON.parse(json.stdout)).toEqual({ path: join(dir, "nope"), exists: false });
+    expect(JSON.parse(json.stdout)).toEqual({ path: join(suite.dir, "nope"), exists: false });
   });
 
   it("a relative path is a usage error", async () => {
-    const result = await runCli(["--target", target, "stat", "etc"]);
+    const result = await runCli(["--target", suite.guest.target, "stat", "etc"]);
     expect(result).toMatchObject({ code: 2, stderr: "guestctl: the guest path must be absolute: etc\n" });
   });
 
   it("options may follow the command: stat --target T PATH", async () => {
-    const result = await runCli(["stat", "--target", target, "--json", "/"]);
+    const result = await runCli(["stat", "--target", suite.guest.target, "--json", "/"]);
     expect(JSON.parse(result.stdout)).toMatchObject({ type: "directory" });
   });
 });
 
 describe("wait", () => {
   it("exits 0 at once when the agent is up", async () => {
-    expect(await runCli(["--target", target, "wait"])).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(await runCli(["--target", suite.guest.target, "wait"])).toMatchObject({ code: 0, stdout: "", stderr: "" });
   });
 
   it("waits for an agent that starts late: the first tries fail, then it answers", async () => {
     const endpoint = await startHybridVsockEndpoint();
-    const socketPath = join(dir, "late.sock");
+    const socketPath = join(suite.dir, "late.sock");
     // The port is routed to a socket nobody listens on yet: the endpoint closes each
     // connection without OK, as a VMM does while the guest's agent is not up.
     endpoint.register(2222, socketPath);
@@ -140,9 +128,9 @@ describe("wait", () => {
 
 describe("unreachable targets: a clear error in bounded time, exit 255", () => {
   it("a socket file that does not exist", async () => {
-    const result = await runCli(["--target", `hvsock:${join(dir, "vm.vsock")}`, "stat", "/"]);
+    const result = await runCli(["--target", `hvsock:${join(suite.dir, "vm.vsock")}`, "stat", "/"]);
     expect(result.code).toBe(255);
-    expect(result.stderr).toBe(`guestctl: hvsock:${join(dir, "vm.vsock")}:2222: no such socket\n`);
+    expect(result.stderr).toBe(`guestctl: hvsock:${join(suite.dir, "vm.vsock")}:2222: no such socket\n`);
   });
 
   it("a VMM with nothing listening on the guest port", async () => {
@@ -179,7 +167,7 @@ describe("unreachable targets: a clear error in bounded time, exit 255", () => {
   it("--connect-timeout keeps retrying, then reports the last reason", async () => {
     const result = await runCli([
       "--target",
-      `unix:${join(dir, "none.sock")}`,
+      `unix:${join(suite.dir, "none.sock")}`,
       "--connect-timeout",
       "0.5",
       "stat",
@@ -217,7 +205,14 @@ describe("the program", () => {
     expect(badTarget.stderr.split("\n")).toHaveLength(2);
     const badVsock = await runCli(["--target", "vsock:2", "stat", "/"]);
     expect(badVsock.stderr).toContain("CID 2 is not a guest");
-    const noToken = await runCli(["--target", target, "--token-file", join(dir, "missing"), "stat", "/"]);
+    const noToken = await runCli([
+      "--target",
+      suite.guest.target,
+      "--token-file",
+      join(suite.dir, "missing"),
+      "stat",
+      "/",
+    ]);
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toContain("cannot read the token file");
   });

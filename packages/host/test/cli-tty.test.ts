@@ -1,30 +1,16 @@
 // `guestctl exec -t` on a real pseudo-terminal: the size is sent at the start and on
 // every resize, keys reach the remote terminal, and the local terminal is restored on
 // every way out (checked with `stty -g` before and after, in the same terminal).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { childPids, guestctlCommand, type PtySession, startPty, stopAll } from "./cli-support.js";
-import { type GuestFixture, startGuestFixture, waitFor } from "./guest-fixture.js";
+import { useGuestFixture, waitFor } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let target: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-  target = guest.endpoint.target(2222);
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-afterEach(() => {
-  stopAll();
-});
+const suite = useGuestFixture({ afterEachTest: stopAll });
 
 // Runs guestctl between two `stty -g` in one terminal; the script ends by printing
 // guestctl's status and the terminal state after it.
 function session(args: string[], size = { rows: 30, cols: 100 }): PtySession {
-  const script = `stty -g; echo BEGIN; ${guestctlCommand(["--target", target, ...args])}; echo "rc=$?"; stty -g; echo END`;
+  const script = `stty -g; echo BEGIN; ${guestctlCommand(["--target", suite.guest.target, ...args])}; echo "rc=$?"; stty -g; echo END`;
   return startPty(script, size);
 }
 
@@ -120,7 +106,7 @@ describe("exec -t", () => {
   });
 
   it("restores the terminal when the agent cannot be reached", async () => {
-    const script = `stty -g; echo BEGIN; ${guestctlCommand(["--target", `${target.replace(/:2222$/, ":2299")}`, "exec", "-t", "-i", "--", "sh"])}; echo "rc=$?"; stty -g; echo END`;
+    const script = `stty -g; echo BEGIN; ${guestctlCommand(["--target", `${suite.guest.target.replace(/:2222$/, ":2299")}`, "exec", "-t", "-i", "--", "sh"])}; echo "rc=$?"; stty -g; echo END`;
     const pty = startPty(script, { rows: 24, cols: 80 });
     const { before, after, status } = await outcome(pty);
     expect(status).toBe(255);

@@ -10,8 +10,8 @@ import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVso
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openDialBridge } from "../src/dial-bridge.js";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
-import { Code, GuestError } from "../src/guest-error.js";
-import { waitFor } from "./guest-fixture.js";
+import { Code } from "../src/guest-error.js";
+import { rejection, waitFor } from "./guest-fixture.js";
 
 let dir: string;
 let endpoint: HybridVsockEndpoint | undefined;
@@ -35,15 +35,6 @@ function client(target: string, options: Parameters<typeof createGuestClient>[1]
   const made = createGuestClient(target, options);
   clients.push(made);
   return made;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GuestError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GuestError);
-  return error as GuestError;
 }
 
 describe("waitUntilReady", () => {

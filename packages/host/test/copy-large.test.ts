@@ -2,43 +2,20 @@
 // staying flat, progress callbacks, and aborts that leave no temp file on either side.
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
-import { type AgentProcess, startAgent } from "@guestkit/testkit";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CopyError } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import { copyTo } from "../src/copy-to.js";
 import type { CopyProgress } from "../src/copy-types.js";
+import { peakRssGrowth, useCopyAgent } from "./copy-fixture.js";
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
 
-let agent: AgentProcess;
-let client: GuestServiceClient;
-let work: string;
-
-beforeAll(async () => {
-  agent = await startAgent();
-  client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  });
-});
-
-afterAll(async () => {
-  client.close();
-  await agent.stop();
-});
-
-beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), "guestkit-copy-large-"));
-  return () => rm(work, { recursive: true, force: true });
-});
+const suite = useCopyAgent("guestkit-copy-large-");
 
 /** A sparse file of `size` bytes with random megabytes at the start, the middle and the end. */
 async function makeBigFile(path: string, size: number): Promise<void> {
@@ -57,22 +34,6 @@ async function sha256(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Samples RSS every 20 ms while `run` runs; resolves to the peak growth in MiB. */
-async function peakRssGrowth(run: () => Promise<unknown>): Promise<number> {
-  const base = process.memoryUsage().rss;
-  let peak = base;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 20);
-  try {
-    await run();
-  } finally {
-    clearInterval(timer);
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }
-  return (peak - base) / MiB;
-}
-
 /** Names under `dir` that are temp files of either side (both use the `.guestkit-` marker). */
 async function tempFiles(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).map(String).filter((name) => name.includes(".guestkit-"));
@@ -86,18 +47,20 @@ async function tempFilesAfterCleanup(dir: string): Promise<string[]> {
 
 describe("large transfers", () => {
   it("a 256 MiB file goes in and comes back with the host's memory bounded", async () => {
-    const source = join(work, "big.bin");
+    const source = join(suite.work, "big.bin");
     await makeBigFile(source, BIG);
     const want = await sha256(source);
-    await mkdir(join(work, "guest"));
-    await mkdir(join(work, "back"));
+    await mkdir(join(suite.work, "guest"));
+    await mkdir(join(suite.work, "back"));
 
-    const upGrowth = await peakRssGrowth(() => copyTo(client, source, join(work, "guest")));
-    expect((await stat(join(work, "guest", "big.bin"))).size).toBe(BIG);
-    expect(await sha256(join(work, "guest", "big.bin"))).toBe(want);
+    const upGrowth = await peakRssGrowth(() => copyTo(suite.client, source, join(suite.work, "guest")));
+    expect((await stat(join(suite.work, "guest", "big.bin"))).size).toBe(BIG);
+    expect(await sha256(join(suite.work, "guest", "big.bin"))).toBe(want);
 
-    const downGrowth = await peakRssGrowth(() => copyFrom(client, join(work, "guest", "big.bin"), join(work, "back")));
-    expect(await sha256(join(work, "back", "big.bin"))).toBe(want);
+    const downGrowth = await peakRssGrowth(() =>
+      copyFrom(suite.client, join(suite.work, "guest", "big.bin"), join(suite.work, "back")),
+    );
+    expect(await sha256(join(suite.work, "back", "big.bin"))).toBe(want);
     // Flow control and one-message-at-a-time handling keep the host's memory far below the
     // file's size; what remains is GC slack (garbage chunks not collected yet).
     expect(upGrowth).toBeLessThan(100);
@@ -105,18 +68,18 @@ describe("large transfers", () => {
   }, 180_000);
 
   it("progress reports bytes and entries as they complete, both ways", async () => {
-    const source = join(work, "tree");
+    const source = join(suite.work, "tree");
     await mkdir(join(source, "sub"), { recursive: true });
     await writeFile(join(source, "one"), randomBytes(3 * MiB));
     await writeFile(join(source, "sub", "two"), randomBytes(100));
-    await mkdir(join(work, "guest"));
+    await mkdir(join(suite.work, "guest"));
     for (const direction of ["up", "down"] as const) {
       const seen: CopyProgress[] = [];
       const onProgress = (progress: CopyProgress) => seen.push({ ...progress });
       const result =
         direction === "up"
-          ? await copyTo(client, source, join(work, "guest", "tree"), { onProgress })
-          : await copyFrom(client, join(work, "guest", "tree"), join(work, "back"), { onProgress });
+          ? await copyTo(suite.client, source, join(suite.work, "guest", "tree"), { onProgress })
+          : await copyFrom(suite.client, join(suite.work, "guest", "tree"), join(suite.work, "back"), { onProgress });
       expect(result).toMatchObject({ bytes: 3 * MiB + 100, entries: 4 });
       // Several data callbacks for the 3 MiB file, never going backwards.
       expect(seen.filter((progress) => progress.path.endsWith("one")).length).toBeGreaterThan(3);
@@ -129,11 +92,11 @@ describe("large transfers", () => {
   });
 
   it("aborting an upload mid-file rejects with ABORTED and leaves no temp file in the guest", async () => {
-    const source = join(work, "big.bin");
+    const source = join(suite.work, "big.bin");
     await makeBigFile(source, 128 * MiB);
-    await mkdir(join(work, "guest"));
+    await mkdir(join(suite.work, "guest"));
     const controller = new AbortController();
-    const error = await copyTo(client, source, join(work, "guest"), {
+    const error = await copyTo(suite.client, source, join(suite.work, "guest"), {
       signal: controller.signal,
       onProgress: ({ bytes }) => {
         if (bytes >= 16 * MiB) controller.abort();
@@ -142,16 +105,16 @@ describe("large transfers", () => {
     expect(error).toBeInstanceOf(CopyError);
     expect((error as CopyError).kind).toBe("ABORTED");
     // The agent notices the cancelled call on its own schedule: give it a moment.
-    expect(await tempFilesAfterCleanup(join(work, "guest"))).toEqual([]);
-    expect(await readdir(join(work, "guest"))).toEqual([]);
+    expect(await tempFilesAfterCleanup(join(suite.work, "guest"))).toEqual([]);
+    expect(await readdir(join(suite.work, "guest"))).toEqual([]);
   });
 
   it("aborting a download mid-file rejects with ABORTED and leaves no temp file here", async () => {
-    const guestFile = join(work, "big.bin");
+    const guestFile = join(suite.work, "big.bin");
     await makeBigFile(guestFile, 128 * MiB);
-    await mkdir(join(work, "back"));
+    await mkdir(join(suite.work, "back"));
     const controller = new AbortController();
-    const error = await copyFrom(client, guestFile, join(work, "back"), {
+    const error = await copyFrom(suite.client, guestFile, join(suite.work, "back"), {
       signal: controller.signal,
       onProgress: ({ bytes }) => {
         if (bytes >= 16 * MiB) controller.abort();
@@ -159,38 +122,42 @@ describe("large transfers", () => {
     }).catch((reason: unknown) => reason);
     expect(error).toBeInstanceOf(CopyError);
     expect((error as CopyError).kind).toBe("ABORTED");
-    expect(await readdir(join(work, "back"))).toEqual([]);
-    expect(await tempFiles(work)).toEqual([]);
+    expect(await readdir(join(suite.work, "back"))).toEqual([]);
+    expect(await tempFiles(suite.work)).toEqual([]);
   });
 
   it("an exception from onProgress stops the copy, with the exception as the cause", async () => {
-    await writeFile(join(work, "file"), randomBytes(MiB));
-    await mkdir(join(work, "guest"));
+    await writeFile(join(suite.work, "file"), randomBytes(MiB));
+    await mkdir(join(suite.work, "guest"));
     const oops = new Error("oops");
     const onProgress = () => {
       throw oops;
     };
     for (const copy of [
-      () => copyTo(client, join(work, "file"), join(work, "guest"), { onProgress }),
-      () => copyFrom(client, join(work, "file"), join(work, "back"), { onProgress }),
+      () => copyTo(suite.client, join(suite.work, "file"), join(suite.work, "guest"), { onProgress }),
+      () => copyFrom(suite.client, join(suite.work, "file"), join(suite.work, "back"), { onProgress }),
     ]) {
       const error = await copy().catch((reason: unknown) => reason);
       expect(error).toBeInstanceOf(CopyError);
       expect(error).toMatchObject({ kind: "ABORTED", message: "the onProgress callback threw: oops", cause: oops });
     }
-    expect(await tempFilesAfterCleanup(work)).toEqual([]);
+    expect(await tempFilesAfterCleanup(suite.work)).toEqual([]);
   });
 
   it("an already-aborted signal copies nothing", async () => {
-    await writeFile(join(work, "file"), "x");
-    await mkdir(join(work, "guest"));
+    await writeFile(join(suite.work, "file"), "x");
+    await mkdir(join(suite.work, "guest"));
     const signal = AbortSignal.abort();
-    await expect(copyTo(client, join(work, "file"), join(work, "guest"), { signal })).rejects.toMatchObject({
+    await expect(
+      copyTo(suite.client, join(suite.work, "file"), join(suite.work, "guest"), { signal }),
+    ).rejects.toMatchObject({
       kind: "ABORTED",
     });
-    await expect(copyFrom(client, join(work, "file"), join(work, "guest"), { signal })).rejects.toMatchObject({
+    await expect(
+      copyFrom(suite.client, join(suite.work, "file"), join(suite.work, "guest"), { signal }),
+    ).rejects.toMatchObject({
       kind: "ABORTED",
     });
-    expect(await readdir(join(work, "guest"))).toEqual([]);
+    expect(await readdir(join(suite.work, "guest"))).toEqual([]);
   });
 });

@@ -11,46 +11,21 @@ import {
   lstat,
   lutimes,
   mkdir,
-  mkdtemp,
   readdir,
   readFile,
   readlink,
-  rm,
   symlink,
   utimes,
   writeFile,
 } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
-import { type AgentProcess, startAgent } from "@guestkit/testkit";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { CopyError } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import { copyTo } from "../src/copy-to.js";
+import { useCopyAgent } from "./copy-fixture.js";
 
-let agent: AgentProcess;
-let client: GuestServiceClient;
-let work: string;
-
-beforeAll(async () => {
-  agent = await startAgent();
-  client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  });
-});
-
-afterAll(async () => {
-  client.close();
-  await agent.stop();
-});
-
-beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), "guestkit-copy-test-"));
-  return () => rm(work, { recursive: true, force: true });
-});
+const suite = useCopyAgent("guestkit-copy-test-");
 
 /** Sub-second times, distinct per entry, that a double represents to well under a microsecond. */
 const BASE_TIME = 1_600_000_000;
@@ -160,122 +135,126 @@ function expectSameTree(copy: Map<string, EntryInfo>, original: Map<string, Entr
 
 describe("round trips through the real agent", () => {
   it("a tree goes in and comes back with modes, sub-second times, links and owners (-a, keepSetuid)", async () => {
-    const source = join(work, "src", "tree");
+    const source = join(suite.work, "src", "tree");
     await makeTree(source);
     const original = await snapshot(source);
-    const guestCopy = join(work, "guest", "tree");
-    await mkdir(join(work, "guest"));
+    const guestCopy = join(suite.work, "guest", "tree");
+    await mkdir(join(suite.work, "guest"));
 
-    const up = await copyTo(client, source, guestCopy, { preserveOwnership: true, keepSetuid: true });
+    const up = await copyTo(suite.client, source, guestCopy, { preserveOwnership: true, keepSetuid: true });
     expect(up).toMatchObject({ entries: original.size, partial: false, skippedCount: 0 });
     expect(up.bytes).toBe([...original.values()].reduce((sum, entry) => sum + entry.size, 0));
     expectSameTree(await snapshot(guestCopy), original, { ownership: true, setuidDropped: false });
 
-    const back = join(work, "back");
-    const down = await copyFrom(client, guestCopy, back, { preserveOwnership: true, keepSetuid: true });
+    const back = join(suite.work, "back");
+    const down = await copyFrom(suite.client, guestCopy, back, { preserveOwnership: true, keepSetuid: true });
     expect(down).toMatchObject({ entries: original.size, bytes: up.bytes, partial: false });
     expectSameTree(await snapshot(back), original, { ownership: true, setuidDropped: false });
   });
 
   it("by default setuid/setgid are dropped and the receiver owns what it writes, both ways", async () => {
-    const source = join(work, "src", "tree");
+    const source = join(suite.work, "src", "tree");
     await makeTree(source);
     const original = await snapshot(source);
-    await mkdir(join(work, "guest"));
-    const guestCopy = join(work, "guest", "tree");
-    await copyTo(client, source, guestCopy);
+    await mkdir(join(suite.work, "guest"));
+    const guestCopy = join(suite.work, "guest", "tree");
+    await copyTo(suite.client, source, guestCopy);
     // The agent runs as this test's user (root): it owns everything it wrote.
     expectSameTree(await snapshot(guestCopy), original, { ownership: false, setuidDropped: true });
 
-    const back = join(work, "back");
-    const keptCopy = join(work, "guest", "kept");
-    await copyTo(client, source, keptCopy, { preserveOwnership: true, keepSetuid: true });
-    await copyFrom(client, keptCopy, back);
+    const back = join(suite.work, "back");
+    const keptCopy = join(suite.work, "guest", "kept");
+    await copyTo(suite.client, source, keptCopy, { preserveOwnership: true, keepSetuid: true });
+    await copyFrom(suite.client, keptCopy, back);
     expectSameTree(await snapshot(back), original, { ownership: false, setuidDropped: true });
   });
 
   it("preserveOwnership applies 0:0 exactly, over an existing directory owned by 1000:1000", async () => {
-    const source = join(work, "src");
+    const source = join(suite.work, "src");
     await mkdir(join(source, "owned"), { recursive: true });
     await chown(join(source, "owned"), 0, 0);
-    const guestDir = join(work, "guest", "owned");
+    const guestDir = join(suite.work, "guest", "owned");
     await mkdir(guestDir, { recursive: true });
     await chown(guestDir, 1000, 1000);
-    await copyTo(client, join(source, "owned"), join(work, "guest"), { preserveOwnership: true });
+    await copyTo(suite.client, join(source, "owned"), join(suite.work, "guest"), { preserveOwnership: true });
     expect((await lstat(guestDir)).uid).toBe(0);
 
-    const local = join(work, "local", "owned");
+    const local = join(suite.work, "local", "owned");
     await mkdir(local, { recursive: true });
     await chown(local, 1000, 1000);
-    await copyFrom(client, guestDir, join(work, "local"), { preserveOwnership: true });
+    await copyFrom(suite.client, guestDir, join(suite.work, "local"), { preserveOwnership: true });
     expect([(await lstat(local)).uid, (await lstat(local)).gid]).toEqual([0, 0]);
   });
 
   it("followLinks copies what links point to, both ways", async () => {
-    const source = join(work, "src");
+    const source = join(suite.work, "src");
     await mkdir(join(source, "dir"), { recursive: true });
     await writeFile(join(source, "target.txt"), "pointed at\n");
     await symlink("../target.txt", join(source, "dir", "link"));
-    await mkdir(join(work, "guest"));
-    await copyTo(client, join(source, "dir"), join(work, "guest", "dir"), { followLinks: true });
-    expect((await lstat(join(work, "guest", "dir", "link"))).isFile()).toBe(true);
-    expect(await readFile(join(work, "guest", "dir", "link"), "utf8")).toBe("pointed at\n");
+    await mkdir(join(suite.work, "guest"));
+    await copyTo(suite.client, join(source, "dir"), join(suite.work, "guest", "dir"), { followLinks: true });
+    expect((await lstat(join(suite.work, "guest", "dir", "link"))).isFile()).toBe(true);
+    expect(await readFile(join(suite.work, "guest", "dir", "link"), "utf8")).toBe("pointed at\n");
 
-    await symlink("../../src/target.txt", join(work, "guest", "dir", "link2"));
-    await copyFrom(client, join(work, "guest", "dir"), join(work, "back"), { followLinks: true });
-    expect((await lstat(join(work, "back", "link2"))).isFile()).toBe(true);
-    expect(await readFile(join(work, "back", "link2"), "utf8")).toBe("pointed at\n");
+    await symlink("../../src/target.txt", join(suite.work, "guest", "dir", "link2"));
+    await copyFrom(suite.client, join(suite.work, "guest", "dir"), join(suite.work, "back"), { followLinks: true });
+    expect((await lstat(join(suite.work, "back", "link2"))).isFile()).toBe(true);
+    expect(await readFile(join(suite.work, "back", "link2"), "utf8")).toBe("pointed at\n");
   });
 
   it("a single symlink travels as a link", async () => {
-    await symlink("sibling", join(work, "link"));
-    await mkdir(join(work, "guest"));
-    await copyTo(client, join(work, "link"), join(work, "guest", "link"));
-    expect(await readlink(join(work, "guest", "link"))).toBe("sibling");
-    await mkdir(join(work, "back"));
-    await copyFrom(client, join(work, "guest", "link"), join(work, "back"));
-    expect(await readlink(join(work, "back", "link"))).toBe("sibling");
+    await symlink("sibling", join(suite.work, "link"));
+    await mkdir(join(suite.work, "guest"));
+    await copyTo(suite.client, join(suite.work, "link"), join(suite.work, "guest", "link"));
+    expect(await readlink(join(suite.work, "guest", "link"))).toBe("sibling");
+    await mkdir(join(suite.work, "back"));
+    await copyFrom(suite.client, join(suite.work, "guest", "link"), join(suite.work, "back"));
+    expect(await readlink(join(suite.work, "back", "link"))).toBe("sibling");
   });
 
   it("FIFOs are skipped and reported, and the rest is copied, both ways", async () => {
-    const source = join(work, "src");
+    const source = join(suite.work, "src");
     await mkdir(source);
     await writeFile(join(source, "regular"), "ok");
     execFileSync("mkfifo", [join(source, "pipe")]);
-    await mkdir(join(work, "guest"));
-    const up = await copyTo(client, source, join(work, "guest", "src"));
+    await mkdir(join(suite.work, "guest"));
+    const up = await copyTo(suite.client, source, join(suite.work, "guest", "src"));
     expect(up).toMatchObject({ partial: true, skippedCount: 1, skipped: [{ path: "src/pipe", code: "SPECIAL_FILE" }] });
-    expect((await readdir(join(work, "guest", "src"))).sort()).toEqual(["regular"]);
+    expect((await readdir(join(suite.work, "guest", "src"))).sort()).toEqual(["regular"]);
 
-    const down = await copyFrom(client, source, join(work, "back"));
+    const down = await copyFrom(suite.client, source, join(suite.work, "back"));
     expect(down).toMatchObject({
       partial: true,
       skippedCount: 1,
       skipped: [{ path: "src/pipe", code: "SPECIAL_FILE" }],
     });
-    expect((await readdir(join(work, "back"))).sort()).toEqual(["regular"]);
+    expect((await readdir(join(suite.work, "back"))).sort()).toEqual(["regular"]);
   });
 
   it("copyFrom refuses a real guest tree holding an absolute symlink", async () => {
-    const guestTree = join(work, "guest", "tree");
+    const guestTree = join(suite.work, "guest", "tree");
     await mkdir(guestTree, { recursive: true });
     await writeFile(join(guestTree, "a"), "a");
     await symlink("/etc/passwd", join(guestTree, "passwd"));
-    const error = await copyFrom(client, guestTree, join(work, "back")).catch((reason: unknown) => reason);
+    const error = await copyFrom(suite.client, guestTree, join(suite.work, "back")).catch((reason: unknown) => reason);
     expect(error).toBeInstanceOf(CopyError);
     expect((error as CopyError).kind).toBe("UNSAFE_ENTRY");
     expect((error as CopyError).message).toMatch(/refused entry "tree\/passwd": absolute symlink target/);
-    const left = await readdir(join(work, "back"));
+    const left = await readdir(join(suite.work, "back"));
     expect(left.filter((name) => name.includes(".guestkit-"))).toEqual([]);
     expect(left).not.toContain("passwd");
   });
 
   it("a missing source is a clear SOURCE error, either way", async () => {
-    const down = await copyFrom(client, join(work, "nope"), join(work, "back")).catch((reason: unknown) => reason);
+    const down = await copyFrom(suite.client, join(suite.work, "nope"), join(suite.work, "back")).catch(
+      (reason: unknown) => reason,
+    );
     expect(down).toBeInstanceOf(CopyError);
     expect((down as CopyError).kind).toBe("SOURCE");
     expect((down as CopyError).message).toMatch(/guest: .*no such file or directory/i);
-    const up = await copyTo(client, join(work, "nope"), join(work, "guest")).catch((reason: unknown) => reason);
+    const up = await copyTo(suite.client, join(suite.work, "nope"), join(suite.work, "guest")).catch(
+      (reason: unknown) => reason,
+    );
     expect(up).toBeInstanceOf(CopyError);
     expect((up as CopyError).kind).toBe("SOURCE");
     expect((up as CopyError).message).toMatch(/cannot read .*nope: .*no such file or directory/i);

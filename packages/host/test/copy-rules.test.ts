@@ -1,47 +1,27 @@
 // The `docker cp` destination rules, in both directions, against the real agent. The
 // agent runs on this machine, so both sides are paths in one temp dir.
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
-import { type AgentProcess, startAgent } from "@guestkit/testkit";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import { copyTo } from "../src/copy-to.js";
+import { useCopyAgent } from "./copy-fixture.js";
 
-let agent: AgentProcess;
-let client: GuestServiceClient;
-let work: string;
-
-beforeAll(async () => {
-  agent = await startAgent();
-  client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  });
-});
-
-afterAll(async () => {
-  client.close();
-  await agent.stop();
-});
+const suite = useCopyAgent("guestkit-copy-rules-");
 
 beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), "guestkit-copy-rules-"));
   // A source file and a source directory with one file and one subdirectory.
-  await mkdir(join(work, "src", "dir", "sub"), { recursive: true });
-  await writeFile(join(work, "src", "file"), "new contents");
-  await writeFile(join(work, "src", "dir", "a"), "a");
-  await writeFile(join(work, "src", "dir", "sub", "b"), "b");
-  await mkdir(join(work, "dst"));
-  return () => rm(work, { recursive: true, force: true });
+  await mkdir(join(suite.work, "src", "dir", "sub"), { recursive: true });
+  await writeFile(join(suite.work, "src", "file"), "new contents");
+  await writeFile(join(suite.work, "src", "dir", "a"), "a");
+  await writeFile(join(suite.work, "src", "dir", "sub", "b"), "b");
+  await mkdir(join(suite.work, "dst"));
 });
 
 const directions = {
-  copyTo: (source: string, destination: string) => copyTo(client, source, destination),
-  copyFrom: (source: string, destination: string) => copyFrom(client, source, destination),
+  copyTo: (source: string, destination: string) => copyTo(suite.client, source, destination),
+  copyFrom: (source: string, destination: string) => copyFrom(suite.client, source, destination),
 };
 
 /** Every path under `dir`, sorted. */
@@ -51,8 +31,8 @@ async function tree(dir: string): Promise<string[]> {
 
 for (const [name, copy] of Object.entries(directions)) {
   describe(`${name} follows the docker cp rules`, () => {
-    const src = (path: string) => join(work, "src", path);
-    const dst = (path = "") => join(work, "dst", path);
+    const src = (path: string) => join(suite.work, "src", path);
+    const dst = (path = "") => join(suite.work, "dst", path);
     const fails = async (source: string, destination: string, kind: CopyErrorKind, message: RegExp) => {
       const error = await copy(source, destination).catch((reason: unknown) => reason);
       expect(error).toBeInstanceOf(CopyError);

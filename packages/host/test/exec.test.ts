@@ -1,32 +1,13 @@
 // exec() against the real agent through the hybrid-vsock stand-in: every option, stdin
 // with backpressure and EOF, and every kind of exit.
-import { mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ExecHandle, ExecOutput } from "../src/exec-handle.js";
 import { Code, GuestError } from "../src/guest-error.js";
-import { type GuestFixture, processExists, startGuestFixture, waitFor } from "./guest-fixture.js";
+import { processExists, rejection, useGuestFixture, waitFor } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let dir: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), "guestkit-exec-test-")));
-});
-
-afterEach(async () => {
-  await guest.closeClients();
-  await rm(dir, { recursive: true, force: true });
-});
+const suite = useGuestFixture({ tempDirPrefix: "guestkit-exec-test-" });
 
 async function collect(handle: ExecHandle): Promise<{ stdout: string; stderr: string; events: ExecOutput[] }> {
   const events: ExecOutput[] = [];
@@ -36,18 +17,9 @@ async function collect(handle: ExecHandle): Promise<{ stdout: string; stderr: st
   return { stdout: text("stdout"), stderr: text("stderr"), events };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<GuestError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GuestError);
-  return error as GuestError;
-}
-
 describe("exit statuses", () => {
   it("0, with stdout and stderr as separate events", async () => {
-    const handle = guest.client().exec(["sh", "-c", "echo out; echo err >&2"]);
+    const handle = suite.guest.client().exec(["sh", "-c", "echo out; echo err >&2"]);
     const { stdout, stderr, events } = await collect(handle);
     expect(stdout).toBe("out\n");
     expect(stderr).toBe("err\n");
@@ -63,19 +35,19 @@ describe("exit statuses", () => {
   });
 
   it("3 is data, not an exception", async () => {
-    const exit = await guest.client().exec(["sh", "-c", "exit 3"]).exit;
+    const exit = await suite.guest.client().exec(["sh", "-c", "exit 3"]).exit;
     expect(exit.code).toBe(3);
     expect(exit.startFailed).toBe(false);
   });
 
   it("124 after the timeout, with timedOut", async () => {
-    const exit = await guest.client().exec(["sleep", "30"], { timeoutSeconds: 1 }).exit;
+    const exit = await suite.guest.client().exec(["sleep", "30"], { timeoutSeconds: 1 }).exit;
     expect(exit.code).toBe(124);
     expect(exit.timedOut).toBe(true);
   });
 
   it("127 for a command that does not exist, told apart from the command's own 127", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const missing = await client.exec(["no-such-command-guestkit"]).exit;
     expect(missing.code).toBe(127);
     expect(missing.startFailed).toBe(true);
@@ -88,7 +60,7 @@ describe("exit statuses", () => {
   });
 
   it("128+9 for a command killed by SIGKILL", async () => {
-    const exit = await guest.client().exec(["sh", "-c", "kill -9 $$"]).exit;
+    const exit = await suite.guest.client().exec(["sh", "-c", "kill -9 $$"]).exit;
     expect(exit.code).toBe(137);
     expect(exit.signal).toBe("SIGKILL");
   });
@@ -97,7 +69,7 @@ describe("exit statuses", () => {
 describe("options", () => {
   it("env is added to the agent's environment", async () => {
     const { stdout } = await collect(
-      guest.client().exec(["sh", "-c", 'printf "%s|%s" "$GUESTKIT_A" "$GUESTKIT_B"'], {
+      suite.guest.client().exec(["sh", "-c", 'printf "%s|%s" "$GUESTKIT_A" "$GUESTKIT_B"'], {
         env: { GUESTKIT_A: "one", GUESTKIT_B: "two words = and more" },
       }),
     );
@@ -105,18 +77,18 @@ describe("options", () => {
   });
 
   it("cwd", async () => {
-    const { stdout } = await collect(guest.client().exec(["pwd"], { cwd: dir }));
-    expect(stdout).toBe(`${dir}\n`);
+    const { stdout } = await collect(suite.guest.client().exec(["pwd"], { cwd: suite.dir }));
+    expect(stdout).toBe(`${suite.dir}\n`);
   });
 
   it("a cwd that does not exist is a start failure", async () => {
-    const exit = await guest.client().exec(["pwd"], { cwd: join(dir, "missing") }).exit;
+    const exit = await suite.guest.client().exec(["pwd"], { cwd: join(suite.dir, "missing") }).exit;
     expect(exit.startFailed).toBe(true);
     expect(exit.code).toBe(126);
   });
 
   it("user, by name and by uid", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const byName = await collect(client.exec(["id", "-u"], { user: "nobody" }));
     expect(byName.stdout).toBe("65534\n");
     const byUid = await collect(client.exec(["sh", "-c", "id -u; id -g"], { user: "65534:65534" }));
@@ -126,7 +98,7 @@ describe("options", () => {
   });
 
   it("tty with rows and cols, and resize()", async () => {
-    const handle = guest.client().exec(["sh", "-c", "stty size; read line; stty size"], {
+    const handle = suite.guest.client().exec(["sh", "-c", "stty size; read line; stty size"], {
       tty: true,
       rows: 33,
       cols: 101,
@@ -149,12 +121,12 @@ describe("options", () => {
   });
 
   it("a tty without stdin sees EOF at once", async () => {
-    const exit = await guest.client().exec(["cat"], { tty: true }).exit;
+    const exit = await suite.guest.client().exec(["cat"], { tty: true }).exit;
     expect(exit.code).toBe(0);
   });
 
   it("kill() sends a signal to the process group", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const term = client.exec(["sleep", "60"]);
     await term.started;
     term.kill();
@@ -169,13 +141,13 @@ describe("options", () => {
   });
 
   it("kill() of an unknown signal throws at once", () => {
-    const handle = guest.client().exec(["true"]);
+    const handle = suite.guest.client().exec(["true"]);
     expect(() => handle.kill("NOTASIGNAL")).toThrow(/unknown signal/);
   });
 
   it("an AbortSignal cancels the call, and the agent ends the command", async () => {
     const controller = new AbortController();
-    const handle = guest.client().exec(["sleep", "60"], { signal: controller.signal });
+    const handle = suite.guest.client().exec(["sleep", "60"], { signal: controller.signal });
     const pid = await handle.started;
     expect(pid).toEqual(expect.any(Number));
     expect(processExists(pid as number)).toBe(true);
@@ -187,13 +159,13 @@ describe("options", () => {
   });
 
   it("AbortSignal.timeout() is reported as a deadline", async () => {
-    const handle = guest.client().exec(["sleep", "60"], { signal: AbortSignal.timeout(300) });
+    const handle = suite.guest.client().exec(["sleep", "60"], { signal: AbortSignal.timeout(300) });
     const error = await rejection(handle.exit);
     expect(error.code).toBe(Code.DEADLINE_EXCEEDED);
   });
 
   it("pid and started agree with the command's own $$", async () => {
-    const handle = guest.client().exec(["sh", "-c", "echo $$"]);
+    const handle = suite.guest.client().exec(["sh", "-c", "echo $$"]);
     const { stdout } = await collect(handle);
     const pid = await handle.started;
     expect(handle.pid).toBe(pid);
@@ -201,7 +173,7 @@ describe("options", () => {
   });
 
   it("bad arguments throw before anything is sent", () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const invalid = (run: () => unknown) => {
       try {
         run();
@@ -223,13 +195,13 @@ describe("options", () => {
 
 describe("stdin", () => {
   it("without stdin the command sees EOF at once", async () => {
-    const handle = guest.client().exec(["cat"]);
+    const handle = suite.guest.client().exec(["cat"]);
     expect((await collect(handle)).stdout).toBe("");
     expect((await handle.exit).code).toBe(0);
   });
 
   it("writes go to the command and end() is EOF", async () => {
-    const handle = guest.client().exec(["sh", "-c", "cat; echo after-eof"], { stdin: true });
+    const handle = suite.guest.client().exec(["sh", "-c", "cat; echo after-eof"], { stdin: true });
     handle.stdin.write("hello ");
     handle.stdin.end("world\n");
     const { stdout } = await collect(handle);
@@ -237,9 +209,9 @@ describe("stdin", () => {
   });
 
   it("backpressure: a command that does not read holds the writer, then gets every byte", async () => {
-    const go = join(dir, "go");
+    const go = join(suite.dir, "go");
     // The command reads nothing until the test creates `go`.
-    const handle = guest.client().exec(["sh", "-c", `while [ ! -e ${go} ]; do sleep 0.05; done; exec wc -c`], {
+    const handle = suite.guest.client().exec(["sh", "-c", `while [ ! -e ${go} ]; do sleep 0.05; done; exec wc -c`], {
       stdin: true,
     });
     await handle.started;
@@ -273,7 +245,7 @@ describe("stdin", () => {
   });
 
   it("writes after the command exited are dropped quietly", async () => {
-    const handle = guest.client().exec(["true"], { stdin: true });
+    const handle = suite.guest.client().exec(["true"], { stdin: true });
     await handle.exit;
     await new Promise<void>((resolve, reject) => {
       handle.stdin.on("error", reject);
@@ -282,7 +254,7 @@ describe("stdin", () => {
   });
 
   it("legacy mode: EOF is a half-close, and kill() is not available", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const handle = client.exec(["cat"], { stdin: true, legacy: true });
     handle.stdin.end("old protocol\n");
     expect((await collect(handle)).stdout).toBe("old protocol\n");
@@ -295,14 +267,14 @@ describe("stdin", () => {
 
 describe("output flow", () => {
   it("output nobody iterates is dropped past the limit, and the exit still comes", async () => {
-    const handle = guest.client().exec(["head", "-c", "5000000", "/dev/zero"], { unconsumedOutputLimit: 1000 });
+    const handle = suite.guest.client().exec(["head", "-c", "5000000", "/dev/zero"], { unconsumedOutputLimit: 1000 });
     const exit = await handle.exit;
     expect(exit.code).toBe(0);
     expect(handle.droppedBytes).toBeGreaterThan(4_000_000);
   });
 
   it("leaving the iteration early still delivers the exit", async () => {
-    const handle = guest.client().exec(["sh", "-c", "echo first; head -c 5000000 /dev/zero"]);
+    const handle = suite.guest.client().exec(["sh", "-c", "echo first; head -c 5000000 /dev/zero"]);
     for await (const event of handle) {
       expect(Buffer.from(event.data).toString()).toContain("first");
       break;
@@ -311,7 +283,7 @@ describe("output flow", () => {
   });
 
   it("large output arrives complete and in order while iterating", async () => {
-    const handle = guest.client().exec(["sh", "-c", "seq 1 200000"]);
+    const handle = suite.guest.client().exec(["sh", "-c", "seq 1 200000"]);
     const { stdout } = await collect(handle);
     const lines = stdout.trimEnd().split("\n");
     expect(lines.length).toBe(200000);
@@ -320,13 +292,13 @@ describe("output flow", () => {
   });
 
   it("the output can be iterated only once", async () => {
-    const handle = guest.client().exec(["true"]);
+    const handle = suite.guest.client().exec(["true"]);
     await collect(handle);
     expect(() => handle[Symbol.asyncIterator]()).toThrow(/only once/);
   });
 
   it("client.close() ends running commands with reason closed", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const handle = client.exec(["sleep", "60"]);
     const pid = (await handle.started) as number;
     await client.close();

@@ -8,13 +8,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
+import type { GuestServiceClient } from "@guestkit/protocol";
 import { type HostileAgent, type HostileScenario, startHostileAgent } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import type { CopyOptions } from "../src/copy-types.js";
+import { connectCopyClient, peakRssGrowth } from "./copy-fixture.js";
 
 let work: string;
 let dest: string;
@@ -40,10 +40,7 @@ afterEach(async () => {
 
 async function connect(scenario: HostileScenario, extra: { count?: number } = {}): Promise<GuestServiceClient> {
   agent = await startHostileAgent({ scenario, outsideDir: outside, ...extra });
-  client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  });
+  client = connectCopyClient(agent.socketPath);
   return client;
 }
 
@@ -187,22 +184,6 @@ function liveHeap(gc: () => void): number {
 }
 
 describe("copyFrom keeps memory bounded against a hostile guest", () => {
-  /** Samples RSS every 20 ms while `run` runs; resolves to the peak growth in MiB. */
-  async function peakRssGrowth(run: () => Promise<unknown>): Promise<number> {
-    const base = process.memoryUsage().rss;
-    let peak = base;
-    const timer = setInterval(() => {
-      peak = Math.max(peak, process.memoryUsage().rss);
-    }, 20);
-    try {
-      await run();
-    } finally {
-      clearInterval(timer);
-      peak = Math.max(peak, process.memoryUsage().rss);
-    }
-    return (peak - base) / (1024 * 1024);
-  }
-
   it("endless-huge: an endless file stays bounded and abort leaves no temp file", async () => {
     const guest = await connect("endless-huge");
     const controller = new AbortController();

@@ -8,9 +8,10 @@ import { type HybridVsockEndpoint, startHybridVsockEndpoint } from "@guestkit/te
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { dialWithRetry } from "../src/connect-retry.js";
 import { dial } from "../src/dial.js";
-import { Code, GuestError } from "../src/guest-error.js";
+import { Code } from "../src/guest-error.js";
 import { hybridVsockHandshake } from "../src/hybrid-vsock-handshake.js";
 import { parseTarget } from "../src/target.js";
+import { rejection } from "./guest-fixture.js";
 
 let dir: string;
 let endpoint: HybridVsockEndpoint | undefined;
@@ -53,15 +54,6 @@ function read(socket: Socket): Promise<string> {
     socket.once("error", reject);
     socket.resume();
   });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GuestError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(GuestError);
-  return error as GuestError;
 }
 
 describe("the hybrid-vsock handshake", () => {

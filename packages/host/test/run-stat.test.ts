@@ -1,39 +1,20 @@
 // run() and stat() against the real agent through the hybrid-vsock stand-in. The agent
 // runs on this machine, so what it reports can be checked against the file system.
-import { chmod, lstat, mkdir, mkdtemp, realpath, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, lstat, mkdir, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { FileType, StatPathResponseSchema } from "@guestkit/protocol";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Code, GuestError } from "../src/guest-error.js";
 import { CommandFailedError } from "../src/run.js";
 import { statFromResponse } from "../src/stat.js";
-import { type GuestFixture, startGuestFixture } from "./guest-fixture.js";
+import { useGuestFixture } from "./guest-fixture.js";
 
-let guest: GuestFixture;
-let dir: string;
-
-beforeAll(async () => {
-  guest = await startGuestFixture();
-});
-
-afterAll(async () => {
-  await guest.stop();
-});
-
-beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), "guestkit-run-stat-test-")));
-});
-
-afterEach(async () => {
-  await guest.closeClients();
-  await rm(dir, { recursive: true, force: true });
-});
+const suite = useGuestFixture({ tempDirPrefix: "guestkit-run-stat-test-" });
 
 describe("run", () => {
   it("collects stdout, stderr and the exit", async () => {
-    const result = await guest.client().run(["sh", "-c", "echo out; echo err >&2; exit 5"]);
+    const result = await suite.guest.client().run(["sh", "-c", "echo out; echo err >&2; exit 5"]);
     expect(result.stdout).toBe("out\n");
     expect(result.stderr).toBe("err\n");
     expect(Buffer.from(result.stdoutBytes).toString()).toBe("out\n");
@@ -42,12 +23,12 @@ describe("run", () => {
   });
 
   it("input goes to stdin, then EOF", async () => {
-    const result = await guest.client().run(["tr", "a-z", "A-Z"], { input: "shout\n" });
+    const result = await suite.guest.client().run(["tr", "a-z", "A-Z"], { input: "shout\n" });
     expect(result.stdout).toBe("SHOUT\n");
   });
 
   it("output past maxOutputBytes is dropped, the command runs to its end", async () => {
-    const result = await guest
+    const result = await suite.guest
       .client()
       .run(["sh", "-c", "head -c 3000000 /dev/zero; echo done >&2; exit 4"], { maxOutputBytes: 1000 });
     expect(result.stdoutBytes.byteLength).toBe(1000);
@@ -57,7 +38,7 @@ describe("run", () => {
   });
 
   it("check: a non-zero exit throws a CommandFailedError with the result", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     const error = await client.run(["sh", "-c", "echo why >&2; exit 3"], { check: true }).catch((caught) => caught);
     expect(error).toBeInstanceOf(CommandFailedError);
     expect(error).toBeInstanceOf(GuestError);
@@ -72,7 +53,7 @@ describe("run", () => {
   });
 
   it("check: a command that cannot start says why", async () => {
-    const error = await guest
+    const error = await suite.guest
       .client()
       .run(["no-such-command-guestkit"], { check: true })
       .catch((caught) => caught);
@@ -83,13 +64,13 @@ describe("run", () => {
 
 describe("stat", () => {
   it("a file: type, mode, size, mtime to the nanosecond, owner", async () => {
-    const path = join(dir, "file");
+    const path = join(suite.dir, "file");
     await writeFile(path, "12345");
     await utimes(path, new Date("2024-05-06T07:08:09.123Z"), new Date("2024-05-06T07:08:09.123Z"));
     await chmod(path, 0o4751);
     const local = await stat(path, { bigint: true });
     expect(local.mtimeNs / 1_000_000_000n).toBe(BigInt(Date.parse("2024-05-06T07:08:09Z") / 1000));
-    const result = await guest.client().stat(path);
+    const result = await suite.guest.client().stat(path);
     expect(result).toEqual({
       exists: true,
       type: "file",
@@ -104,19 +85,19 @@ describe("stat", () => {
   });
 
   it("a directory keeps its sticky bit", async () => {
-    const sub = join(dir, "sticky");
+    const sub = join(suite.dir, "sticky");
     await mkdir(sub);
     await chmod(sub, 0o1777);
-    const result = await guest.client().stat(sub);
+    const result = await suite.guest.client().stat(sub);
     expect(result).toMatchObject({ exists: true, type: "directory", mode: 0o1777 });
   });
 
   it("a symlink, and what it points to with followLinks", async () => {
-    const target = join(dir, "target");
+    const target = join(suite.dir, "target");
     await writeFile(target, "abc");
-    const link = join(dir, "link");
+    const link = join(suite.dir, "link");
     await symlink("target", link);
-    const client = guest.client();
+    const client = suite.guest.client();
     const asLink = await client.stat(link);
     expect(asLink).toMatchObject({ exists: true, type: "symlink", linkTarget: "target" });
     expect(asLink.exists && asLink.mtimeNs).toBe((await lstat(link, { bigint: true })).mtimeNs);
@@ -125,17 +106,17 @@ describe("stat", () => {
   });
 
   it("a missing path is a result, not an error", async () => {
-    expect(await guest.client().stat(join(dir, "missing"))).toEqual({ exists: false });
+    expect(await suite.guest.client().stat(join(suite.dir, "missing"))).toEqual({ exists: false });
   });
 
   it("special files get their type", async () => {
-    const client = guest.client();
+    const client = suite.guest.client();
     expect(await client.stat("/dev/null")).toMatchObject({ exists: true, type: "char-device" });
-    expect(await client.stat(guest.agent.socketPath)).toMatchObject({ exists: true, type: "socket" });
+    expect(await client.stat(suite.guest.agent.socketPath)).toMatchObject({ exists: true, type: "socket" });
   });
 
   it("a bad path is INVALID_ARGUMENT before anything is sent", async () => {
-    const error = await guest
+    const error = await suite.guest
       .client()
       .stat("")
       .catch((caught) => caught);

@@ -1,10 +1,11 @@
 // Starts the real guest-agent binary on a temp Unix socket, for tests and the demo.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { stopChild } from "./stop-child.js";
 
 /** Path of the guest-agent launcher in this checkout. */
 export const GUEST_AGENT_BIN = fileURLToPath(new URL("../../guest/bin/guest-agent", import.meta.url));
@@ -46,9 +47,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Agent
     await waitUntilAccepting(socketPath, exited, () => stderr);
   } catch (error) {
     // Never leave an agent behind when start-up failed.
-    child.kill("SIGKILL");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
+    await stopChild(child, exited, "SIGKILL", dir);
     throw error;
   }
   return {
@@ -56,12 +55,7 @@ export async function startAgent(options: StartAgentOptions = {}): Promise<Agent
     pid: child.pid as number,
     socketPath,
     stderr: () => stderr,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      const code = await exited;
-      rmSync(dir, { recursive: true, force: true });
-      return code;
-    },
+    stop: () => stopChild(child, exited, "SIGTERM", dir),
   };
 }
 

@@ -7,7 +7,7 @@
 // This file is both the library side (startHostileAgent) and the server process: run
 // as a script, it serves the scenario given as JSON in argv[2].
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +21,7 @@ import {
   guestServiceDefinition,
   MAX_MESSAGE_BYTES,
 } from "@guestkit/protocol";
+import { stopChild } from "./stop-child.js";
 
 /** The attacks, by name; each one's description says what it sends. */
 export const HOSTILE_SCENARIOS = {
@@ -113,20 +114,14 @@ export async function startHostileAgent(options: HostileAgentOptions): Promise<H
       });
     });
   } catch (error) {
-    child.kill("SIGKILL");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
+    await stopChild(child, exited, "SIGKILL", dir);
     throw error;
   }
   return {
     socketPath,
     pid: child.pid as number,
     process: child,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop: () => stopChild(child, exited, "SIGKILL", dir),
   };
 }
 
