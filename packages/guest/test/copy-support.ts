@@ -72,7 +72,8 @@ export async function startTestAgent(options: TestAgentOptions = {}): Promise<Te
   };
 }
 
-type RequestInit = MessageInitShape<typeof CopyToGuestRequestSchema>;
+/** One CopyToGuest request, as tests write them. */
+export type RequestInit = MessageInitShape<typeof CopyToGuestRequestSchema>;
 type StartInit = Extract<NonNullable<RequestInit["request"]>, { case: "start" }>["value"];
 
 /** Request messages for one entry: start, data chunks of `chunkSize`, end. */
@@ -90,7 +91,7 @@ export function entryMessages(start: StartInit, data?: Uint8Array, chunkSize = 3
 /** A file entry whose size is the data's length. */
 export function fileMessages(path: string, data: Uint8Array | string, start: Partial<StartInit> = {}): RequestInit[] {
   const bytes = typeof data === "string" ? Buffer.from(data) : data;
-  return entryMessages({ path, size: BigInt(bytes.length), ...start }, bytes);
+  return entryMessages({ path, size: BigInt(bytes.length), ...start } as StartInit, bytes);
 }
 
 /** Runs one CopyToGuest call with these messages (respecting backpressure) and returns the response. */

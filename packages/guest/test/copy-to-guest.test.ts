@@ -22,6 +22,7 @@ import {
   fileMessages,
   makeTempDir,
   openDescriptorCount,
+  type RequestInit,
   startTestAgent,
   type TestAgent,
   upload,
@@ -397,7 +398,7 @@ setInterval(() => {}, 1000);
     const target = join(suite.dir, "big");
     const size = 1024 * 1024 * 1024;
     const chunk = Buffer.alloc(256 * 1024, 7);
-    const messages = function* () {
+    const messages = function* (): Generator<RequestInit> {
       yield { request: { case: "start" as const, value: { path: target, size: BigInt(size) } } };
       for (let sent = 0; sent < size; sent += chunk.length) yield { request: { case: "data" as const, value: chunk } };
       yield { request: { case: "end" as const, value: {} } };
