@@ -20,7 +20,7 @@ import { createWorkspace, type Workspace, writeDataFile, writeTree } from "./wor
 
 const SECTIONS = ["agent", "exec", "concurrent", "stream", "copy", "tree"] as const;
 
-const USAGE = `usage: pnpm bench [-- --quick] [-- --size-mib N] [-- --files N] [-- --reps N]
+const USAGE = `usage: pnpm bench [-- OPTIONS]
 
   --quick       256 MiB transfers, 2,000 files, fewer repetitions (about a minute)
   --size-mib N  size of the big file and of the streamed output (default 1024)
@@ -32,7 +32,11 @@ const USAGE = `usage: pnpm bench [-- --quick] [-- --size-mib N] [-- --files N] [
 const RESULTS_DIR = fileURLToPath(new URL("../../bench-results/", import.meta.url));
 
 async function main(): Promise<void> {
+  // `pnpm bench -- --quick` passes the "--" along.
+  const args = process.argv.slice(2);
+  if (args[0] === "--") args.shift();
   const { values } = parseArgs({
+    args,
     options: {
       quick: { type: "boolean" },
       "size-mib": { type: "string" },
@@ -53,7 +57,10 @@ async function main(): Promise<void> {
   const reps = Number(values.reps ?? 3);
   const only = new Set(values.only?.split(",").map((name) => name.trim()) ?? SECTIONS);
   const unknown = [...only].filter((name) => !(SECTIONS as readonly string[]).includes(name));
-  if (!(bytes > 0 && files > 0 && reps > 0) || unknown.length > 0) throw new Error(`bad arguments\n${USAGE}`);
+  if (!(bytes > 0 && files > 0 && reps > 0) || unknown.length > 0) {
+    process.stderr.write(`bench: bad arguments\n${USAGE}`);
+    process.exit(2);
+  }
   const wanted = (name: (typeof SECTIONS)[number]) => only.has(name);
   const loadBefore = loadavg();
 
@@ -176,7 +183,8 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (error: unknown) => {
-    process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
-    process.exit(1);
+    const usage = (error as { code?: unknown }).code?.toString().startsWith("ERR_PARSE_ARGS");
+    process.stderr.write(usage ? `bench: ${(error as Error).message}\n${USAGE}` : `bench: ${(error as Error).stack}\n`);
+    process.exit(usage ? 2 : 1);
   },
 );
