@@ -109,11 +109,16 @@ async function installOpenSshServer(): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new Error(`${SSHD} is missing and we are not root to apt-get install openssh-server`);
   process.stderr.write("bench: installing openssh-server with apt-get...\n");
+  // Only the binary is wanted. RUNLEVEL=1 asks invoke-rc.d not to start the package's
+  // system sshd on port 22; a machine that runs systemd may start ssh.service anyway.
+  const env = { DEBIAN_FRONTEND: "noninteractive", RUNLEVEL: "1" };
+  const install = () =>
+    runCommand("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "openssh-server"], { env });
   try {
-    await runCommand("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "openssh-server"]);
+    await install();
   } catch {
-    await runCommand("apt-get", ["update", "-qq"]);
-    await runCommand("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "openssh-server"]);
+    await runCommand("apt-get", ["update", "-qq"], { env });
+    await install();
   }
   if (!existsSync(SSHD)) throw new Error("apt-get install openssh-server did not provide /usr/sbin/sshd");
 }

@@ -74,11 +74,12 @@ export async function writeTree(root: string, count: number, size: number): Prom
 export function runCommand(
   command: string,
   args: readonly string[],
-  options: { stdin?: string; stdout?: "ignore" | number } = {},
+  options: { stdin?: string; stdout?: "ignore" | number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       stdio: [options.stdin === undefined ? "ignore" : "pipe", options.stdout ?? "pipe", "pipe"],
+      ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     });
     let out = "";
     let err = "";
