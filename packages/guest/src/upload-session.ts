@@ -11,6 +11,8 @@ import type { Timestamp } from "./file-metadata.js";
 import { MAX_TIME_SECONDS, nowArgument, timeArgument } from "./file-times.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
+import { makeParents } from "./make-parents.js";
+import { BATCH_FILES, type BatchFailure, SMALL_FILE_BYTES, SmallFileBatch } from "./small-file-batch.js";
 
 /** Default modes for mode = 0, as the protocol defines them. */
 export const DEFAULT_FILE_MODE = 0o644;
@@ -39,6 +41,8 @@ export class UploadError extends Error {
 
 type Entry =
   | { kind: "file"; path: string; start: CopyToGuestStart; staged: StagedFile; received: bigint }
+  // Held in memory until its end: nothing touches the disk for a file that never completes.
+  | { kind: "small"; path: string; start: CopyToGuestStart; chunks: Uint8Array[]; received: bigint }
   | { kind: "directory"; path: string; start: CopyToGuestStart }
   | { kind: "symlink"; path: string; start: CopyToGuestStart };
 
@@ -59,6 +63,8 @@ export class UploadSession {
   readonly #touchedDirectories = new Set<string>();
   readonly #knownDirectories = new Set<string>();
   readonly #commits = new CommitPipeline();
+  readonly #smallFiles = new SmallFileBatch();
+  #batchFailure: BatchFailure | undefined;
 
   get totals(): UploadTotals {
     return { entriesWritten: this.#entriesWritten, bytesWritten: this.#bytesWritten };
@@ -92,8 +98,7 @@ export class UploadSession {
       await this.#discard();
       throw new UploadError("PROTOCOL", path, `${path}: the stream ended before this entry's end message`);
     }
-    await this.#commits.drain();
-    this.#throwIfCommitFailed();
+    await this.#commitEarlier();
     await this.#settle(true);
   }
 
@@ -105,12 +110,14 @@ export class UploadSession {
   async abort(): Promise<void> {
     await this.#discard();
     await this.#commits.drain();
+    if (!this.#commits.failure) await this.#commitSmallFiles();
+    else this.#smallFiles.discard();
     await this.#settle(false).catch(() => undefined);
   }
 
   /** The failure that stopped the stream, when it happened in a background commit. */
   get commitFailure(): UploadError | undefined {
-    const failure = this.#commits.failure;
+    const failure = this.#commits.failure ?? this.#batchFailure;
     return failure && UploadError.from(failure.error, failure.path);
   }
 
@@ -129,6 +136,8 @@ export class UploadSession {
       this.#entry = { kind: "directory", path: start.path, start };
     } else if (start.isSymlink) {
       this.#entry = { kind: "symlink", path: start.path, start };
+    } else if (start.size <= BigInt(SMALL_FILE_BYTES)) {
+      this.#entry = { kind: "small", path: start.path, start, chunks: [], received: 0n };
     } else {
       let staged: StagedFile;
       try {
@@ -143,7 +152,7 @@ export class UploadSession {
   async #data(bytes: Uint8Array): Promise<void> {
     const entry = this.#entry;
     if (!entry) throw new UploadError("PROTOCOL", "", "data arrived before any start message");
-    if (entry.kind !== "file") {
+    if (entry.kind !== "file" && entry.kind !== "small") {
       throw new UploadError("PROTOCOL", entry.path, `${entry.path}: data arrived for a ${entry.kind}`);
     }
     const received = entry.received + BigInt(bytes.length);
@@ -154,7 +163,8 @@ export class UploadSession {
         `${entry.path}: more data than the declared size of ${entry.start.size} bytes`,
       );
     }
-    await entry.staged.write(bytes);
+    if (entry.kind === "small") entry.chunks.push(bytes);
+    else await entry.staged.write(bytes);
     entry.received = received;
   }
 
@@ -162,16 +172,30 @@ export class UploadSession {
     const entry = this.#entry;
     if (!entry) throw new UploadError("PROTOCOL", "", "an end message arrived before any start message");
     const attributes = attributesOf(entry.start);
+    if ((entry.kind === "file" || entry.kind === "small") && entry.received !== entry.start.size) {
+      throw new UploadError(
+        "SIZE_MISMATCH",
+        entry.path,
+        `${entry.path}: ${entry.received} of the declared ${entry.start.size} bytes arrived`,
+      );
+    }
     switch (entry.kind) {
+      case "small": {
+        // Files before it in the stream are renamed before it: large ones first, here.
+        await this.#commits.drain();
+        this.#throwIfCommitFailed();
+        await makeParents(dirname(entry.path), this.#knownDirectories);
+        this.#smallFiles.stage(entry.path, entry.chunks, attributes);
+        this.#entry = undefined;
+        if (this.#smallFiles.length >= BATCH_FILES) await this.#commitSmallFiles();
+        this.#throwIfCommitFailed();
+        return;
+      }
       case "file": {
-        if (entry.received !== entry.start.size) {
-          throw new UploadError(
-            "SIZE_MISMATCH",
-            entry.path,
-            `${entry.path}: ${entry.received} of the declared ${entry.start.size} bytes arrived`,
-          );
-        }
         const size = entry.received;
+        // While this entry is current, a failure here still discards its temporary file.
+        await this.#commitSmallFiles();
+        this.#throwIfCommitFailed();
         // From here the pipeline owns the file, commits it in order, or discards it.
         this.#entry = undefined;
         await this.#commits.add(entry.staged, attributes, () => this.#committed(entry.path, size));
@@ -179,15 +203,13 @@ export class UploadSession {
       }
       case "directory":
         // Directories and symlinks take effect in stream order, after the files before them.
-        await this.#commits.drain();
-        this.#throwIfCommitFailed();
+        await this.#commitEarlier();
         await applyDirectoryEntry(entry.path, attributes, (entry.start.mode & 0o7777) !== 0);
         this.#knownDirectories.add(entry.path);
         if (attributes.mtime) this.#directoryTimes.set(entry.path, attributes.mtime);
         break;
       case "symlink":
-        await this.#commits.drain();
-        this.#throwIfCommitFailed();
+        await this.#commitEarlier();
         await replaceWithSymlink(entry.path, entry.start.linkTarget, attributes);
         // A directory path may have just become a link.
         this.#knownDirectories.delete(entry.path);
@@ -195,6 +217,20 @@ export class UploadSession {
     }
     this.#entry = undefined;
     this.#committed(entry.path, 0n);
+  }
+
+  // Everything before the current entry takes effect first: streamed files, then small ones.
+  async #commitEarlier(): Promise<void> {
+    await this.#commits.drain();
+    this.#throwIfCommitFailed();
+    await this.#commitSmallFiles();
+    this.#throwIfCommitFailed();
+  }
+
+  async #commitSmallFiles(): Promise<void> {
+    if (this.#smallFiles.length === 0) return;
+    const failure = await this.#smallFiles.commit((path, size) => this.#committed(path, size));
+    this.#batchFailure ??= failure;
   }
 
   #committed(path: string, bytes: bigint): void {

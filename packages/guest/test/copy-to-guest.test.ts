@@ -394,6 +394,53 @@ setInterval(() => {}, 1000);
     expect(leftovers(suite.dir)).toEqual([]);
   });
 
+  it("keeps stream order across batches of small files and streamed large files", async () => {
+    const dir = join(suite.dir, "mixed");
+    mkdirSync(join(dir, "occupied-250", "child"), { recursive: true });
+    const big = Buffer.alloc(300 * 1024, "b");
+    const messages = function* () {
+      for (let i = 0; i < 400; i++) {
+        // Past the first batch of small files, a streamed file, more small files, then
+        // a rename that fails: nothing after it may appear, everything before it must.
+        if (i === 150) yield* fileMessages(join(dir, "big"), big);
+        yield* fileMessages(join(dir, i === 250 ? "occupied-250" : `small-${i}`), `${i}`);
+      }
+    };
+    const response = await upload(suite.agent.client, messages());
+    expect(response).toMatchObject({
+      success: false,
+      entriesWritten: 251n,
+      errorCode: "EISDIR",
+      errorPath: join(dir, "occupied-250"),
+    });
+    expect(readFileSync(join(dir, "big")).equals(big)).toBe(true);
+    for (const i of [0, 127, 128, 149, 150, 249]) expect(readFileSync(join(dir, `small-${i}`), "utf8")).toBe(`${i}`);
+    for (const i of [251, 255, 399]) expect(() => statSync(join(dir, `small-${i}`))).toThrow(/ENOENT/);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  it("commits the small files whose end arrived when the stream is cancelled", async () => {
+    const dir = join(suite.dir, "cut");
+    mkdirSync(dir);
+    const call = suite.agent.client.copyToGuest(new grpc.Metadata(), {}, () => undefined);
+    call.on("error", () => undefined);
+    for (let i = 0; i < 5; i++) {
+      for (const message of fileMessages(join(dir, `done-${i}`), `${i}`)) {
+        call.write(create(CopyToGuestRequestSchema, message));
+      }
+    }
+    call.write(
+      create(CopyToGuestRequestSchema, { request: { case: "start", value: { path: join(dir, "half"), size: 10n } } }),
+    );
+    call.write(create(CopyToGuestRequestSchema, { request: { case: "data", value: Buffer.from("12345") } }));
+    // Staged under temporary names, waiting for their batch to fill or the stream to end.
+    expect(await eventually(() => leftovers(dir).length === 5)).toBe(true);
+    call.cancel();
+    expect(await eventually(() => leftovers(dir).length === 0 && readdirSync(dir).length === 5)).toBe(true);
+    for (let i = 0; i < 5; i++) expect(readFileSync(join(dir, `done-${i}`), "utf8")).toBe(`${i}`);
+    expect(() => statSync(join(dir, "half"))).toThrow(/ENOENT/);
+  });
+
   it("streams a large file to disk without holding it in memory", async () => {
     const target = join(suite.dir, "big");
     const size = 1024 * 1024 * 1024;

@@ -1,7 +1,10 @@
 // Walks a local tree for an upload, one entry at a time. Directories are read as a
 // stream (opendir), never listed whole, so memory grows with the depth of the tree,
-// not with its size or with the size of its biggest directory.
-import type { BigIntStats, Dir } from "node:fs";
+// not with its size or with the size of its biggest directory. Reading the next names
+// and lstat-ing an entry are synchronous: each is one short system call, and going
+// through the thread pool for it costs more than the call (the caller bounds how long it
+// runs between event-loop turns).
+import { type BigIntStats, type Dir, lstatSync, statSync } from "node:fs";
 import { lstat, opendir, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errnoOf } from "./guest-error.js";
@@ -43,7 +46,7 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
     if (first.kind === "dir") open.push(await openDir(root, "", rootStats));
     while (open.length > 0) {
       const top = open[open.length - 1] as OpenDir;
-      const dirent = await top.dir.read();
+      const dirent = top.dir.readSync();
       if (dirent === null) {
         open.pop();
         await top.dir.close();
@@ -53,8 +56,8 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
       const absPath = join(top.absPath, dirent.name);
       let stats: BigIntStats;
       try {
-        stats = await lstat(absPath, { bigint: true });
-        if (options.followLinks && stats.isSymbolicLink()) stats = await stat(absPath, { bigint: true });
+        stats = lstatSync(absPath, { bigint: true });
+        if (options.followLinks && stats.isSymbolicLink()) stats = statSync(absPath, { bigint: true });
       } catch (error) {
         yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
         continue;

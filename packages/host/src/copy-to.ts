@@ -5,7 +5,7 @@
 // agent expects. Files are read CHUNK_SIZE at a time and the next chunk is read only
 // when the call accepts more, so memory stays flat whatever the size.
 import type { BigIntStats } from "node:fs";
-import { constants as fsConstants } from "node:fs";
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { basename, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -33,6 +33,16 @@ export type CopyToOptions = CopyOptions;
 const MAX_GUEST_MESSAGE = 1000;
 const MAX_GUEST_PATH = 4096;
 const MAX_GUEST_CODE = 100;
+
+/**
+ * Files up to this size are read whole with synchronous calls in one event-loop turn:
+ * for a small file the thread-pool round trips of open, fstat, read and close cost far
+ * more than the reading itself.
+ */
+export const SMALL_FILE_BYTES = 64n * 1024n;
+
+// How long the upload loop may run before it lets other work on the event loop in.
+const MAX_TURN_MS = 10;
 
 /**
  * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
@@ -159,6 +169,32 @@ async function upload(
     if (skipRoot && entry.relPath === "") return;
     const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
     currentPath = displayPath(entry);
+    if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
+      const file = readSmallSource(entry, options.followLinks === true || entry.relPath === "");
+      if ("skip" in file) {
+        if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
+        skipped.add({ path: currentPath, ...file.skip });
+        return;
+      }
+      if ("data" in file) {
+        if (file.data.length < file.stats.size) {
+          throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+            path: currentPath,
+            entriesCompleted: entries,
+            bytesCompleted: bytes,
+          });
+        }
+        await send(startMessage(guestPath, file.stats, false, "", options));
+        if (file.data.length > 0) {
+          await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: file.data } }));
+        }
+        bytes += file.data.length;
+        await send(create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } }));
+        entries += 1;
+        progress();
+        return;
+      }
+    }
     if (entry.kind === "file") {
       const file = await openSource(entry, options.followLinks === true || entry.relPath === "");
       if ("skip" in file) {
@@ -207,9 +243,16 @@ async function upload(
   try {
     try {
       await sendEntry(first);
+      let turnStarted = performance.now();
       for await (const entry of rest) {
         if (signal?.aborted) throw abortedError(signal);
         await sendEntry(entry);
+        // Small files are read synchronously and the stream rarely pushes back, so
+        // without this a large tree could hold the caller's event loop for seconds.
+        if (performance.now() - turnStarted > MAX_TURN_MS) {
+          await new Promise((resolveTurn) => setImmediate(resolveTurn));
+          turnStarted = performance.now();
+        }
       }
       stream.end();
     } catch (error) {
@@ -321,6 +364,38 @@ async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSou
     return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
   }
   return { handle, stats };
+}
+
+/**
+ * openSource for a small file, synchronously, reading it whole. `{ large }` when the file
+ * grew past SMALL_FILE_BYTES since the walk: it is then streamed as any large file.
+ */
+function readSmallSource(
+  entry: LocalEntry,
+  follow: boolean,
+): { stats: BigIntStats; data: Buffer } | { large: true } | { skip: { reason: string; code: string } } {
+  const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(entry.absPath, flags);
+  } catch (error) {
+    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+  }
+  try {
+    const stats = fstatSync(fd, { bigint: true });
+    if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
+    if (stats.size > SMALL_FILE_BYTES) return { large: true };
+    const data = Buffer.allocUnsafe(Number(stats.size));
+    let offset = 0;
+    while (offset < data.length) {
+      const read = readSync(fd, data, offset, data.length - offset, null);
+      if (read === 0) break;
+      offset += read;
+    }
+    return { stats, data: data.subarray(0, offset) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function messageOf(error: unknown): string {
