@@ -2,10 +2,10 @@
 import { chmod, rm } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
-import { HealthImplementation } from "grpc-health-check";
 import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
 import { createExecHandler } from "./exec-service.js";
+import { addHealthService } from "./health-service.js";
 import { widenHttp2Windows } from "./http2-window.js";
 import { grpcBindTarget, isLoopbackHost, type ListenAddress } from "./listen-address.js";
 import { addReflection } from "./reflection.js";
@@ -56,8 +56,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
       statPath: handleStatPath,
     } as unknown as grpc.UntypedServiceImplementation,
   );
-  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
-  health.addToServer(server);
+  const health = addHealthService(server, { "": "SERVING", [SERVICE_NAME]: "SERVING" });
   addReflection(server);
   const unixPaths: string[] = [];
   const closers: Array<() => void> = [];
@@ -92,6 +91,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
     async shutdown() {
       health.setStatus("", "NOT_SERVING");
       health.setStatus(SERVICE_NAME, "NOT_SERVING");
+      health.endWatches();
       for (const close of closers) close();
       await commands.terminateAll();
       await new Promise<void>((resolve) => {

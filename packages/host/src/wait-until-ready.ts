@@ -1,8 +1,13 @@
 // Waiting for an agent to come up, with the standard gRPC health check
 // (grpc.health.v1.Health/Check), so any gRPC agent that serves health can be waited for.
 import { setTimeout as sleep } from "node:timers/promises";
-import type * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
+import { create } from "@bufbuild/protobuf";
+import {
+  createGrpcServiceDefinition,
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus,
+} from "@guestkit/protocol";
 import { retryDelayMs } from "./connect-retry.js";
 import type { GuestChannel, GuestConnection } from "./guest-connection.js";
 import {
@@ -26,6 +31,9 @@ export interface WaitUntilReadyOptions {
 const DEFAULT_WAIT_MS = 30_000;
 // One health call must not use up the whole wait on a connection that went quiet.
 const CHECK_TIMEOUT_MS = 5000;
+
+// From the generated code, as the agent serves it: no .proto parsed at run time.
+const checkMethod = createGrpcServiceDefinition(Health).check;
 
 /**
  * Resolves once the agent answers the health check with SERVING, retrying (each time
@@ -78,18 +86,17 @@ export async function waitUntilReady(connection: GuestConnection, options: WaitU
 
 // One Health/Check call; resolves with the status name.
 function check(channel: GuestChannel, service: string, timeoutMs: number, where: string): Promise<string> {
-  const method = healthService.Check as unknown as grpc.MethodDefinition<{ service: string }, { status: string }>;
   return new Promise((resolve, reject) => {
     channel.health.makeUnaryRequest(
-      method.path,
-      method.requestSerialize,
-      method.responseDeserialize,
-      { service },
+      checkMethod.path,
+      checkMethod.requestSerialize,
+      checkMethod.responseDeserialize,
+      create(HealthCheckRequestSchema, { service }),
       channel.metadata(),
       { deadline: Date.now() + Math.max(1, timeoutMs) },
       (error, response) => {
         if (error) reject(errorFromStatus(error, where));
-        else resolve(String(response?.status ?? "UNKNOWN"));
+        else resolve(HealthCheckResponse_ServingStatus[response?.status ?? 0] ?? `status ${response?.status}`);
       },
     );
   });
