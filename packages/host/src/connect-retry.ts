@@ -90,7 +90,7 @@ export interface DialWithRetryOptions extends DialOptions {
 /**
  * dial() with retries while the agent is coming up (see retryConnect). What a
  * `guestctl proxy` or any raw-stream user wants; the gRPC connection retries the same way
- * through its bridge.
+ * through its own attempts (guest-connection.ts).
  */
 export function dialWithRetry(target: GuestTarget, options: DialWithRetryOptions = {}): Promise<Socket> {
   const { connectTimeoutMs = 0, ...dialOptions } = options;

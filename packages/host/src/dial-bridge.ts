@@ -1,9 +1,8 @@
-// How dial() plugs into grpc-js with public API only: grpc-js connects to a Unix socket
-// in a private temp dir, and each connection accepted there is spliced to a fresh
-// dial() to the agent. One extra copy through a local socket (it moves GB/s, gRPC over
-// it ~150 MiB/s, so it is not what limits throughput), in exchange for: every target
-// kind (vsock too, which grpc-js cannot open), no reliance on grpc-js internals, and
-// the real dial error (errno, handshake answer) kept for the caller.
+// How kernel vsock, which grpc-js cannot open, plugs into grpc-js with public API only:
+// grpc-js connects to a Unix socket in a private temp dir, and each connection accepted
+// there is spliced to a fresh dial() to the agent. It costs an extra copy of every byte
+// and a hop per round trip (bench/README.md), so the other target kinds do without it
+// (guest-connection.ts); it keeps the real dial error (errno) for the caller.
 import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";

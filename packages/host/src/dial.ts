@@ -1,13 +1,11 @@
 // The one dialer: every target kind becomes a raw byte stream to the agent here.
 //
-// Why one function rather than grpc-js doing part of the work: grpc-js can open Unix
-// and TCP sockets itself, and its internal `_createSecureConnector` hook could run the
-// hybrid-vsock handshake on a socket it opened, but it cannot open AF_VSOCK at all, so
-// kernel vsock would need a second mechanism anyway. With one `dial()` returning a
-// connected, handshaken socket for every kind, the gRPC connection (through a private
-// local bridge, see dial-bridge.ts), a future `guestctl proxy`, and the tests all
-// share the same code path, the same timeouts and the same errors (real Node errno
-// values, not strings grpc-js made out of them).
+// It is the reference for what reaching an agent means: `guestctl proxy`, the vsock
+// bridge under the gRPC connection (dial-bridge.ts) and the tests use it as it is, and
+// its errors (real Node errno values, not strings grpc-js made out of them) are the
+// ones the library reports. For unix, tcp and hvsock targets the gRPC connection lets
+// grpc-js open the socket itself, to save a copy and a hop (see guest-connection.ts),
+// but it runs the same hybridVsockHandshake and asks dial() why when a connect failed.
 import { connect, type Socket } from "node:net";
 import { Code, cancelledError, connectErrorFromErrno, errnoOf, GuestError } from "./guest-error.js";
 import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";

@@ -1,18 +1,33 @@
-// One HTTP/2 connection to an agent, shared by every call of a client, set up through
-// dial() (via the bridge) and re-established with a fresh connection when it is gone.
+// One HTTP/2 connection to an agent, shared by every call of a client, and re-established
+// with a fresh connection when it is gone.
 //
 // grpc-js would reconnect by itself with its own backoff (1 s growing to 120 s) and
 // turn dial errors into strings. Instead each connection attempt here is one fresh
-// grpc-js channel whose single connection goes through dial(): the library's retry
-// schedule applies, the real dial error is kept, and a channel that failed is closed
-// so that nothing keeps dialing a dead VM in the background.
+// grpc-js channel with a single connection: the library's retry schedule applies, the
+// real dial error is kept, and a channel that failed is closed so that nothing keeps
+// dialing a dead VM in the background.
+//
+// Which way each target kind's bytes take (one dialer, dial.ts, stays the reference for
+// what reaching an agent means, and gives the errors):
+// - unix, tcp: grpc-js opens the socket itself. A bridge would cost an extra copy of
+//   every byte and a hop per round trip (bench/README.md). grpc-js reports a failed
+//   connect only as text, so a failure before any socket connected is diagnosed with
+//   one dial() of the same address, which gives the errno.
+// - hvsock: grpc-js opens the VMM's Unix socket, and the connector hook
+//   (grpc-connector.ts) runs the same hybridVsockHandshake as dial() on it before
+//   HTTP/2 starts, so its errors (no listener, timeout, garbage) come through as they are.
+// - vsock: grpc-js cannot open AF_VSOCK, so it connects to a private local bridge whose
+//   connections are spliced to dial() (dial-bridge.ts).
+import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { GuestServiceClient, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
 import { service as healthService } from "grpc-health-check";
 import { capTimeouts, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
+import { createConnectorCredentials } from "./grpc-connector.js";
 import { Code, cancelledError, GuestError, toGuestError } from "./guest-error.js";
+import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 
 /** Options of a connection (and of createGuestClient). */
@@ -70,6 +85,19 @@ const DEFAULT_KEEPALIVE_TIMEOUT_MS = 15_000;
 // but is not a gRPC server would otherwise keep an attempt waiting forever.
 const SESSION_SETUP_TIMEOUT_MS = 5000;
 
+// One connection attempt: what it may use, and what became of it.
+interface Attempt {
+  readonly dial: DialOptions;
+  // Aborted when the attempt is over: a handshake still running for it stops.
+  readonly controller: AbortController;
+  // A socket to the agent (or the VMM) connected for this attempt.
+  reached: boolean;
+  // Why it failed, when the dialer knows better than grpc-js.
+  error: GuestError | undefined;
+  // Only an attempt in progress may reach the VM: nothing reconnects behind the library's back.
+  live: boolean;
+}
+
 /** See the file comment. */
 export class GuestConnection {
   readonly target: GuestTarget;
@@ -77,14 +105,9 @@ export class GuestConnection {
   readonly #context: string;
   #bridge: Promise<DialBridge> | undefined;
   #current: { channel: grpc.Channel; clients: GuestChannel } | undefined;
-  #attempt: Promise<GuestChannel> | undefined;
-  // What the bridge's next dial uses, and which attempt it belongs to: a dial that an
-  // older, abandoned attempt started must not pass its error off as the current one's.
-  // Only the attempt in progress may dial, and only once: nothing else reaches the VM.
-  #attemptDial: DialOptions = {};
-  #attemptSeq = 0;
-  #mayDial = false;
-  #lastDialError: GuestError | undefined;
+  #pending: Promise<GuestChannel> | undefined;
+  // The attempt in progress (or the last one); the vsock bridge dials for it.
+  #attempt: Attempt | undefined;
   #closed = false;
 
   constructor(target: GuestTarget, options: GuestConnectionOptions = {}) {
@@ -115,10 +138,11 @@ export class GuestConnection {
     });
   }
 
-  /** Closes the channel and the bridge; calls still running fail. Idempotent. */
+  /** Closes the channel and the bridge (if any); calls still running fail. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#attempt) endAttempt(this.#attempt);
     this.#current?.channel.close();
     this.#current = undefined;
     const bridge = this.#bridge;
@@ -132,60 +156,118 @@ export class GuestConnection {
     if (current && current.channel.getConnectivityState(false) === grpc.connectivityState.READY) {
       return Promise.resolve(current.clients);
     }
-    if (!this.#attempt) {
-      this.#attempt = this.#connectOnce(remainingMs).finally(() => {
-        this.#attempt = undefined;
+    if (!this.#pending) {
+      this.#pending = this.#connectOnce(remainingMs).finally(() => {
+        this.#pending = undefined;
       });
     }
-    return raceAbort(this.#attempt, signal, this.#context);
+    return raceAbort(this.#pending, signal, this.#context);
   }
 
   async #connectOnce(remainingMs: number | undefined): Promise<GuestChannel> {
-    const bridge = await this.#openBridge();
+    const attempt: Attempt = {
+      dial: capTimeouts(this.#options, undefined, remainingMs),
+      controller: new AbortController(),
+      reached: false,
+      error: undefined,
+      live: true,
+    };
+    const address = this.target.kind === "vsock" ? `unix:${(await this.#openBridge()).path}` : grpcAddress(this.target);
     if (this.#closed) throw this.#closedError();
+    if (this.#attempt) endAttempt(this.#attempt);
+    this.#attempt = attempt;
     this.#current?.channel.close();
     this.#current = undefined;
-    this.#attemptDial = capTimeouts(this.#options, undefined, remainingMs);
-    this.#attemptSeq += 1;
-    this.#lastDialError = undefined;
-    this.#mayDial = true;
-    const channel = new grpc.Channel(`unix:${bridge.path}`, grpc.credentials.createInsecure(), this.#channelOptions());
+    const credentials = createConnectorCredentials((socket) => this.#prepare(attempt, socket));
+    const channel = new grpc.Channel(address, credentials, this.#channelOptions());
     const clients = this.#clientsOn(channel);
     this.#current = { channel, clients };
+    const dialTimeoutMs = attempt.dial.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
     const budget =
-      (this.#attemptDial.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS) +
-      (this.target.kind === "hvsock" ? (this.#attemptDial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS) : 0) +
+      dialTimeoutMs +
+      (this.target.kind === "hvsock" ? (attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS) : 0) +
       SESSION_SETUP_TIMEOUT_MS;
+    // grpc-js's own connect has no timeout (the bridge's dial() has its own).
+    const dialTimer =
+      this.target.kind === "vsock"
+        ? undefined
+        : setTimeout(() => {
+            if (attempt.reached || !attempt.live) return;
+            attempt.error = new GuestError(Code.UNAVAILABLE, `could not connect within ${dialTimeoutMs} ms`, {
+              reason: "dial-timeout",
+              context: this.#context,
+            });
+            channel.close();
+          }, dialTimeoutMs);
     try {
       await waitUntilConnected(channel, Date.now() + budget);
-      this.#mayDial = false;
       return clients;
     } catch (error) {
-      this.#mayDial = false;
+      endAttempt(attempt);
       if (this.#current?.channel === channel) this.#current = undefined;
       channel.close();
       if (this.#closed) throw this.#closedError();
-      throw (
-        this.#lastDialError ??
-        new GuestError(
-          Code.UNAVAILABLE,
-          `connected, but no gRPC session could be set up: ${(error as Error).message}`,
-          { reason: "connection-failed", cause: error, context: this.#context },
-        )
+      if (attempt.error) throw attempt.error;
+      if (!attempt.reached && this.target.kind !== "vsock") await this.#diagnose(attempt);
+      throw new GuestError(
+        Code.UNAVAILABLE,
+        `connected, but no gRPC session could be set up: ${(error as Error).message}`,
+        { reason: "connection-failed", cause: error, context: this.#context },
       );
+    } finally {
+      clearTimeout(dialTimer);
+      attempt.live = false;
+      attempt.controller.abort();
     }
+  }
+
+  // What the connector does with each socket grpc-js connected for an attempt.
+  async #prepare(attempt: Attempt, socket: Socket): Promise<Socket> {
+    if (!attempt.live) {
+      socket.destroy();
+      throw new Error("no connection attempt in progress");
+    }
+    attempt.reached = true;
+    if (this.target.kind !== "hvsock") return socket;
+    try {
+      await hybridVsockHandshake(socket, this.target.port, {
+        timeoutMs: attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        context: this.#context,
+        signal: attempt.controller.signal,
+      });
+      return socket;
+    } catch (error) {
+      attempt.error ??= toGuestError(error, this.#context);
+      throw error;
+    }
+  }
+
+  // grpc-js failed before any socket connected and says why only in text: one dial of
+  // the same address (for hvsock, just the VMM's socket, no CONNECT) gets the errno.
+  async #diagnose(attempt: Attempt): Promise<void> {
+    const probe: GuestTarget = this.target.kind === "hvsock" ? { kind: "unix", path: this.target.path } : this.target;
+    let socket: Socket;
+    try {
+      socket = await dial(probe, { dialTimeoutMs: attempt.dial.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS });
+    } catch (caught) {
+      const error = toGuestError(caught, this.#context);
+      throw new GuestError(error.code, error.details, { reason: error.reason, cause: caught, context: this.#context });
+    }
+    // It answers now: the agent came up in between, and the next attempt will find it.
+    socket.destroy();
   }
 
   #openBridge(): Promise<DialBridge> {
     if (!this.#bridge) {
       this.#bridge = openDialBridge(async (signal) => {
-        if (!this.#mayDial) throw new Error("no connection attempt in progress");
-        this.#mayDial = false;
-        const seq = this.#attemptSeq;
+        const attempt = this.#attempt;
+        // One dial per attempt, and only while it is in progress.
+        if (!attempt?.live || attempt.reached) throw new Error("no connection attempt in progress");
+        attempt.reached = true;
         try {
-          return await dial(this.target, { ...this.#attemptDial, signal });
+          return await dial(this.target, { ...attempt.dial, signal });
         } catch (error) {
-          if (seq === this.#attemptSeq) this.#lastDialError = toGuestError(error, this.#context);
+          attempt.error ??= toGuestError(error, this.#context);
           throw error;
         }
       });
@@ -219,6 +301,9 @@ export class GuestConnection {
       // it ends. The timer is unref'd, so a day-long backoff costs nothing.
       "grpc.initial_reconnect_backoff_ms": NEVER_MS,
       "grpc.max_reconnect_backoff_ms": NEVER_MS,
+      // A tcp: target is reached directly: grpc-js must not route it through an HTTP
+      // proxy it found in the environment.
+      "grpc.enable_http_proxy": 0,
     };
   }
 
@@ -269,6 +354,22 @@ function waitUntilConnected(channel: grpc.Channel, deadline: number): Promise<vo
     };
     check();
   });
+}
+
+// The address grpc-js connects to for a target it opens itself (not vsock).
+function grpcAddress(target: Exclude<GuestTarget, { kind: "vsock" }>): string {
+  switch (target.kind) {
+    case "unix":
+    case "hvsock":
+      return `unix:${target.path}`;
+    case "tcp":
+      return target.host.includes(":") ? `dns:[${target.host}]:${target.port}` : `dns:${target.host}:${target.port}`;
+  }
+}
+
+function endAttempt(attempt: Attempt): void {
+  attempt.live = false;
+  attempt.controller.abort();
 }
 
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined, context: string): Promise<T> {
