@@ -16,7 +16,13 @@ import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metada
 import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
 import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
 import { logError } from "./log.js";
-import { openSourceFile, type SourceFile } from "./source-file.js";
+import {
+  type OpenSourceOptions,
+  openSourceFile,
+  readSmallSourceFile,
+  SMALL_FILE_BYTES,
+  type SourceFile,
+} from "./source-file.js";
 import { CallClosedError, writeMessage } from "./stream-writer.js";
 import { SPECIAL_FILE_CODE, walkTree } from "./tree-walk.js";
 
@@ -119,18 +125,55 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
     await dir.close().catch(() => undefined);
     throw error;
   }
+  let turnStarted = performance.now();
   for await (const item of walkTree({ path: root, relativePath: rootName, dir, stats }, { followLinks })) {
     if (item.kind === "skipped") {
       await out.skipped(item.relativePath, item.code, item.reason);
     } else if (item.stats.isFile()) {
-      const source = await openSourceFile(item.path, item.stats, { followLinks, ...realPathOf(item.path) });
-      if (source.kind === "refused") await out.skipped(item.relativePath, source.code, source.reason);
-      else await sendFile(out, item.relativePath, source);
+      await sendTreeFile(out, item.path, item.relativePath, item.stats, { followLinks, ...realPathOf(item.path) });
     } else {
       await out.header(headerOf(item.relativePath, item.stats, item.linkTarget));
     }
+    // The walk and small files are synchronous and the call rarely pushes back, so
+    // without this a large tree would hold the event loop (other calls) for seconds.
+    if (performance.now() - turnStarted > MAX_TURN_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turnStarted = performance.now();
+    }
   }
   await out.finish();
+}
+
+// How long the walk may run before it lets other work on the event loop in.
+const MAX_TURN_MS = 10;
+
+/** Sends a regular file the walk found: small ones read whole at once, others streamed. */
+async function sendTreeFile(
+  out: TransferWriter,
+  path: string,
+  relativePath: string,
+  seen: BigIntStats,
+  options: OpenSourceOptions,
+): Promise<void> {
+  if (seen.size <= SMALL_FILE_BYTES) {
+    const small = readSmallSourceFile(path, seen, options);
+    if (small.kind === "refused") return await out.skipped(relativePath, small.code, small.reason);
+    if (small.kind === "read") {
+      await out.header(headerOf(relativePath, small.stats, ""));
+      if (small.data.length > 0) await out.data(small.data);
+      if (small.data.length < small.stats.size) {
+        await out.skipped(
+          relativePath,
+          SHRANK_CODE,
+          `the file shrank to ${small.data.length} of ${small.stats.size} bytes while it was read`,
+        );
+      }
+      return;
+    }
+  }
+  const source = await openSourceFile(path, seen, options);
+  if (source.kind === "refused") await out.skipped(relativePath, source.code, source.reason);
+  else await sendFile(out, relativePath, source);
 }
 
 /** Sends one opened file: header and exactly the declared number of bytes, or a `skipped` saying why not. */

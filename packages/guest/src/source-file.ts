@@ -3,7 +3,7 @@
 // FIFO (which would block the open forever), a device, or a symlink to a file the host
 // should not get (the agent runs as root; the tree may belong to an unprivileged user).
 import type { BigIntStats } from "node:fs";
-import { constants } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { type FileHandle, open, readlink } from "node:fs/promises";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { identityOf } from "./tree-walk.js";
@@ -65,4 +65,81 @@ export async function openSourceFile(path: string, seen: BigIntStats, options: O
     }
   }
   return { kind: "opened", handle, stats };
+}
+
+/**
+ * Files up to this size are read whole with synchronous calls in one event-loop turn
+ * (readSmallSourceFile): for a small file, a thread-pool round trip per call costs far
+ * more than the calls themselves.
+ */
+export const SMALL_FILE_BYTES = 64n * 1024n;
+
+/**
+ * A small file read whole, or why not, or `large` when it has grown past SMALL_FILE_BYTES
+ * since the walk (then it is streamed through openSourceFile). `data` is shorter than
+ * `stats.size` when the file shrank while it was read.
+ */
+export type SmallSourceFile =
+  | { kind: "read"; stats: BigIntStats; data: Buffer }
+  | { kind: "large" }
+  | { kind: "refused"; code: string; reason: string };
+
+/** openSourceFile and reading the whole file, synchronously, with the same checks. */
+export function readSmallSourceFile(path: string, seen: BigIntStats, options: OpenSourceOptions): SmallSourceFile {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followLinks ? 0 : constants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(path, flags);
+  } catch (error) {
+    const code = errnoCode(error) || "EIO";
+    if (code === "ELOOP")
+      return { kind: "refused", code: CHANGED_CODE, reason: "replaced by a symlink during the copy" };
+    return { kind: "refused", code, reason: `cannot open it: ${describeError(error)}` };
+  }
+  try {
+    let stats: BigIntStats;
+    try {
+      stats = fstatSync(fd, { bigint: true });
+    } catch (error) {
+      return { kind: "refused", code: errnoCode(error) || "EIO", reason: `cannot examine it: ${describeError(error)}` };
+    }
+    if (!stats.isFile() || identityOf(stats) !== identityOf(seen)) {
+      return { kind: "refused", code: CHANGED_CODE, reason: "replaced by another file during the copy" };
+    }
+    if (options.realPath !== undefined) {
+      let actual: string | undefined;
+      try {
+        actual = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        // No /proc: the check is not available, as in openSourceFile.
+      }
+      if (actual !== undefined && actual !== options.realPath) {
+        return { kind: "refused", code: CHANGED_CODE, reason: "a directory on its path was replaced during the copy" };
+      }
+    }
+    if (stats.size > SMALL_FILE_BYTES) return { kind: "large" };
+    const data = Buffer.allocUnsafe(Number(stats.size));
+    let offset = 0;
+    while (offset < data.length) {
+      let read: number;
+      try {
+        read = readSync(fd, data, offset, data.length - offset, offset);
+      } catch (error) {
+        return {
+          kind: "refused",
+          code: errnoCode(error) || "EIO",
+          reason: `reading failed after ${offset} of ${data.length} bytes: ${describeError(error)}`,
+        };
+      }
+      if (read === 0) break;
+      offset += read;
+    }
+    return { kind: "read", stats, data: data.subarray(0, offset) };
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // A read-only descriptor: a failed close loses nothing.
+    }
+  }
 }

@@ -1,8 +1,10 @@
 // A lazy depth-first walk of a directory tree: one directory read at a time, so the
 // first entries are on their way while the rest of the tree has not been looked at, and
-// memory stays bounded by the depth of the tree, not its size.
-import type { BigIntStats, Dir } from "node:fs";
-import { lstat, opendir, readlink, stat } from "node:fs/promises";
+// memory stays bounded by the depth of the tree, not its size. The calls are synchronous:
+// each is one short system call (a directory read fills a buffer of names), and a trip
+// through libuv's thread pool per name costs more than the call; the consumer bounds how
+// long it runs between event-loop turns.
+import { type BigIntStats, type Dir, lstatSync, opendirSync, readlinkSync, statSync } from "node:fs";
 import { specialFileKind } from "./file-metadata.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
 
@@ -57,18 +59,18 @@ export async function* walkTree(root: OpenDirectory, options: WalkOptions): Asyn
   try {
     while (stack.length > 0) {
       const top = stack[stack.length - 1] as OpenDirectory;
-      const dirent = await top.dir.read();
+      const dirent = top.dir.readSync();
       if (dirent === null) {
         stack.pop();
         onPath.delete(identityOf(top.stats));
-        await top.dir.close().catch(() => undefined);
+        closeQuietly(top.dir);
         continue;
       }
       const child = {
         path: top.path === "/" ? `/${dirent.name}` : `${top.path}/${dirent.name}`,
         relativePath: `${top.relativePath}/${dirent.name}`,
       };
-      const { item, opened } = await examine(child, onPath, options);
+      const { item, opened } = examine(child, onPath, options);
       if (opened) {
         stack.push(opened);
         onPath.add(identityOf(opened.stats));
@@ -77,15 +79,15 @@ export async function* walkTree(root: OpenDirectory, options: WalkOptions): Asyn
     }
   } finally {
     // Only directories not yet exhausted are still on the stack.
-    for (const open of stack) await open.dir.close().catch(() => undefined);
+    for (const open of stack) closeQuietly(open.dir);
   }
 }
 
-async function examine(
+function examine(
   child: { path: string; relativePath: string },
   onPath: ReadonlySet<string>,
   options: WalkOptions,
-): Promise<{ item: WalkItem; opened?: OpenDirectory }> {
+): { item: WalkItem; opened?: OpenDirectory } {
   const skip = (code: string, reason: string): { item: WalkItem } => ({
     item: { kind: "skipped", ...child, code, reason },
   });
@@ -101,7 +103,7 @@ async function examine(
 
   let stats: BigIntStats;
   try {
-    stats = await lstat(child.path, { bigint: true });
+    stats = lstatSync(child.path, { bigint: true });
   } catch (error) {
     return failed(error, "cannot examine it (it may have been removed during the copy)");
   }
@@ -109,13 +111,13 @@ async function examine(
   if (stats.isSymbolicLink()) {
     if (options.followLinks) {
       try {
-        stats = await stat(child.path, { bigint: true });
+        stats = statSync(child.path, { bigint: true });
       } catch (error) {
         return skip(errnoCode(error) || "EIO", `the symlink leads nowhere: ${describeError(error)}`);
       }
     } else {
       try {
-        linkTarget = await readlink(child.path);
+        linkTarget = readlinkSync(child.path);
       } catch (error) {
         return failed(error, "cannot read the symlink");
       }
@@ -129,9 +131,17 @@ async function examine(
     return skip("ELOOP", "a directory that contains itself (a symlink or mount points back up the tree)");
   }
   try {
-    const dir = await opendir(child.path);
+    const dir = opendirSync(child.path);
     return { item, opened: { ...child, dir, stats } };
   } catch (error) {
     return failed(error, "cannot read the directory");
+  }
+}
+
+function closeQuietly(dir: Dir): void {
+  try {
+    dir.closeSync();
+  } catch {
+    // Closed already, or the walk is being abandoned: nothing left to release.
   }
 }

@@ -16,7 +16,17 @@
 // sending entries out of order) has its mode and times restored when it is left again.
 import { randomBytes } from "node:crypto";
 import type { BigIntStats } from "node:fs";
-import { constants as fsConstants } from "node:fs";
+import {
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  constants as fsConstants,
+  futimesSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import {
   chmod,
   type FileHandle,
@@ -62,13 +72,23 @@ interface DirFrame {
 }
 
 interface OpenFile {
-  handle: FileHandle;
+  /** Undefined for a small file, which is gathered in `chunks` and written whole at its end. */
+  handle: FileHandle | undefined;
+  chunks: Uint8Array[];
   tempPath: string;
   finalPath: string;
   remaining: bigint;
   declared: bigint;
   header: CopyFromGuestHeader;
 }
+
+/**
+ * Files up to this size are gathered in memory and written, given their attributes and
+ * renamed into place with synchronous calls in one event-loop turn when their `end`
+ * arrives: for a small file, the thread-pool round trip of each call costs far more
+ * than the call itself.
+ */
+export const SMALL_FILE_BYTES = 64n * 1024n;
 
 /** File commits (chmod, utimes, close, rename) allowed to run at once. */
 const MAX_COMMITS_IN_FLIGHT = 16;
@@ -154,12 +174,17 @@ export class LocalTreeWriter {
         { path: file.header.path },
       );
     }
-    let offset = 0;
-    while (offset < data.byteLength) {
-      const { bytesWritten } = await localIo(file.header.path, () =>
-        file.handle.write(data, offset, data.byteLength - offset, null),
-      );
-      offset += bytesWritten;
+    const handle = file.handle;
+    if (handle) {
+      let offset = 0;
+      while (offset < data.byteLength) {
+        const { bytesWritten } = await localIo(file.header.path, () =>
+          handle.write(data, offset, data.byteLength - offset, null),
+        );
+        offset += bytesWritten;
+      }
+    } else {
+      file.chunks.push(data);
     }
     file.remaining -= BigInt(data.byteLength);
   }
@@ -175,8 +200,10 @@ export class LocalTreeWriter {
     if (!file || file.header.path !== path) return undefined;
     this.file = undefined;
     this.droppedFile = true;
-    await file.handle.close().catch(() => undefined);
-    await unlink(file.tempPath).catch(() => undefined);
+    if (file.handle) {
+      await file.handle.close().catch(() => undefined);
+      await unlink(file.tempPath).catch(() => undefined);
+    }
     return Number(file.declared - file.remaining);
   }
 
@@ -196,7 +223,8 @@ export class LocalTreeWriter {
         );
       }
       this.file = undefined;
-      await this.startCommit(file);
+      if (file.handle) await this.startCommit(file, file.handle);
+      else this.commitSmallFile(file);
       return;
     }
     if (this.pendingLink) {
@@ -241,7 +269,7 @@ export class LocalTreeWriter {
     this.file = undefined;
     this.pendingLink = undefined;
     this.droppedFile = false;
-    if (file) {
+    if (file?.handle) {
       await file.handle.close().catch(() => undefined);
       await unlink(file.tempPath).catch(() => undefined);
     }
@@ -346,9 +374,11 @@ export class LocalTreeWriter {
 
   private async openFile(finalPath: string, header: CopyFromGuestHeader): Promise<void> {
     const tempPath = join(dirname(finalPath), tempName());
-    const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
-    const handle = await localIo(header.path, () => open(tempPath, flags, 0o600));
-    this.file = { handle, tempPath, finalPath, remaining: header.size, declared: header.size, header };
+    const handle =
+      header.size <= SMALL_FILE_BYTES
+        ? undefined
+        : await localIo(header.path, () => open(tempPath, TEMP_FILE_FLAGS, 0o600));
+    this.file = { handle, chunks: [], tempPath, finalPath, remaining: header.size, declared: header.size, header };
   }
 
   private checkLinkTarget(header: CopyFromGuestHeader, depth: number): void {
@@ -361,35 +391,71 @@ export class LocalTreeWriter {
     try {
       await rename(tempPath, finalPath);
     } catch (error) {
-      // rename(2) refuses to put a non-directory over a directory: EISDIR.
-      if (errnoOf(error) === "EISDIR" || errnoOf(error) === "ENOTEMPTY" || errnoOf(error) === "EEXIST") {
-        throw new CopyError("DESTINATION", `cannot overwrite directory ${finalPath} with a non-directory`, {
-          path: entryPath,
-          cause: error,
-        });
-      }
-      throw ioError(entryPath, error);
+      throw renameError(finalPath, entryPath, error);
     }
+  }
+
+  /**
+   * A complete small file, all at once: temp file, data, ownership, mode, times, rename.
+   * On failure nothing of it is left and the error is thrown.
+   */
+  private commitSmallFile(file: OpenFile): void {
+    const { header, tempPath } = file;
+    let fd: number;
+    try {
+      fd = openSync(tempPath, TEMP_FILE_FLAGS, 0o600);
+    } catch (error) {
+      throw ioError(header.path, error);
+    }
+    try {
+      try {
+        for (const chunk of file.chunks) {
+          let offset = 0;
+          while (offset < chunk.byteLength) offset += writeSync(fd, chunk, offset, chunk.byteLength - offset);
+        }
+        if (this.options.preserveOwnership) fchownSync(fd, header.uid, header.gid);
+        // After chown, which clears setuid and setgid.
+        fchmodSync(fd, sanitizeMode(header.mode, this.options.keepSetuid));
+        futimesSync(fd, nowSeconds(), mtimeOf(header));
+      } catch (error) {
+        throw ioError(header.path, error);
+      } finally {
+        closeSync(fd);
+      }
+      try {
+        renameSync(tempPath, file.finalPath);
+      } catch (error) {
+        throw renameError(file.finalPath, header.path, error);
+      }
+    } catch (error) {
+      try {
+        unlinkSync(tempPath);
+      } catch {
+        // Already gone: nothing to clean up.
+      }
+      throw error;
+    }
+    this.completed += 1;
   }
 
   /**
    * Commits a complete file in the background: ownership, mode, times, close, rename.
    * Waits first if MAX_COMMITS_IN_FLIGHT are already running.
    */
-  private async startCommit(file: OpenFile): Promise<void> {
+  private async startCommit(file: OpenFile, handle: FileHandle): Promise<void> {
     while (this.commits.size >= MAX_COMMITS_IN_FLIGHT) await Promise.race(this.commits.values());
     this.throwIfCommitFailed();
     const { header } = file;
     const commit = async () => {
       try {
         await localIo(header.path, async () => {
-          if (this.options.preserveOwnership) await file.handle.chown(header.uid, header.gid);
+          if (this.options.preserveOwnership) await handle.chown(header.uid, header.gid);
           // After chown, which clears setuid and setgid.
-          await file.handle.chmod(sanitizeMode(header.mode, this.options.keepSetuid));
-          await file.handle.utimes(nowSeconds(), mtimeOf(header));
+          await handle.chmod(sanitizeMode(header.mode, this.options.keepSetuid));
+          await handle.utimes(nowSeconds(), mtimeOf(header));
         });
       } finally {
-        await file.handle.close().catch(() => undefined);
+        await handle.close().catch(() => undefined);
       }
       await this.replace(file.tempPath, file.finalPath, header.path);
     };
@@ -472,6 +538,19 @@ function unsafe(path: string, problem: string): CopyError {
 function protocol(path: string, problem: string): CopyError {
   const where = path === "" ? "" : ` at entry ${JSON.stringify(path.slice(0, 300))}`;
   return new CopyError("PROTOCOL", `protocol error${where}: ${problem}`, { path });
+}
+
+const TEMP_FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
+function renameError(finalPath: string, entryPath: string, error: unknown): CopyError {
+  // rename(2) refuses to put a non-directory over a directory: EISDIR.
+  if (errnoOf(error) === "EISDIR" || errnoOf(error) === "ENOTEMPTY" || errnoOf(error) === "EEXIST") {
+    return new CopyError("DESTINATION", `cannot overwrite directory ${finalPath} with a non-directory`, {
+      path: entryPath,
+      cause: error,
+    });
+  }
+  return ioError(entryPath, error);
 }
 
 function ioError(path: string, error: unknown): CopyError {
