@@ -11,7 +11,7 @@
 // Node starts.
 import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { ENV_PREFIX } from "./exec-trampoline-env.js";
-import { inheritableFds } from "./process-inherited-fds.js";
+import { scanInheritableFds } from "./process-inherited-fds.js";
 
 function main(): void {
   const [uid = "", gid = "", file = "", ...argv] = process.argv.slice(2);
@@ -23,7 +23,7 @@ function main(): void {
   for (const [name, value] of Object.entries(process.env)) {
     if (name.startsWith(ENV_PREFIX) && value !== undefined) env[name.slice(ENV_PREFIX.length)] = value;
   }
-  for (const fd of inheritableFds()) {
+  for (const fd of scanInheritableFds()) {
     try {
       closeSync(fd);
     } catch {

@@ -7,7 +7,7 @@ import { ENV_PREFIX, TRAMPOLINE_PATH } from "./exec-trampoline-env.js";
 import { describeError } from "./grpc-errors.js";
 import { sessionOf } from "./process-group.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
-import { inheritableFds } from "./process-inherited-fds.js";
+import { inheritableFds, registerTerminalMaster } from "./process-inherited-fds.js";
 import { ptyNative } from "./process-pty-native.js";
 
 // The terminal's VEOF character as node-pty sets up the terminal (^D).
@@ -77,6 +77,8 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
   } catch (error) {
     return { ok: false, code: 126, reason: `${command}: cannot start on a terminal: ${describeError(error)}` };
   }
+  // Before anything else can start a command: the next child must not get this master.
+  const forgetMaster = registerTerminalMaster(child.fd);
 
   // The agent holds the slave side open itself until the command has been reaped. The
   // master reads EIO (end of output) as soon as the last slave descriptor closes, which
@@ -98,6 +100,8 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
   // own EAGAIN handling, and closes the descriptor only on the loop thread, so no write
   // can land on a reused descriptor number.
   const terminal = new ReadStream(child.fd);
+  // 'close' comes once libuv has closed the descriptor, so its number is free again.
+  terminal.once("close", forgetMaster);
   // EIO once every holder of the slave side has closed it: that is the terminal's EOF.
   terminal.on("error", () => {});
   let lastByte = 0x0a;
