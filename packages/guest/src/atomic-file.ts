@@ -26,11 +26,17 @@ export const TEMP_MARKER = ".guestkit-";
 // Room for the marker and random part within NAME_MAX (255 bytes).
 const MAX_BASE_BYTES = 200;
 
-/** A temporary name next to `target`: `.NAME.guestkit-RANDOM`. */
+// Unique per agent process; the counter makes each name unique within it. Random bytes
+// per file cost more than the rest of naming it, for nothing: O_EXCL refuses a clash anyway.
+const processTag = randomBytes(6).toString("hex");
+let temporaryCounter = 0;
+
+/** A temporary name next to `target`: `.NAME.guestkit-RANDOM-N`. */
 export function temporaryNameFor(target: string): string {
   let base = basename(target);
   while (Buffer.byteLength(base) > MAX_BASE_BYTES) base = base.slice(0, -1);
-  return join(dirname(target), `.${base}${TEMP_MARKER}${randomBytes(6).toString("hex")}`);
+  temporaryCounter += 1;
+  return join(dirname(target), `.${base}${TEMP_MARKER}${processTag}-${temporaryCounter}`);
 }
 
 /** A file being received under a temporary name. */

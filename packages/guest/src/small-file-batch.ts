@@ -15,9 +15,11 @@ import {
   futimesSync,
   openSync,
   renameSync,
+  statfsSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
+import { dirname } from "node:path";
 import { type EntryAttributes, temporaryNameFor } from "./atomic-file.js";
 import { nowArgument, timeArgument } from "./file-times.js";
 
@@ -36,7 +38,14 @@ interface StagedSmallFile {
   temporary: string;
   fd: number;
   size: bigint;
+  /** False on a memory-backed file system, where fsync does nothing (see needsSync). */
+  sync: boolean;
 }
+
+// statfs f_type of the Linux file systems that live only in memory: the kernel's fsync
+// there is a no-op, and nothing on them survives a crash, so there is nothing to flush.
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
 
 /** Where and why committing a batch stopped. */
 export interface BatchFailure {
@@ -47,6 +56,8 @@ export interface BatchFailure {
 /** The staged, not yet committed small files of one upload stream, in stream order. */
 export class SmallFileBatch {
   #files: StagedSmallFile[] = [];
+  // By directory: a tree has few directories and many files, so statfs once per directory.
+  readonly #needsSync = new Map<string, boolean>();
 
   /** How many files wait for `commit`. */
   get length(): number {
@@ -77,7 +88,7 @@ export class SmallFileBatch {
       unlinkQuietly(temporary);
       throw error;
     }
-    this.#files.push({ target, temporary, fd, size: BigInt(size) });
+    this.#files.push({ target, temporary, fd, size: BigInt(size), sync: this.#syncNeededIn(dirname(target)) });
   }
 
   /**
@@ -88,7 +99,7 @@ export class SmallFileBatch {
   async commit(onCommitted: (target: string, size: bigint) => void): Promise<BatchFailure | undefined> {
     const files = this.#files;
     this.#files = [];
-    const synced = await Promise.all(files.map((file) => syncDescriptor(file.fd)));
+    const synced = await Promise.all(files.map((file) => (file.sync ? syncDescriptor(file.fd) : undefined)));
     let failure: BatchFailure | undefined;
     for (const [index, file] of files.entries()) {
       closeQuietly(file.fd);
@@ -111,6 +122,22 @@ export class SmallFileBatch {
       }
     }
     return failure;
+  }
+
+  // Skipping a no-op fsync saves a thread-pool round trip per file on a guest whose
+  // files live in tmpfs; when unsure, sync.
+  #syncNeededIn(directory: string): boolean {
+    let needed = this.#needsSync.get(directory);
+    if (needed === undefined) {
+      try {
+        const type = statfsSync(directory).type;
+        needed = type !== TMPFS_MAGIC && type !== RAMFS_MAGIC;
+      } catch {
+        needed = true;
+      }
+      this.#needsSync.set(directory, needed);
+    }
+    return needed;
   }
 
   /** Closes and removes every staged file without committing any. */

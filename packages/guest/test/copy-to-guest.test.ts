@@ -3,9 +3,11 @@ import {
   chownSync,
   lstatSync,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -417,6 +419,25 @@ setInterval(() => {}, 1000);
     for (const i of [0, 127, 128, 149, 150, 249]) expect(readFileSync(join(dir, `small-${i}`), "utf8")).toBe(`${i}`);
     for (const i of [251, 255, 399]) expect(() => statSync(join(dir, `small-${i}`))).toThrow(/ENOENT/);
     expect(leftovers(dir)).toEqual([]);
+  });
+
+  it("commits small files on a memory-backed file system (tmpfs) too", async () => {
+    // Where there is no disk to flush to; /dev/shm is tmpfs on Linux.
+    const shm = mkdtempSync("/dev/shm/guestkit-copy-");
+    try {
+      const response = await upload(
+        suite.agent.client,
+        Array.from({ length: 300 }, (_, i) => fileMessages(join(shm, `f${i}`), `${i}`, { mode: 0o600 })).flat(),
+      );
+      expect(response).toMatchObject({ success: true, entriesWritten: 300n });
+      for (const i of [0, 128, 299]) {
+        expect(readFileSync(join(shm, `f${i}`), "utf8")).toBe(`${i}`);
+        expect(statSync(join(shm, `f${i}`)).mode & 0o7777).toBe(0o600);
+      }
+      expect(leftovers(shm)).toEqual([]);
+    } finally {
+      rmSync(shm, { recursive: true, force: true });
+    }
   });
 
   it("commits the small files whose end arrived when the stream is cancelled", async () => {
