@@ -6,10 +6,13 @@
 // directory and renamed into place only once their declared size has arrived exactly.
 //
 // State is bounded by the depth of the tree, not its size: the stack of directories the
-// current entry sits in, and at most MAX_COMMITS_IN_FLIGHT file commits. A small file
-// costs several file system calls after its data (chmod, utimes, close, rename), each a
-// trip through libuv's thread pool; running a few commits at once while the next entries
-// arrive keeps a tree of many small files from being bound by that latency.
+// current entry sits in, at most MAX_COMMITS_IN_FLIGHT file commits, and one small file's
+// data. A file of up to SMALL_FILE_BYTES is gathered in memory and written, given its
+// attributes and renamed into place with synchronous calls when its `end` arrives: one
+// event-loop turn instead of a thread-pool trip per call, and the stream delivers only a
+// few messages per turn, so the loop is never held long. A larger file streams to its
+// temp file; its commit (chmod, utimes, close, rename) runs in the background, a few at
+// once, while the next entries arrive.
 //
 // A directory's mode and times are applied when the stream leaves it, after everything
 // inside it was written, so deepest first; a directory entered again later (a guest
