@@ -11,18 +11,13 @@ import {
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
   type GuestServiceHandlers,
+  SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metadata.js";
 import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
 import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
 import { logError } from "./log.js";
-import {
-  type OpenSourceOptions,
-  openSourceFile,
-  readSmallSourceFile,
-  SMALL_FILE_BYTES,
-  type SourceFile,
-} from "./source-file.js";
+import { type OpenSourceOptions, openSourceFile, readSmallSourceFile, type SourceFile } from "./source-file.js";
 import { CallClosedError, writeMessage } from "./stream-writer.js";
 import { SPECIAL_FILE_CODE, walkTree } from "./tree-walk.js";
 

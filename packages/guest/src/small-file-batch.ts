@@ -23,13 +23,6 @@ import { dirname } from "node:path";
 import { type EntryAttributes, temporaryNameFor } from "./atomic-file.js";
 import { nowArgument, timeArgument } from "./file-times.js";
 
-/**
- * Files up to this size are received whole in memory and committed by SmallFileBatch;
- * larger ones stream to disk through StagedFile. A quarter of a data chunk: small enough
- * that one synchronous write never holds the event loop for long.
- */
-export const SMALL_FILE_BYTES = 64 * 1024;
-
 /** Files staged before a batch is synced and renamed; each holds an open descriptor until then. */
 export const BATCH_FILES = 128;
 

@@ -5,6 +5,7 @@
 import type { BigIntStats } from "node:fs";
 import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { type FileHandle, open, readlink } from "node:fs/promises";
+import { SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { identityOf } from "./tree-walk.js";
 
@@ -66,13 +67,6 @@ export async function openSourceFile(path: string, seen: BigIntStats, options: O
   }
   return { kind: "opened", handle, stats };
 }
-
-/**
- * Files up to this size are read whole with synchronous calls in one event-loop turn
- * (readSmallSourceFile): for a small file, a thread-pool round trip per call costs far
- * more than the calls themselves.
- */
-export const SMALL_FILE_BYTES = 64n * 1024n;
 
 /**
  * A small file read whole, or why not, or `large` when it has grown past SMALL_FILE_BYTES

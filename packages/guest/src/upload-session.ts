@@ -4,6 +4,7 @@ import { constants } from "node:fs";
 import { open, utimes } from "node:fs/promises";
 import { dirname, posix } from "node:path";
 import type { CopyToGuestRequest, CopyToGuestStart } from "@guestkit/protocol";
+import { SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type EntryAttributes, replaceWithSymlink, StagedFile } from "./atomic-file.js";
 import { CommitPipeline } from "./commit-pipeline.js";
 import { applyDirectoryEntry } from "./directory-entry.js";
@@ -12,7 +13,7 @@ import { MAX_TIME_SECONDS, nowArgument, timeArgument } from "./file-times.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
-import { BATCH_FILES, type BatchFailure, SMALL_FILE_BYTES, SmallFileBatch } from "./small-file-batch.js";
+import { BATCH_FILES, type BatchFailure, SmallFileBatch } from "./small-file-batch.js";
 
 /** Default modes for mode = 0, as the protocol defines them. */
 export const DEFAULT_FILE_MODE = 0o644;

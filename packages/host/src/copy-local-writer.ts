@@ -45,6 +45,7 @@ import {
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CopyFromGuestHeader } from "@guestkit/protocol";
+import { SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { errnoOf } from "./guest-error.js";
@@ -84,14 +85,6 @@ interface OpenFile {
   declared: bigint;
   header: CopyFromGuestHeader;
 }
-
-/**
- * Files up to this size are gathered in memory and written, given their attributes and
- * renamed into place with synchronous calls in one event-loop turn when their `end`
- * arrives: for a small file, the thread-pool round trip of each call costs far more
- * than the call itself.
- */
-export const SMALL_FILE_BYTES = 64n * 1024n;
 
 /** File commits (chmod, utimes, close, rename) allowed to run at once. */
 const MAX_COMMITS_IN_FLIGHT = 16;

@@ -16,6 +16,7 @@ import {
   CopyToGuestRequestSchema,
   type CopyToGuestResponse,
   type GuestServiceClient,
+  SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
@@ -33,13 +34,6 @@ export type CopyToOptions = CopyOptions;
 const MAX_GUEST_MESSAGE = 1000;
 const MAX_GUEST_PATH = 4096;
 const MAX_GUEST_CODE = 100;
-
-/**
- * Files up to this size are read whole with synchronous calls in one event-loop turn:
- * for a small file the thread-pool round trips of open, fstat, read and close cost far
- * more than the reading itself.
- */
-export const SMALL_FILE_BYTES = 64n * 1024n;
 
 // How long the upload loop may run before it lets other work on the event loop in.
 const MAX_TURN_MS = 10;

@@ -12,4 +12,11 @@ export {
   type GuestServiceHandlers,
   guestServiceDefinition,
 } from "./guest-service.js";
-export { CHUNK_SIZE, DEFAULT_PORT, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "./limits.js";
+export {
+  CHUNK_SIZE,
+  DEFAULT_PORT,
+  HTTP2_WINDOW_BYTES,
+  MAX_MESSAGE_BYTES,
+  SERVICE_NAME,
+  SMALL_FILE_BYTES,
+} from "./limits.js";
