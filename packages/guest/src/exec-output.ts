@@ -22,6 +22,18 @@ export const DRAIN_AFTER_EXIT_MS = 500;
  */
 export const DRAIN_AFTER_EXIT_BYTES = 1024 * 1024;
 
+// Granularity of the drain clock (see #spendDrainTime).
+const DRAIN_TICK_MS = 50;
+
+/** What is left of the drain budget after the exit, and the cut that ends it. */
+interface DrainState {
+  remainingMs: number;
+  bytesLeft: number;
+  /** When the budget was last charged. */
+  since: number;
+  cutOff: () => void;
+}
+
 /** Where output goes: one message per call; false means "stop until drain". */
 export interface OutputSink {
   write(kind: OutputSource["kind"], bytes: Uint8Array): boolean;
@@ -46,8 +58,9 @@ export class OutputForwarder {
   #paused = false;
   #stopped = false;
   // After the exit: what is left of the drain budget, and the timer spending it.
-  #afterExit: { remainingMs: number; bytesLeft: number; since: number; cutOff: () => void } | undefined;
+  #afterExit: DrainState | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #lastLook: NodeJS.Immediate | undefined;
 
   constructor(sources: readonly OutputSource[], sink: OutputSink) {
     this.#sources = sources;
@@ -99,6 +112,7 @@ export class OutputForwarder {
     if (!this.#paused) this.#startClock();
     const truncated = await Promise.race([this.#allEnded.then(() => false), cutOff]);
     clearTimeout(this.#timer);
+    clearImmediate(this.#lastLook);
     if (truncated) {
       this.#flushAll();
       this.stop();
@@ -110,6 +124,7 @@ export class OutputForwarder {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearImmediate(this.#lastLook);
     for (const stream of this.#open) stream.destroy();
   }
 
@@ -171,13 +186,36 @@ export class OutputForwarder {
     const afterExit = this.#afterExit;
     if (!afterExit) return;
     afterExit.since = Date.now();
-    this.#timer = setTimeout(afterExit.cutOff, Math.max(0, afterExit.remainingMs));
+    const tick = () => {
+      this.#spendDrainTime(afterExit);
+      if (afterExit.remainingMs > 0) {
+        this.#timer = setTimeout(tick, Math.min(DRAIN_TICK_MS, afterExit.remainingMs));
+        return;
+      }
+      // The cut comes after one more poll phase (setImmediate runs right after it), so
+      // that what is ready to read now is read before the output is declared cut off.
+      this.#lastLook = setImmediate(afterExit.cutOff);
+    };
+    this.#timer = setTimeout(tick, Math.min(DRAIN_TICK_MS, afterExit.remainingMs));
   }
 
   #stopClock(): void {
     const afterExit = this.#afterExit;
     if (!afterExit) return;
     clearTimeout(this.#timer);
-    afterExit.remainingMs -= Date.now() - afterExit.since;
+    clearImmediate(this.#lastLook);
+    this.#spendDrainTime(afterExit);
+  }
+
+  // The drain budget is spent in ticks, each counting at most its own length: time the
+  // agent's event loop spent elsewhere is not time the command's output had to arrive.
+  // Forks are synchronous, and a burst of commands starting at once held the loop for
+  // hundreds of milliseconds; a single overdue timer then cut outputs off before the
+  // poll phase that would have read them (a TTY command's whole output was lost about
+  // once in a hundred, with `truncated` set).
+  #spendDrainTime(afterExit: DrainState): void {
+    const now = Date.now();
+    afterExit.remainingMs -= Math.min(now - afterExit.since, DRAIN_TICK_MS);
+    afterExit.since = now;
   }
 }
