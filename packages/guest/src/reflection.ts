@@ -56,9 +56,24 @@ function decodingCall(
   definition: grpc.MethodDefinition<unknown, unknown>,
 ): grpc.ServerDuplexStream<unknown, unknown> {
   const view = Object.create(call) as grpc.ServerDuplexStream<unknown, unknown>;
+  let failed = false;
   view.on = ((event: string, listener: (...args: unknown[]) => void) => {
-    if (event === "data") call.on("data", (bytes: Buffer) => listener(definition.requestDeserialize(bytes)));
-    else call.on(event, listener);
+    if (event === "data") {
+      call.on("data", (bytes: Buffer) => {
+        if (failed) return;
+        let message: unknown;
+        try {
+          message = definition.requestDeserialize(bytes);
+        } catch {
+          // Thrown inside the stream's event emitter it would be the agent's uncaught
+          // error: answer as grpc-js does for a request it cannot parse.
+          failed = true;
+          call.emit("error", { code: grpc.status.INTERNAL, details: "Error deserializing request" });
+          return;
+        }
+        listener(message);
+      });
+    } else call.on(event, listener);
     return view;
   }) as typeof view.on;
   view.write = ((message: unknown) => call.write(definition.responseSerialize(message))) as typeof view.write;
