@@ -1,3 +1,9 @@
+export {
+  type AgentInspector,
+  type AgentMemory,
+  connectInspector,
+  INSPECTOR_NODE_OPTIONS,
+} from "./agent-inspector.js";
 export { type AgentProcess, GUEST_AGENT_BIN, type StartAgentOptions, startAgent } from "./agent-process.js";
 export {
   HOSTILE_SCENARIOS,
@@ -40,3 +46,11 @@ export {
   type RogueScenario,
   startRogueAgent,
 } from "./rogue-agent.js";
+export {
+  formatReport,
+  runSoak,
+  type SoakOperation,
+  type SoakOptions,
+  type SoakReport,
+  type SoakSnapshot,
+} from "./soak.js";
