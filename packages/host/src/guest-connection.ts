@@ -20,7 +20,7 @@
 //   connections are spliced to dial() (dial-bridge.ts).
 import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
+import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
 import { service as healthService } from "grpc-health-check";
 import { capTimeouts, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
@@ -283,11 +283,12 @@ export class GuestConnection {
     return {
       "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-      // The window this side grants the agent, per stream and for the connection (see
-      // limits.ts): with HTTP/2's 64 KiB default a download waits a round trip every 64 KiB
-      // (bench/: copyFrom of 256 MiB, median of 6 alternated runs, 118 -> 179 MiB/s). The
-      // connection window also caps what a guest can make this process buffer at once.
-      "grpc-node.flow_control_window": HTTP2_WINDOW_BYTES,
+      // The window this side grants the agent stays at HTTP/2's 64 KiB default on purpose.
+      // `grpc-node.flow_control_window` (8 MiB) made downloads faster (bench/: copyFrom of
+      // 256 MiB 118 -> 179 MiB/s) but froze a connection carrying uploads and downloads at
+      // once: both Node sessions stop reading while their own write is pending, and with a
+      // connection window larger than the sockets buffer they block each other until
+      // keepalive drops the connection (tests/reliability/concurrent-copies.test.ts).
       "grpc.keepalive_time_ms": this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
       "grpc.keepalive_timeout_ms": this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       // Pings while idle too: a connection kept across a VM's death is found dead before
