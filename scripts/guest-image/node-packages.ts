@@ -1,6 +1,6 @@
 // Lays out a package and its production dependencies as a plain node_modules tree,
 // from pnpm's symlinked store, keeping only what runs: JavaScript, JSON, .proto files
-// (@grpc/reflection and grpc-health-check read theirs at run time), built .node
+// (@grpc/reflection reads its own at run time), built .node
 // addons, licenses. Sources, types, maps, docs, tests and build leftovers stay out.
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, posix, relative } from "node:path";

@@ -20,8 +20,7 @@
 //   connections are spliced to dial() (dial-bridge.ts).
 import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
-import { service as healthService } from "grpc-health-check";
+import { createGrpcClientConstructor, GuestServiceClient, Health, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
 import { capTimeouts, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
@@ -76,7 +75,7 @@ export interface ReadyOptions {
 // can wait once grpc-js has added its jitter.
 const NEVER_MS = 24 * 60 * 60 * 1000;
 
-const HealthClient = grpc.makeGenericClientConstructor(healthService, "Health");
+const HealthClient = createGrpcClientConstructor(Health);
 
 const DEFAULT_KEEPALIVE_MS = 5000;
 const DEFAULT_KEEPALIVE_TIMEOUT_MS = 15_000;
