@@ -125,6 +125,9 @@ const MIX: ReadonlyArray<[SoakOperation, number]> = [
 
 const SHARED_CONNECTIONS = 4;
 const MAX_ERROR_SAMPLES = 10;
+// A load that is failing has shown what it can: workers stop starting operations after
+// this many errors, so a broken agent fails the soak in seconds instead of its duration.
+const STOP_AFTER_ERRORS = 20;
 
 /** Runs a soak against a fresh agent and reports. Never throws for what the agent does. */
 export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
@@ -249,7 +252,7 @@ async function runLoad(
   let lastLog = started;
   const worker = async (index: number) => {
     let draw = (index + 1) * 7919;
-    while (Date.now() < deadline && budget > 0) {
+    while (Date.now() < deadline && budget > 0 && tally.errors < STOP_AFTER_ERRORS) {
       budget -= 1;
       draw = (draw * 1103515245 + 12345) >>> 0;
       const kind = pick(draw);
