@@ -6,7 +6,7 @@
 //
 // This file is both the library side (startHostileAgent) and the server process: run
 // as a script, it serves the scenario given as JSON in argv[2].
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -21,7 +21,7 @@ import {
   guestServiceDefinition,
   MAX_MESSAGE_BYTES,
 } from "@guestkit/protocol";
-import { stopChild } from "./stop-child.js";
+import { startScriptAgent } from "./script-agent.js";
 
 /** The attacks, by name; each one's description says what it sends. */
 export const HOSTILE_SCENARIOS = {
@@ -91,37 +91,12 @@ export async function startHostileAgent(options: HostileAgentOptions): Promise<H
     count: options.count ?? 1_000_000,
     chunkSize: options.chunkSize ?? CHUNK_SIZE,
   };
-  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.setEncoding("utf8");
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (text: string) => {
-    output += text;
-  });
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  try {
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`hostile agent did not start: ${output}`)), 15_000);
-      child.stdout?.on("data", (text: string) => {
-        if (text.includes("ready")) {
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        fail(new Error(`hostile agent exited (${code}): ${output}`));
-      });
-    });
-  } catch (error) {
-    await stopChild(child, exited, "SIGKILL", dir);
-    throw error;
-  }
+  const agent = await startScriptAgent("hostile agent", SCRIPT, config, dir);
   return {
     socketPath,
-    pid: child.pid as number,
-    process: child,
-    stop: () => stopChild(child, exited, "SIGKILL", dir),
+    pid: agent.child.pid as number,
+    process: agent.child,
+    stop: agent.stop,
   };
 }
 

@@ -5,8 +5,8 @@
 //
 // This file is both the library side (startRogueAgent) and the server process: run as a
 // script, it serves the scenario given as JSON in argv[2].
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,7 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
+import { startScriptAgent } from "./script-agent.js";
 
 /** The misdeeds, by name; each one's description says what the agent does. */
 export const ROGUE_SCENARIOS = {
@@ -74,43 +75,12 @@ export async function startRogueAgent(options: RogueAgentOptions): Promise<Rogue
   const dir = mkdtempSync(join(tmpdir(), "guestkit-rogue-"));
   const socketPath = join(dir, "agent.sock");
   const config: ServeConfig = { socketPath, scenario: options.scenario, depth: options.depth ?? 5000 };
-  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.setEncoding("utf8");
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (text: string) => {
-    output += text;
-  });
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  try {
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`rogue agent did not start: ${output}`)), 15_000);
-      child.stdout?.on("data", (text: string) => {
-        if (text.includes("ready")) {
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        fail(new Error(`rogue agent exited (${code}): ${output}`));
-      });
-    });
-  } catch (error) {
-    child.kill("SIGKILL");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
+  const agent = await startScriptAgent("rogue agent", SCRIPT, config, dir);
   return {
     socketPath,
-    pid: child.pid as number,
-    process: child,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
+    pid: agent.child.pid as number,
+    process: agent.child,
+    stop: agent.stop,
   };
 }
 
