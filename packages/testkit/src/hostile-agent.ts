@@ -9,7 +9,7 @@
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -21,7 +21,7 @@ import {
   guestServiceDefinition,
   MAX_MESSAGE_BYTES,
 } from "@guestkit/protocol";
-import { startScriptAgent } from "./script-agent.js";
+import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
 
 /** The attacks, by name; each one's description says what it sends. */
 export const HOSTILE_SCENARIOS = {
@@ -263,17 +263,7 @@ async function serve(config: ServeConfig): Promise<void> {
         call.destroy(Object.assign(new Error("unimplemented"), { code: grpc.status.UNIMPLEMENTED })),
     } as unknown as grpc.UntypedServiceImplementation,
   );
-  await new Promise<void>((done, fail) =>
-    server.bindAsync(`unix:${config.socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
-      error ? fail(error) : done(),
-    ),
-  );
-  process.stdout.write("hostile agent ready\n");
+  await announceWhenBound("hostile agent", server, config.socketPath);
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === SCRIPT) {
-  serve(JSON.parse(process.argv[2] ?? "{}") as ServeConfig).catch((error: unknown) => {
-    process.stderr.write(`hostile agent: ${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  });
-}
+runIfMain("hostile agent", SCRIPT, serve);

@@ -8,7 +8,7 @@
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -29,7 +29,7 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { startScriptAgent } from "./script-agent.js";
+import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
 
 /** The misdeeds, by name; each one's description says what the agent does. */
 export const ROGUE_SCENARIOS = {
@@ -275,17 +275,7 @@ async function serve(config: ServeConfig): Promise<void> {
       copyFromGuest: (call: CopyFromCall) => void copyFromGuest(config, call),
     } as unknown as grpc.UntypedServiceImplementation,
   );
-  await new Promise<void>((done, fail) =>
-    server.bindAsync(`unix:${config.socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
-      error ? fail(error) : done(),
-    ),
-  );
-  process.stdout.write("rogue agent ready\n");
+  await announceWhenBound("rogue agent", server, config.socketPath);
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === SCRIPT) {
-  serve(JSON.parse(process.argv[2] ?? "{}") as ServeConfig).catch((error: unknown) => {
-    process.stderr.write(`rogue agent: ${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  });
-}
+runIfMain("rogue agent", SCRIPT, serve);

@@ -2,6 +2,8 @@
 // rogue agent): their own process so memory tests measure the host alone, and so a
 // misbehaving server cannot disturb the test's event loop.
 import { type ChildProcess, spawn } from "node:child_process";
+import { resolve } from "node:path";
+import * as grpc from "@grpc/grpc-js";
 import { stopChild } from "./stop-child.js";
 
 /** A started script agent. */
@@ -48,4 +50,23 @@ export async function startScriptAgent(
     throw error;
   }
   return { child, stop: () => stopChild(child, exited, "SIGKILL", dir) };
+}
+
+/** The script side: binds `server` on `socketPath`, then tells the parent it is ready. */
+export async function announceWhenBound(label: string, server: grpc.Server, socketPath: string): Promise<void> {
+  await new Promise<void>((done, fail) =>
+    server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (error) =>
+      error ? fail(error) : done(),
+    ),
+  );
+  process.stdout.write(`${label} ready\n`);
+}
+
+/** Runs `serve(config)` when `script` is the process's main module (started by startScriptAgent). */
+export function runIfMain<T>(label: string, script: string, serve: (config: T) => Promise<void>): void {
+  if (process.argv[1] === undefined || resolve(process.argv[1]) !== script) return;
+  serve(JSON.parse(process.argv[2] ?? "{}") as T).catch((error: unknown) => {
+    process.stderr.write(`${label}: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
 }
