@@ -14,3 +14,15 @@ if [ -n "$need" ]; then
     echo "guestkit: missing$need (apt-get install$need); the QEMU test will fail without it" >&2
   fi
 fi
+
+# Some tests run commands, and the agent itself, as `nobody`: it must be able to reach
+# the checkout (its Node, its scripts, the agent's working directory). A clone under a
+# private directory (mktemp -d makes them 0700) would fail those tests for a reason
+# that has nothing to do with the code, so let others traverse (not read) the path.
+if [ "$(id -u)" = 0 ]; then
+  dir=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+  while [ "$dir" != "/" ]; do
+    chmod o+x "$dir" 2>/dev/null || true
+    dir=$(dirname -- "$dir")
+  done
+fi
