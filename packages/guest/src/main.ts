@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
 import { logError, logInfo, setQuiet } from "./log.js";
+import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 import { createAgentServer } from "./server.js";
 
 const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet]
@@ -68,6 +69,7 @@ async function main(): Promise<number> {
     return 1;
   }
   logInfo(`serving on ${args.values.listen?.join(", ") ?? "vsock:2222"} (pid ${process.pid})`);
+  if (posixSpawnFallbackReason) logInfo(`commands start with fork, which is slower: ${posixSpawnFallbackReason}`);
   return -1;
 }
 

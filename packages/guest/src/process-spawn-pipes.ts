@@ -1,16 +1,41 @@
 // Starting a command on pipes (non-TTY Exec): stdout and stderr apart, stdin a pipe.
+//
+// Two ways, one result. posix_spawn (@guestkit/posix-spawn) does not copy the agent's
+// memory map as fork does, which made it the larger part of an exec's time in the agent
+// (bench/README.md); it serves every command it can. Node's spawn serves the rest: a
+// command run as another user (posix_spawn cannot switch users), a file the kernel
+// cannot execute that execvp would hand to /bin/sh (ENOEXEC), and a system without the
+// addon or without pidfds.
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
+import type { Readable, Writable } from "node:stream";
+import { posixSpawn, posixSpawnUnavailable } from "@guestkit/posix-spawn";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 import { signalNumberOf } from "./signal-names.js";
+
+/** Why commands are started with Node's spawn (fork) rather than posix_spawn; undefined when they are not. */
+export const posixSpawnFallbackReason: string | undefined = posixSpawnUnavailable();
 
 /**
  * Spawns the command detached (setsid: its own session and process group) with three
  * pipes. Resolves once it runs, or with the reason it could not start.
  */
 export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
+  if (!options.runAs && posixSpawnFallbackReason === undefined) {
+    const [command = ""] = options.argv;
+    try {
+      const child = posixSpawn({ file: options.file, argv: options.argv, env: options.env, cwd: options.cwd });
+      return { ok: true, process: pipeHandle(child.pid, child, child.exited) };
+    } catch (error) {
+      if (errnoCode(error) !== "ENOEXEC") return { ok: false, ...startFailureOf(command, error) };
+    }
+  }
+  return spawnWithFork(options);
+}
+
+async function spawnWithFork(options: LaunchOptions): Promise<LaunchResult> {
   const [command = "", ...args] = options.argv;
   let child: ChildProcess;
   const leaks = inheritableFds();
@@ -42,16 +67,24 @@ export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResu
   child.on("error", () => {
     // Only spawn failures come here, and that case was handled above.
   });
-  const { stdin, stdout, stderr } = child as ChildProcess & {
+  const stdio = child as ChildProcess & {
     stdin: NonNullable<ChildProcess["stdin"]>;
     stdout: NonNullable<ChildProcess["stdout"]>;
     stderr: NonNullable<ChildProcess["stderr"]>;
   };
+  return { ok: true, process: pipeHandle(child.pid, stdio, exited) };
+}
+
+/** The ProcessHandle of a child on three pipes, however it was started. */
+function pipeHandle(
+  pid: number,
+  { stdin, stdout, stderr }: { stdin: Writable; stdout: Readable; stderr: Readable },
+  exited: Promise<ProcessExit>,
+): ProcessHandle {
   // EPIPE once the command closed its stdin or exited: the bytes have nowhere to go.
   stdin.on("error", () => {});
-
-  const handle: ProcessHandle = {
-    pid: child.pid,
+  return {
+    pid,
     outputs: [
       { kind: "stdout", stream: stdout },
       { kind: "stderr", stream: stderr },
@@ -71,7 +104,6 @@ export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResu
       stderr.destroy();
     },
   };
-  return { ok: true, process: handle };
 }
 
 // Node offers no close-on-exec control, so each descriptor the child would inherit (a

@@ -1,22 +1,24 @@
-// Install step: builds the vsock addon from source with node-gyp. A failure is NOT an
-// install failure: vsock is optional for the rest of guestkit, so this records why the
-// addon is missing (build/unavailable.txt) and the loader puts that in its error.
+// Install step of the packages with a native addon (@guestkit/vsock, @guestkit/posix-spawn):
+// builds it from source with node-gyp in the package's directory (the current one while
+// its install script runs). A failure is NOT an install failure: each addon is optional,
+// so this records why it is missing (build/unavailable.txt), and the package's loader puts
+// that in its error or falls back.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const root = process.cwd();
+const { name, description } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const reasonFile = join(root, "build", "unavailable.txt");
 
 function unavailable(reason) {
   mkdirSync(dirname(reasonFile), { recursive: true });
   writeFileSync(reasonFile, `${reason}\n`);
-  process.stderr.write(`@guestkit/vsock: not built, vsock targets will be unavailable: ${reason}\n`);
+  process.stderr.write(`${name}: the addon is not built (${description}): ${reason}\n`);
 }
 
 if (process.platform !== "linux") {
-  unavailable(`AF_VSOCK is Linux only (this is ${process.platform})`);
+  unavailable(`Linux only (this is ${process.platform})`);
 } else {
   rmSync(reasonFile, { force: true });
   // pnpm and npm point npm_config_node_gyp at the node-gyp they bundle.

@@ -1,0 +1,1 @@
+export { type PosixSpawnOptions, posixSpawn, posixSpawnUnavailable, type SpawnedProcess } from "./posix-spawn.js";

@@ -1,0 +1,89 @@
+// A child process started by posix_spawn (no fork: see native/posix_spawn.c), with its
+// stdin, stdout and stderr on pipes wrapped as ordinary net.Sockets.
+import { Socket } from "node:net";
+import { getSystemErrorName } from "node:util";
+import { loadNative } from "./native-binding.js";
+
+/** What to start. */
+export interface PosixSpawnOptions {
+  /** The executable's path: PATH is not searched. */
+  readonly file: string;
+  /** argv[0] included. */
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  /** The working directory; the caller's own when absent. */
+  readonly cwd?: string;
+}
+
+/** A started child: a session and process group of its own (pgid = sid = pid). */
+export interface SpawnedProcess {
+  readonly pid: number;
+  readonly stdin: Socket;
+  readonly stdout: Socket;
+  readonly stderr: Socket;
+  /** Resolves once it has exited and been reaped: the exit status, or the signal number that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: number | null }>;
+}
+
+/** Why posixSpawn cannot be used on this system, or undefined when it can. */
+export function posixSpawnUnavailable(): string | undefined {
+  const loaded = loadNative();
+  return "reason" in loaded ? loaded.reason : undefined;
+}
+
+/**
+ * Starts a process in a new session, with default signal dispositions, an empty signal
+ * mask, and no descriptor of ours beyond its three pipes. Throws an Error with `code`
+ * (ENOENT, EACCES, ENOEXEC...) when it cannot start; nothing is left open then.
+ */
+export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
+  const loaded = loadNative();
+  if ("reason" in loaded) throw new Error(`posix_spawn is unavailable: ${loaded.reason}`);
+  const { native } = loaded;
+  const pipes: [number, number][] = [];
+  const closeAll = (fds: number[]) => {
+    for (const fd of fds) native.closeFd(fd);
+  };
+  for (let i = 0; i < 3; i++) {
+    const pipe = native.pipe();
+    if (typeof pipe === "number") {
+      closeAll(pipes.flat());
+      throw errnoError(pipe, "pipe");
+    }
+    pipes.push(pipe);
+  }
+  const [stdinPipe, stdoutPipe, stderrPipe] = pipes as [[number, number], [number, number], [number, number]];
+  const childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]] as const;
+  const ourEnds = [stdinPipe[1], stdoutPipe[0], stderrPipe[0]];
+  let resolveExit!: (exit: { code: number | null; signal: number | null }) => void;
+  const exited = new Promise<{ code: number | null; signal: number | null }>((resolve) => {
+    resolveExit = resolve;
+  });
+  const envp = Object.entries(options.env).map(([name, value]) => `${name}=${value}`);
+  const pid = native.spawn(
+    options.file,
+    options.argv,
+    envp,
+    options.cwd ?? "",
+    ...childEnds,
+    (code: number, signal: number) => resolveExit({ code: code < 0 ? null : code, signal: signal > 0 ? signal : null }),
+  );
+  // The child has its copies (or there is no child).
+  closeAll([...childEnds]);
+  if (pid < 0) {
+    closeAll(ourEnds);
+    throw errnoError(pid, `spawn ${options.file}`);
+  }
+  return {
+    pid,
+    stdin: new Socket({ fd: stdinPipe[1], readable: false, writable: true }),
+    stdout: new Socket({ fd: stdoutPipe[0], readable: true, writable: false }),
+    stderr: new Socket({ fd: stderrPipe[0], readable: true, writable: false }),
+    exited,
+  };
+}
+
+function errnoError(negativeErrno: number, syscall: string): Error & { code: string; errno: number } {
+  const code = getSystemErrorName(negativeErrno);
+  return Object.assign(new Error(`${syscall}: ${code}`), { code, errno: negativeErrno, syscall });
+}
