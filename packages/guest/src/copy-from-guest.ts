@@ -5,6 +5,7 @@ import { posix } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
 import {
+  allocateBulkData,
   CHUNK_SIZE,
   type CopyFromGuestHeaderSchema,
   type CopyFromGuestRequest,
@@ -180,8 +181,9 @@ async function sendFile(out: TransferWriter, relativePath: string, source: Sourc
     let offset = 0;
     while (offset < size) {
       const length = Math.min(CHUNK_SIZE, size - offset);
-      // A fresh buffer per chunk: a message can wait in the call's buffer after write() returns.
-      const buffer = Buffer.allocUnsafe(length);
+      // A fresh buffer per chunk: a message can wait in the call's buffer after write()
+      // returns. allocateBulkData's lets the message be encoded without a copy.
+      const buffer = allocateBulkData(length);
       let bytesRead: number;
       try {
         ({ bytesRead } = await handle.read(buffer, 0, length, offset));

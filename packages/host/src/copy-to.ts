@@ -11,6 +11,7 @@ import { basename, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
+  allocateBulkData,
   CHUNK_SIZE,
   type CopyToGuestRequest,
   CopyToGuestRequestSchema,
@@ -201,8 +202,9 @@ async function upload(
         let remaining = file.stats.size;
         while (remaining > 0n) {
           const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
-          // A fresh buffer per chunk: the message may still be queued when the next read happens.
-          const chunk = Buffer.allocUnsafe(length);
+          // A fresh buffer per chunk: the message may still be queued when the next read
+          // happens. allocateBulkData's lets the message be encoded without a copy.
+          const chunk = allocateBulkData(length);
           const { bytesRead } = await file.handle.read(chunk, 0, length, null);
           if (bytesRead === 0) {
             throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {

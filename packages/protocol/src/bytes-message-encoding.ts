@@ -16,7 +16,11 @@
 // buffer synchronously (serializeMessage in server-interceptors), so the agent's
 // responses need no allocation of their own, which took another third off the agent's
 // CPU time per GiB sent. The grpc-js client frames requests asynchronously (and may keep
-// them for a retry), so requests never reuse.
+// them for a retry), so requests never reuse. A sender that reads its data from a file
+// can instead read it into allocateBulkData's buffer, which keeps room in front for the
+// tag and length: the serializer writes them there and returns a view, with no copy and
+// no second allocation (about a third of the host's CPU per GiB of copyTo went to the
+// allocation, copy and collection of that second buffer).
 import { type DescMessage, type MessageShape, ScalarType, toBinary } from "@bufbuild/protobuf";
 import { CHUNK_SIZE } from "./limits.js";
 
@@ -25,6 +29,27 @@ const LENGTH_DELIMITED = 2;
 // A reused buffer is kept only up to this size, so one rare large message does not pin
 // memory for the agent's lifetime.
 const MAX_REUSED_BYTES = 2 * CHUNK_SIZE;
+
+// Room for a tag (field numbers below 16: one byte) and a length varint (five bytes
+// cover any length below 2^35), rounded up.
+const PREFIX_ROOM = 8;
+// The buffers allocateBulkData made whose room is still unused. One use each: a second
+// message over the same data must not rewrite a prefix an earlier one still relies on.
+const unusedRoom = new WeakSet<ArrayBufferLike>();
+
+/**
+ * A buffer for up to `length` bytes of a bulk-data field (file data), with room in
+ * front for the field's tag and length. Fill it (or the start of it, then subarray from
+ * 0) and send it as the field's value, once, without changing it afterwards: the
+ * serializer then puts the prefix in the room instead of copying. Anything else is
+ * copied as usual.
+ */
+export function allocateBulkData(length: number): Buffer {
+  // allocUnsafeSlow: a buffer of its own, never a slice of Node's shared pool.
+  const whole = Buffer.allocUnsafeSlow(PREFIX_ROOM + length);
+  unusedRoom.add(whole.buffer);
+  return whole.subarray(PREFIX_ROOM);
+}
 
 /** Options of createMessageSerializer. */
 export interface MessageSerializerOptions {
@@ -68,7 +93,14 @@ export function createMessageSerializer<Desc extends DescMessage>(
       return fallback(message);
     }
     const length = varint(data.byteLength);
-    const out = allocate(tag.byteLength + length.byteLength + data.byteLength);
+    const prefixLength = tag.byteLength + length.byteLength;
+    if (data.byteOffset === PREFIX_ROOM && prefixLength <= PREFIX_ROOM && unusedRoom.delete(data.buffer)) {
+      const out = Buffer.from(data.buffer, PREFIX_ROOM - prefixLength, prefixLength + data.byteLength);
+      out.set(tag, 0);
+      out.set(length, tag.byteLength);
+      return out;
+    }
+    const out = allocate(prefixLength + data.byteLength);
     out.set(tag, 0);
     out.set(length, tag.byteLength);
     out.set(data, tag.byteLength + length.byteLength);

@@ -1,3 +1,4 @@
+export { allocateBulkData } from "./bytes-message-encoding.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {

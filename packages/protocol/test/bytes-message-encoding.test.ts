@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { createMessageSerializer } from "../src/bytes-message-encoding.js";
+import { allocateBulkData, createMessageSerializer } from "../src/bytes-message-encoding.js";
 import {
   CopyFromGuestResponseSchema,
   CopyToGuestRequestSchema,
@@ -49,6 +49,51 @@ describe("createMessageSerializer", () => {
         expect(Buffer.isBuffer(fast)).toBe(true);
       }
     }
+  });
+
+  it("encodes data read into allocateBulkData's buffer in place, exactly as protobuf-es does", () => {
+    const serialize = createMessageSerializer(CopyToGuestRequestSchema);
+    for (const length of LENGTHS) {
+      const buffer = allocateBulkData(length + 10);
+      const value = buffer.subarray(0, length);
+      value.set(bytesOf(length));
+      const message = create(CopyToGuestRequestSchema, { request: { case: "data", value } });
+      const encoded = serialize(message);
+      expect(Buffer.compare(encoded, Buffer.from(toBinary(CopyToGuestRequestSchema, message)))).toBe(0);
+      // In place: the encoding shares the data's memory.
+      expect(encoded.buffer).toBe(value.buffer);
+    }
+  });
+
+  it("uses a buffer's room once: a second message over the same data is copied, and both stay intact", () => {
+    const serialize = createMessageSerializer(ExecRequestSchema);
+    const buffer = allocateBulkData(300);
+    buffer.set(bytesOf(300));
+    const first = serialize(create(ExecRequestSchema, { request: { case: "stdin", value: buffer } }));
+    const second = serialize(create(ExecRequestSchema, { request: { case: "stdin", value: buffer.subarray(0, 100) } }));
+    expect(second.buffer).not.toBe(buffer.buffer);
+    expect(Buffer.from(fromBinary(ExecRequestSchema, first).request.value as Uint8Array)).toEqual(
+      Buffer.from(bytesOf(300)),
+    );
+    expect(Buffer.from(fromBinary(ExecRequestSchema, second).request.value as Uint8Array)).toEqual(
+      Buffer.from(bytesOf(100)),
+    );
+  });
+
+  it("copies data that does not start at the buffer's room", () => {
+    const serialize = createMessageSerializer(CopyToGuestRequestSchema);
+    const buffer = allocateBulkData(100);
+    buffer.set(bytesOf(100));
+    const before = Buffer.from(buffer.buffer).subarray(0, 8);
+    const saved = Buffer.from(before);
+    const encoded = serialize(
+      create(CopyToGuestRequestSchema, { request: { case: "data", value: buffer.subarray(10) } }),
+    );
+    expect(encoded.buffer).not.toBe(buffer.buffer);
+    expect(Buffer.from(fromBinary(CopyToGuestRequestSchema, encoded).request.value as Uint8Array)).toEqual(
+      Buffer.from(bytesOf(100).subarray(10)),
+    );
+    expect(Buffer.compare(before, saved)).toBe(0);
   });
 
   it("round-trips a chunk that is a view into a larger buffer", () => {
