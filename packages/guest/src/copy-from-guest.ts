@@ -7,11 +7,15 @@ import type * as grpc from "@grpc/grpc-js";
 import {
   allocateBulkData,
   CHUNK_SIZE,
+  type CopyFromGuestBatchEntry,
+  CopyFromGuestBatchEntrySchema,
   type CopyFromGuestHeaderSchema,
   type CopyFromGuestRequest,
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
   type GuestServiceHandlers,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metadata.js";
@@ -51,6 +55,14 @@ export const SHRANK_CODE = "SIZE_MISMATCH";
  * for that same path with code SIZE_MISMATCH, then its `end`. The host must drop that
  * file (it also sees fewer bytes than the header's size); the transfer goes on.
  *
+ * When the request sets `batch`, directories, symlinks and small files read whole travel
+ * as entries of `batch` messages (at most MAX_BATCH_ENTRIES entries and MAX_BATCH_BYTES
+ * of data each) instead of header, data, end: one message through gRPC's per-message
+ * machinery instead of three. Everything else (larger files, a small file that shrank,
+ * `skipped`) keeps the original framing, and the transfer still ends with a final `end`,
+ * bare when the last entry came in a batch. Without `batch`, which existing hosts never
+ * set, the framing is the original one throughout.
+ *
  * A problem with the root itself (bad path, missing, unreadable, a special file) is one
  * `error` message (message, path, code) and a normal end of the call, as existing hosts
  * expect. Only a failure of the agent itself ends the call with a gRPC status.
@@ -70,7 +82,7 @@ type CopyFromGuestCall = grpc.ServerWritableStream<CopyFromGuestRequest, CopyFro
 type Header = MessageInitShape<typeof CopyFromGuestHeaderSchema>;
 
 async function sendCopy(call: CopyFromGuestCall): Promise<void> {
-  const out = new TransferWriter(call);
+  const out = new TransferWriter(call, call.request.batch);
   const { followLinks } = call.request;
   const problem = checkGuestPath(call.request.path);
   if (problem) return out.error(problem, call.request.path, BAD_PATH_CODE);
@@ -115,7 +127,7 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
     return out.error(describeError(error), root, errnoCode(error) || "EIO");
   }
   try {
-    await out.header(headerOf(rootName, stats, ""));
+    await out.entry(headerOf(rootName, stats, ""));
   } catch (error) {
     // The walk, which closes it, has not started.
     await dir.close().catch(() => undefined);
@@ -128,7 +140,7 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
     } else if (item.stats.isFile()) {
       await sendTreeFile(out, item.path, item.relativePath, item.stats, { followLinks, ...realPathOf(item.path) });
     } else {
-      await out.header(headerOf(item.relativePath, item.stats, item.linkTarget));
+      await out.entry(headerOf(item.relativePath, item.stats, item.linkTarget));
     }
     // The walk and small files are synchronous and the call rarely pushes back, so
     // without this a large tree would hold the event loop (other calls) for seconds.
@@ -155,6 +167,9 @@ async function sendTreeFile(
     const small = readSmallSourceFile(path, seen, options);
     if (small.kind === "refused") return await out.skipped(relativePath, small.code, small.reason);
     if (small.kind === "read") {
+      if (small.data.length === Number(small.stats.size)) {
+        return await out.entry(headerOf(relativePath, small.stats, ""), small.data);
+      }
       await out.header(headerOf(relativePath, small.stats, ""));
       if (small.data.length > 0) await out.data(small.data);
       if (small.data.length < small.stats.size) {
@@ -235,14 +250,45 @@ async function baseNameOf(root: string): Promise<string> {
   return name === "" ? "." : name;
 }
 
-/** Sends the messages of one transfer and keeps track of the one `end` still owed. */
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Sends the messages of one transfer, keeps track of the one `end` still owed, and packs
+ * whole entries into batches when the client asked for them.
+ */
 class TransferWriter {
   readonly #call: CopyFromGuestCall;
+  readonly #batching: boolean;
   #endOwed = false;
   #partial = false;
+  #batch: CopyFromGuestBatchEntry[] = [];
+  #batchBytes = 0;
+  // An entry went out in a batch since the last `end`: the transfer owes a final one.
+  #batchedSinceEnd = false;
 
-  constructor(call: CopyFromGuestCall) {
+  constructor(call: CopyFromGuestCall, batching: boolean) {
     this.#call = call;
+    this.#batching = batching;
+  }
+
+  /**
+   * A whole entry: a directory, a symlink, or a file with all of its data. Batched when
+   * the client asked for batches, otherwise header, data, and (with the next entry) end.
+   */
+  async entry(header: Header, data: Uint8Array = EMPTY): Promise<void> {
+    if (!this.#batching) {
+      await this.header(header);
+      if (data.length > 0) await this.data(data);
+      return;
+    }
+    if (this.#endOwed) await this.#send({ case: "end", value: { final: false } });
+    this.#endOwed = false;
+    if (this.#batch.length >= MAX_BATCH_ENTRIES || this.#batchBytes + data.length > MAX_BATCH_BYTES) {
+      await this.#flush();
+    }
+    this.#batch.push(create(CopyFromGuestBatchEntrySchema, { header, data }));
+    this.#batchBytes += data.length;
+    this.#batchedSinceEnd = true;
   }
 
   /** The root cannot be copied: one `error` message, and the transfer is over. */
@@ -266,14 +312,28 @@ class TransferWriter {
     await this.#send({ case: "skipped", value: { path, code, reason } });
   }
 
-  /** Sends the last entry's `end` with final=true. */
+  /** Sends the last entry's `end` with final=true (a bare one when that entry was batched). */
   async finish(): Promise<void> {
-    if (!this.#endOwed) return;
+    if (!this.#endOwed && !this.#batchedSinceEnd) return;
     this.#endOwed = false;
     await this.#send({ case: "end", value: { final: true, partial: this.#partial } });
   }
 
+  // Every other message goes after the entries waiting in the batch, keeping stream order.
   async #send(response: NonNullable<MessageInitShape<typeof CopyFromGuestResponseSchema>["response"]>): Promise<void> {
+    await this.#flush();
+    if (response.case === "end") this.#batchedSinceEnd = false;
     await writeMessage(this.#call, create(CopyFromGuestResponseSchema, { response }));
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#batch.length === 0) return;
+    const entries = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    await writeMessage(
+      this.#call,
+      create(CopyFromGuestResponseSchema, { response: { case: "batch", value: { entries } } }),
+    );
   }
 }

@@ -3,8 +3,8 @@
 import { constants } from "node:fs";
 import { open, utimes } from "node:fs/promises";
 import { dirname, posix } from "node:path";
-import type { CopyToGuestRequest, CopyToGuestStart } from "@guestkit/protocol";
-import { SMALL_FILE_BYTES } from "@guestkit/protocol";
+import type { CopyToGuestBatch, CopyToGuestRequest, CopyToGuestStart } from "@guestkit/protocol";
+import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type EntryAttributes, replaceWithSymlink, StagedFile } from "./atomic-file.js";
 import { CommitPipeline } from "./commit-pipeline.js";
 import { applyDirectoryEntry } from "./directory-entry.js";
@@ -82,8 +82,10 @@ export class UploadSession {
           return await this.#data(request.request.value);
         case "end":
           return await this.#end();
+        case "batch":
+          return await this.#batch(request.request.value);
         default:
-          throw new UploadError("PROTOCOL", this.#entry?.path ?? "", "a request with no start, data or end");
+          throw new UploadError("PROTOCOL", this.#entry?.path ?? "", "a request with no start, data, end or batch");
       }
     } catch (error) {
       const path = this.#entry?.path ?? "";
@@ -125,6 +127,41 @@ export class UploadSession {
   #throwIfCommitFailed(): void {
     const failure = this.commitFailure;
     if (failure) throw failure;
+  }
+
+  // Each entry goes through #start, #data and #end exactly as if it had come as three
+  // messages, so a batched entry is checked and committed by the same code as any other.
+  async #batch(batch: CopyToGuestBatch): Promise<void> {
+    if (this.#entry) {
+      const path = this.#entry.path;
+      throw new UploadError("PROTOCOL", path, `${path}: a batch arrived before this entry's end message`);
+    }
+    if (batch.entries.length > MAX_BATCH_ENTRIES) {
+      throw new UploadError(
+        "PROTOCOL",
+        "",
+        `a batch of ${batch.entries.length} entries (at most ${MAX_BATCH_ENTRIES} are allowed)`,
+      );
+    }
+    let bytes = 0;
+    for (const { start, data } of batch.entries) {
+      if (!start) throw new UploadError("PROTOCOL", "", "a batch entry without its start");
+      bytes += data.length;
+      if (bytes > MAX_BATCH_BYTES) {
+        throw new UploadError("PROTOCOL", start.path, `${start.path}: a batch with more than ${MAX_BATCH_BYTES} bytes`);
+      }
+      // A batch holds whole files in memory: only small ones belong in it.
+      if (!start.isDir && !start.isSymlink && start.size > BigInt(SMALL_FILE_BYTES)) {
+        throw new UploadError(
+          "PROTOCOL",
+          start.path,
+          `${start.path}: a file of ${start.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
+        );
+      }
+      await this.#start(start);
+      if (data.length > 0) await this.#data(data);
+      await this.#end();
+    }
   }
 
   async #start(start: CopyToGuestStart): Promise<void> {

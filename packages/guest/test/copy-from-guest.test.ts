@@ -17,11 +17,14 @@ import * as grpc from "@grpc/grpc-js";
 import {
   CHUNK_SIZE,
   type CopyFromGuestEnd,
+  CopyFromGuestEndSchema,
   type CopyFromGuestError,
   type CopyFromGuestHeader,
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
   type CopyFromGuestSkipped,
+  MAX_BATCH_ENTRIES,
+  SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { describe, expect, it } from "vitest";
 import { download, eventually, openDescriptorCount, type TestAgent, useTestAgent } from "./copy-support.js";
@@ -31,6 +34,8 @@ interface ReceivedEntry {
   data: Buffer;
   chunkSizes: number[];
   end: CopyFromGuestEnd;
+  /** It came whole in a `batch` message. */
+  batched: boolean;
 }
 
 interface Transfer {
@@ -38,12 +43,18 @@ interface Transfer {
   skipped: CopyFromGuestSkipped[];
   errors: CopyFromGuestError[];
   final: CopyFromGuestEnd | undefined;
+  /** Entries per `batch` message. */
+  batchSizes: number[];
 }
 
-/** Checks the framing (header, data..., end; final only on the last end) and groups the messages. */
+/**
+ * Checks the framing (header, data..., end; final only on the last end; batches only
+ * between entries, and then a bare final end) and groups the messages.
+ */
 function collate(messages: CopyFromGuestResponse[]): Transfer {
-  const transfer: Transfer = { entries: [], skipped: [], errors: [], final: undefined };
-  let open: Omit<ReceivedEntry, "end"> & { parts: Buffer[] } = undefined as never;
+  const transfer: Transfer = { entries: [], skipped: [], errors: [], final: undefined, batchSizes: [] };
+  let afterBatch = false;
+  let open: Omit<ReceivedEntry, "end" | "batched"> & { parts: Buffer[] } = undefined as never;
   for (const [index, message] of messages.entries()) {
     const { response } = message;
     expect(transfer.final, `message ${index} after the final end`).toBeUndefined();
@@ -58,9 +69,13 @@ function collate(messages: CopyFromGuestResponse[]): Transfer {
         open.chunkSizes.push(response.value.length);
         break;
       case "end": {
+        if (open === undefined && afterBatch && response.value.final) {
+          transfer.final = response.value;
+          break;
+        }
         expect(open, "end outside an entry").toBeDefined();
         const { parts, ...entry } = open;
-        transfer.entries.push({ ...entry, data: Buffer.concat(parts), end: response.value });
+        transfer.entries.push({ ...entry, data: Buffer.concat(parts), end: response.value, batched: false });
         if (response.value.final) transfer.final = response.value;
         open = undefined as never;
         break;
@@ -68,12 +83,29 @@ function collate(messages: CopyFromGuestResponse[]): Transfer {
       case "skipped":
         transfer.skipped.push(response.value);
         break;
+      case "batch":
+        expect(open, "a batch inside an entry").toBeUndefined();
+        transfer.batchSizes.push(response.value.entries.length);
+        for (const { header, data } of response.value.entries) {
+          expect(header).toBeDefined();
+          const whole = Buffer.from(data);
+          expect(BigInt(whole.length), `${header?.path}: all of its data`).toBe(header?.size);
+          transfer.entries.push({
+            header: header as CopyFromGuestHeader,
+            data: whole,
+            chunkSizes: [whole.length],
+            end: create(CopyFromGuestEndSchema, { final: false }),
+            batched: true,
+          });
+        }
+        break;
       case "error":
         transfer.errors.push(response.value);
         break;
       default:
         throw new Error(`unexpected message ${JSON.stringify(message)}`);
     }
+    afterBatch = response.case === "batch" || (afterBatch && response.case === "skipped");
   }
   expect(open, "stream ended inside an entry").toBeUndefined();
   return transfer;
@@ -321,6 +353,35 @@ describe("CopyFromGuest", () => {
     console.info(`entries seen after removing the tree under the first header: ${seen} of 20,201`);
     expect(seen).toBeLessThan(20_000 / 4);
     expect(transfer.final?.final).toBe(true);
+  });
+
+  it("packs whole entries into batches when asked, and larger files in the original framing", async () => {
+    const root = join(suite.dir, "root");
+    mkdirSync(join(root, "sub"), { recursive: true });
+    for (let i = 0; i < 2500; i++) writeFileSync(join(root, i % 2 ? "sub" : "", `f${i}`), `file ${i}`);
+    writeFileSync(join(root, "large"), randomBytes(SMALL_FILE_BYTES + 1));
+    writeFileSync(join(root, "full"), randomBytes(SMALL_FILE_BYTES));
+    symlinkSync("sub", join(root, "link"));
+
+    const batched = collate(await download(suite.agent.client, root, false, true));
+    const classic = collate(await download(suite.agent.client, root));
+    // Exactly the same entries, with the same headers and data, either way.
+    expect(batched.entries).toHaveLength(2505);
+    const classicByPath = byPath(classic);
+    for (const entry of batched.entries) {
+      const twin = classicByPath.get(entry.header.path);
+      expect(entry.header, entry.header.path).toEqual(twin?.header);
+      expect(entry.data.equals(twin?.data ?? Buffer.alloc(0)), entry.header.path).toBe(true);
+    }
+    expect(classic.batchSizes).toEqual([]);
+    expect(Math.max(...batched.batchSizes)).toBeLessThanOrEqual(MAX_BATCH_ENTRIES);
+    expect(batched.batchSizes.length).toBeGreaterThanOrEqual(3);
+    const kinds = byPath(batched);
+    expect(kinds.get("root")?.batched).toBe(true);
+    expect(kinds.get("root/link")?.batched).toBe(true);
+    expect(kinds.get("root/full")?.batched).toBe(true);
+    expect(kinds.get("root/large")?.batched).toBe(false);
+    expect(batched.final).toMatchObject({ final: true, partial: false });
   });
 
   it("closes every file and directory when the client cancels mid-transfer", async () => {

@@ -126,10 +126,14 @@ export function download(
   client: GuestServiceClient,
   path: string,
   followLinks = false,
+  batch = false,
 ): Promise<CopyFromGuestResponse[]> {
   return new Promise((resolve, reject) => {
     const messages: CopyFromGuestResponse[] = [];
-    const call = client.copyFromGuest(create(CopyFromGuestRequestSchema, { path, followLinks }), new grpc.Metadata());
+    const call = client.copyFromGuest(
+      create(CopyFromGuestRequestSchema, { path, followLinks, batch }),
+      new grpc.Metadata(),
+    );
     call.on("data", (message: CopyFromGuestResponse) => messages.push(message));
     call.on("error", reject);
     call.on("end", () => resolve(messages));

@@ -14,9 +14,19 @@ import {
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { CopyToGuestRequestSchema } from "@guestkit/protocol";
+import {
+  COPY_BATCH_METADATA_KEY,
+  COPY_BATCH_METADATA_VALUE,
+  type CopyToGuestBatchEntrySchema,
+  CopyToGuestRequestSchema,
+  type CopyToGuestResponse,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
+  SMALL_FILE_BYTES,
+} from "@guestkit/protocol";
+import { decodeResponse, encodeRequest, GUEST_METHODS, grpcFrame, RawGrpcConnection } from "@guestkit/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   entryMessages,
@@ -32,6 +42,8 @@ import {
 } from "./copy-support.js";
 
 const TEMP_MARKER = ".guestkit-";
+
+type BatchEntryInit = MessageInitShape<typeof CopyToGuestBatchEntrySchema>;
 
 function leftovers(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.includes(TEMP_MARKER));
@@ -460,6 +472,156 @@ setInterval(() => {}, 1000);
     expect(await eventually(() => leftovers(dir).length === 0 && readdirSync(dir).length === 5)).toBe(true);
     for (let i = 0; i < 5; i++) expect(readFileSync(join(dir, `done-${i}`), "utf8")).toBe(`${i}`);
     expect(() => statSync(join(dir, "half"))).toThrow(/ENOENT/);
+  });
+
+  it("speaks the original framing byte for byte: a raw HTTP/2 upload and download, as an existing host sends them", async () => {
+    const raw = await RawGrpcConnection.open(suite.agent.agent.socketPath);
+    try {
+      const target = join(suite.dir, "legacy.txt");
+      const body = fileMessages(target, "from an old host", { mode: 0o600 }).map((message) =>
+        grpcFrame(encodeRequest("copyToGuest", message)),
+      );
+      const uploaded = await raw.call(GUEST_METHODS.copyToGuest.path, { body });
+      expect(uploaded.grpcStatus).toBe(0);
+      expect(uploaded.messages).toHaveLength(1);
+      expect(decodeResponse("copyToGuest", uploaded.messages[0] as Uint8Array)).toMatchObject({
+        success: true,
+        entriesWritten: 1n,
+        bytesWritten: 16n,
+      });
+      expect(readFileSync(target, "utf8")).toBe("from an old host");
+      expect(statSync(target).mode & 0o7777).toBe(0o600);
+
+      const downloaded = await raw.call(GUEST_METHODS.copyFromGuest.path, {
+        body: [grpcFrame(encodeRequest("copyFromGuest", { path: suite.dir }))],
+      });
+      expect(downloaded.grpcStatus).toBe(0);
+      const cases = downloaded.messages.map((bytes) => decodeResponse("copyFromGuest", bytes).response.case);
+      // Without the batch flag: only the original messages.
+      expect(cases).toEqual(["header", "end", "header", "data", "end"]);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it("announces batches as the call starts and commits a batch as the same entries sent one by one", async () => {
+    const tree = join(suite.dir, "batched");
+    let announced: string | undefined;
+    const response = await new Promise<CopyToGuestResponse>((resolve, reject) => {
+      const call = suite.agent.client.copyToGuest(new grpc.Metadata(), {}, (error, value) =>
+        error || !value ? reject(error ?? new Error("no response")) : resolve(value),
+      );
+      call.once("metadata", (headers: grpc.Metadata) => {
+        announced = String(headers.get(COPY_BATCH_METADATA_KEY)[0]);
+        call.write(
+          create(CopyToGuestRequestSchema, {
+            request: {
+              case: "batch",
+              value: {
+                entries: [
+                  { start: { path: tree, isDir: true, mode: 0o750, mtime: 1_600_000_000n } },
+                  ...Array.from({ length: 300 }, (_, i) => ({
+                    start: { path: join(tree, `d${i % 3}`, `f${i}`), size: BigInt(`${i}`.length), mode: 0o604 },
+                    data: Buffer.from(`${i}`),
+                  })),
+                  { start: { path: join(tree, "link"), isSymlink: true, linkTarget: "d0/f0" } },
+                ],
+              },
+            },
+          }),
+        );
+        // Classic entries after a batch, in the same stream.
+        for (const message of fileMessages(join(tree, "after"), "classic")) {
+          call.write(create(CopyToGuestRequestSchema, message));
+        }
+        call.end();
+      });
+    });
+    expect(announced).toBe(COPY_BATCH_METADATA_VALUE);
+    expect(response).toMatchObject({ success: true, entriesWritten: 303n, bytesWritten: 797n });
+    for (const i of [0, 150, 299]) {
+      const file = join(tree, `d${i % 3}`, `f${i}`);
+      expect(readFileSync(file, "utf8")).toBe(`${i}`);
+      expect(statSync(file).mode & 0o7777).toBe(0o604);
+    }
+    expect(readlinkSync(join(tree, "link"))).toBe("d0/f0");
+    expect(readFileSync(join(tree, "after"), "utf8")).toBe("classic");
+    expect(statSync(tree).mode & 0o7777).toBe(0o750);
+    expect(statSync(tree).mtimeMs).toBe(1_600_000_000_000);
+    expect(leftovers(tree)).toEqual([]);
+  });
+
+  it("checks every batched entry as it checks a start, and names the entry that failed", async () => {
+    const dir = suite.dir;
+    writeFileSync(join(dir, "precious"), "old content");
+    const batch = (entries: BatchEntryInit[]): RequestInit => ({ request: { case: "batch", value: { entries } } });
+    const file = (name: string, data: string, size = data.length): BatchEntryInit => ({
+      start: { path: name.startsWith("/") || name.startsWith("rel") ? name : join(dir, name), size: BigInt(size) },
+      data: Buffer.from(data),
+    });
+
+    const badPath = await upload(suite.agent.client, [batch([file("kept", "1"), file("relative/x", "2")])]);
+    expect(badPath).toMatchObject({ success: false, errorCode: "EINVAL", errorPath: "relative/x", entriesWritten: 1n });
+    expect(readFileSync(join(dir, "kept"), "utf8")).toBe("1");
+
+    const short = await upload(suite.agent.client, [batch([file("precious", "new", 10)])]);
+    expect(short).toMatchObject({ success: false, errorCode: "SIZE_MISMATCH", errorPath: join(dir, "precious") });
+    const long = await upload(suite.agent.client, [batch([file("precious", "new content", 2)])]);
+    expect(long).toMatchObject({ success: false, errorCode: "SIZE_MISMATCH", errorPath: join(dir, "precious") });
+    expect(readFileSync(join(dir, "precious"), "utf8")).toBe("old content");
+
+    const dataForDirectory = await upload(suite.agent.client, [
+      batch([{ start: { path: join(dir, "d"), isDir: true }, data: Buffer.from("x") }]),
+    ]);
+    expect(dataForDirectory).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: join(dir, "d") });
+
+    const large = await upload(suite.agent.client, [batch([file("large", "x".repeat(SMALL_FILE_BYTES + 1))])]);
+    expect(large).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: join(dir, "large") });
+    expect(large.error).toMatch(/in a batch/);
+
+    const tooMany = await upload(suite.agent.client, [
+      batch(Array.from({ length: MAX_BATCH_ENTRIES + 1 }, (_, i) => file(`many-${i}`, ""))),
+    ]);
+    expect(tooMany).toMatchObject({ success: false, errorCode: "PROTOCOL", entriesWritten: 0n });
+    const tooBig = await upload(suite.agent.client, [
+      batch(Array.from({ length: 5 }, (_, i) => file(`big-${i}`, "x".repeat(MAX_BATCH_BYTES / 4)))),
+    ]);
+    expect(tooBig).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: join(dir, "big-4") });
+
+    const insideEntry = await upload(suite.agent.client, [
+      { request: { case: "start", value: { path: join(dir, "open"), size: 1n } } },
+      batch([file("inner", "1")]),
+    ]);
+    expect(insideEntry).toMatchObject({ success: false, errorCode: "PROTOCOL", errorPath: join(dir, "open") });
+    const noStart = await upload(suite.agent.client, [batch([{ data: Buffer.from("x") }])]);
+    expect(noStart).toMatchObject({ success: false, errorCode: "PROTOCOL" });
+
+    expect(readdirSync(dir).sort()).toEqual(["big-0", "big-1", "big-2", "big-3", "kept", "precious"]);
+    expect(leftovers(dir)).toEqual([]);
+  });
+
+  it("commits the batched entries of a cancelled stream, never the entry in progress", async () => {
+    const dir = join(suite.dir, "cut");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "precious"), "old content");
+    const call = suite.agent.client.copyToGuest(new grpc.Metadata(), {}, () => undefined);
+    call.on("error", () => undefined);
+    const entries = Array.from({ length: 5 }, (_, i) => ({
+      start: { path: join(dir, `done-${i}`), size: 1n },
+      data: Buffer.from(`${i}`),
+    }));
+    call.write(create(CopyToGuestRequestSchema, { request: { case: "batch", value: { entries } } }));
+    call.write(
+      create(CopyToGuestRequestSchema, {
+        request: { case: "start", value: { path: join(dir, "precious"), size: 10n } },
+      }),
+    );
+    call.write(create(CopyToGuestRequestSchema, { request: { case: "data", value: Buffer.from("12345") } }));
+    expect(await eventually(() => leftovers(dir).length === 5)).toBe(true);
+    call.cancel();
+    expect(await eventually(() => leftovers(dir).length === 0 && readdirSync(dir).length === 6)).toBe(true);
+    for (let i = 0; i < 5; i++) expect(readFileSync(join(dir, `done-${i}`), "utf8")).toBe(`${i}`);
+    expect(readFileSync(join(dir, "precious"), "utf8")).toBe("old content");
   });
 
   it("streams a large file to disk without holding it in memory", async () => {

@@ -6,6 +6,13 @@
 // LocalTreeWriter; this file runs the protocol around it: header, data..., end per
 // entry, and a final `end` that must arrive.
 //
+// The request asks for batches: guestkit's agent then sends small files, directories
+// and symlinks whole, many to a message. Each batched entry goes through the very same
+// begin, write, end of LocalTreeWriter as one sent in three messages, so it is checked
+// the same way; on top, a batch is refused beyond MAX_BATCH_ENTRIES entries or
+// MAX_BATCH_BYTES of data, or with a file larger than SMALL_FILE_BYTES in it. An agent
+// that does not know the request's flag answers in the original framing.
+//
 // On failure the entry being written is removed (it only ever existed under a temp
 // name); entries completed before the failure stay where they are, and the error says
 // the transfer is incomplete and how many there were.
@@ -13,7 +20,15 @@ import { realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { CopyFromGuestRequestSchema, type CopyFromGuestResponse, type GuestServiceClient } from "@guestkit/protocol";
+import {
+  type CopyFromGuestBatch,
+  CopyFromGuestRequestSchema,
+  type CopyFromGuestResponse,
+  type GuestServiceClient,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
+  SMALL_FILE_BYTES,
+} from "@guestkit/protocol";
 import { abortedError, callError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
@@ -56,7 +71,7 @@ export async function copyFrom(
     keepSetuid: options.keepSetuid === true,
   });
   const call = client.copyFromGuest(
-    create(CopyFromGuestRequestSchema, { path: source.path, followLinks: options.followLinks === true }),
+    create(CopyFromGuestRequestSchema, { path: source.path, followLinks: options.followLinks === true, batch: true }),
     options.metadata ?? new grpc.Metadata(),
   );
   const onAbort = () => call.cancel();
@@ -94,6 +109,23 @@ export async function copyFrom(
           finished = true;
           break;
         }
+      } else if (response.case === "batch") {
+        checkBatch(response.value);
+        for (const { header, data } of response.value.entries) {
+          if (!header) throw new CopyError("PROTOCOL", "protocol error: a batch entry without its header");
+          currentPath = header.path;
+          if (writer.hasOpenEntry) {
+            throw new CopyError("PROTOCOL", "protocol error: a batch arrived before the previous entry's `end`", {
+              path: header.path,
+            });
+          }
+          await writer.begin(header);
+          if (data.byteLength > 0) await writer.write(data);
+          await writer.end();
+          bytes += data.byteLength;
+        }
+        entries = writer.entriesCompleted;
+        progress();
       } else if (response.case === "skipped") {
         const { path, reason, code } = response.value;
         skipped.add({ path: path.slice(0, 4096), reason: reason.slice(0, 1000), code: code.slice(0, 100) });
@@ -137,6 +169,34 @@ export async function copyFrom(
     skippedCount: skipped.count,
     partial: partial || skipped.count > 0,
   };
+}
+
+/** Refuses a batch beyond the bounds any sender keeps to; its entries are checked one by one after. */
+function checkBatch(batch: CopyFromGuestBatch): void {
+  if (batch.entries.length > MAX_BATCH_ENTRIES) {
+    throw new CopyError(
+      "PROTOCOL",
+      `protocol error: a batch of ${batch.entries.length} entries (at most ${MAX_BATCH_ENTRIES} are allowed)`,
+    );
+  }
+  let bytes = 0;
+  for (const { header, data } of batch.entries) {
+    bytes += data.byteLength;
+    const path = header?.path.slice(0, 4096) ?? "";
+    if (bytes > MAX_BATCH_BYTES) {
+      throw new CopyError("PROTOCOL", `protocol error: a batch with more than ${MAX_BATCH_BYTES} bytes of data`, {
+        path,
+      });
+    }
+    // A batch holds whole files in memory: only small ones belong in it.
+    if (header && header.size > BigInt(SMALL_FILE_BYTES)) {
+      throw new CopyError(
+        "PROTOCOL",
+        `protocol error at entry ${JSON.stringify(path.slice(0, 300))}: a file of ${header.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
+        { path },
+      );
+    }
+  }
 }
 
 /** The local destination with its path made absolute and resolved through links the user named. */

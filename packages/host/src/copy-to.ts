@@ -4,6 +4,13 @@
 // guestkit's agent accepts; a single file is one entry, which is also what the original
 // agent expects. Files are read CHUNK_SIZE at a time and the next chunk is read only
 // when the call accepts more, so memory stays flat whatever the size.
+//
+// Once the agent has announced batches (COPY_BATCH_METADATA_KEY in its response
+// headers, sent as the call starts), small files, directories and symlinks travel
+// whole, many to a `batch` message: one message instead of three through gRPC's
+// per-message machinery on both sides, which is most of a small file's cost. Until the
+// header arrives, and always against an agent that never sends it, every entry goes in
+// the original framing.
 import type { BigIntStats } from "node:fs";
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
@@ -13,10 +20,18 @@ import * as grpc from "@grpc/grpc-js";
 import {
   allocateBulkData,
   CHUNK_SIZE,
+  COPY_BATCH_METADATA_KEY,
+  COPY_BATCH_METADATA_VALUE,
+  type CopyToGuestBatchEntry,
+  CopyToGuestBatchEntrySchema,
   type CopyToGuestRequest,
   CopyToGuestRequestSchema,
   type CopyToGuestResponse,
+  type CopyToGuestStart,
+  CopyToGuestStartSchema,
   type GuestServiceClient,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
@@ -140,6 +155,12 @@ async function upload(
   );
   const onAbort = () => stream.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });
+  let batching = false;
+  stream.once("metadata", (headers: grpc.Metadata) => {
+    batching = headers.get(COPY_BATCH_METADATA_KEY)[0] === COPY_BATCH_METADATA_VALUE;
+  });
+  let batch: CopyToGuestBatchEntry[] = [];
+  let batchBytes = 0;
   const progress = () => notifyProgress(options, { bytes, entries, path: currentPath });
 
   const send = async (message: CopyToGuestRequest): Promise<void> => {
@@ -155,6 +176,28 @@ async function upload(
     });
     if (answered) throw new EarlyAnswer();
   };
+
+  const flushBatch = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const entries = batch;
+    batch = [];
+    batchBytes = 0;
+    await send(create(CopyToGuestRequestSchema, { request: { case: "batch", value: { entries } } }));
+  };
+
+  // Entries take effect in stream order: whatever waits in the batch goes first.
+  const sendInOrder = async (message: CopyToGuestRequest): Promise<void> => {
+    await flushBatch();
+    await send(message);
+  };
+
+  const addToBatch = async (start: CopyToGuestStart, data: Uint8Array): Promise<void> => {
+    if (batch.length >= MAX_BATCH_ENTRIES || batchBytes + data.length > MAX_BATCH_BYTES) await flushBatch();
+    batch.push(create(CopyToGuestBatchEntrySchema, { start, data }));
+    batchBytes += data.length;
+  };
+
+  const endMessage = create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } });
 
   const sendEntry = async (entry: LocalEntry): Promise<void> => {
     if (entry.kind === "skipped") {
@@ -179,12 +222,17 @@ async function upload(
             bytesCompleted: bytes,
           });
         }
-        await send(startMessage(guestPath, file.stats, false, "", options));
-        if (file.data.length > 0) {
-          await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: file.data } }));
+        const start = startOf(guestPath, file.stats, false, "", options);
+        if (batching) {
+          await addToBatch(start, file.data);
+        } else {
+          await sendInOrder(startRequest(start));
+          if (file.data.length > 0) {
+            await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: file.data } }));
+          }
+          await send(endMessage);
         }
         bytes += file.data.length;
-        await send(create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } }));
         entries += 1;
         progress();
         return;
@@ -198,7 +246,7 @@ async function upload(
         return;
       }
       try {
-        await send(startMessage(guestPath, file.stats, false, "", options));
+        await sendInOrder(startRequest(startOf(guestPath, file.stats, false, "", options)));
         let remaining = file.stats.size;
         while (remaining > 0n) {
           const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
@@ -224,12 +272,17 @@ async function upload(
       } finally {
         await file.handle.close();
       }
-    } else if (entry.kind === "symlink") {
-      await send(startMessage(guestPath, entry.stats, true, entry.linkTarget, options));
+      await send(endMessage);
     } else {
-      await send(startMessage(guestPath, entry.stats, false, "", options));
+      const isSymlink = entry.kind === "symlink";
+      const start = startOf(guestPath, entry.stats, isSymlink, isSymlink ? entry.linkTarget : "", options);
+      if (batching) {
+        await addToBatch(start, EMPTY);
+      } else {
+        await sendInOrder(startRequest(start));
+        await send(endMessage);
+      }
     }
-    await send(create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } }));
     entries += 1;
     progress();
   };
@@ -250,6 +303,7 @@ async function upload(
           turnStarted = performance.now();
         }
       }
+      await flushBatch();
       stream.end();
     } catch (error) {
       // The guest's own answer (a failure it reported) explains an early end better.
@@ -305,13 +359,19 @@ async function upload(
 /** Thrown inside the send loop when the guest answered before the upload was over. */
 class EarlyAnswer extends Error {}
 
-function startMessage(
+const EMPTY = new Uint8Array(0);
+
+function startRequest(start: CopyToGuestStart): CopyToGuestRequest {
+  return create(CopyToGuestRequestSchema, { request: { case: "start", value: start } });
+}
+
+function startOf(
   path: string,
   stats: BigIntStats,
   isSymlink: boolean,
   linkTarget: string,
   options: CopyToOptions,
-): CopyToGuestRequest {
+): CopyToGuestStart {
   // Floor division, so times before 1970 still get nanos in 0..999999999.
   let seconds = stats.mtimeNs / 1_000_000_000n;
   let nanos = stats.mtimeNs % 1_000_000_000n;
@@ -320,23 +380,18 @@ function startMessage(
     seconds -= 1n;
   }
   const own = options.preserveOwnership === true;
-  return create(CopyToGuestRequestSchema, {
-    request: {
-      case: "start",
-      value: {
-        path,
-        mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
-        isDir: stats.isDirectory(),
-        size: stats.isFile() ? stats.size : 0n,
-        mtime: seconds,
-        mtimeNanos: Number(nanos),
-        uid: own ? Number(stats.uid) : 0,
-        gid: own ? Number(stats.gid) : 0,
-        chown: own,
-        isSymlink,
-        linkTarget,
-      },
-    },
+  return create(CopyToGuestStartSchema, {
+    path,
+    mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
+    isDir: stats.isDirectory(),
+    size: stats.isFile() ? stats.size : 0n,
+    mtime: seconds,
+    mtimeNanos: Number(nanos),
+    uid: own ? Number(stats.uid) : 0,
+    gid: own ? Number(stats.gid) : 0,
+    chown: own,
+    isSymlink,
+    linkTarget,
   });
 }
 

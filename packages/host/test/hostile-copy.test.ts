@@ -88,6 +88,20 @@ describe("copyFrom refuses a hostile guest", () => {
     ["endless", "SIZE_MISMATCH", /sent more data than the 1048576 bytes its header declared/],
     ["no-final", "PROTOCOL", /closed the stream without the final `end`: the transfer is incomplete/],
     ["data-first", "PROTOCOL", /data outside a file/],
+    ["batch-oversize", "SIZE_MISMATCH", /sent more data than the 4 bytes its header declared/],
+    ["batch-undersize", "SIZE_MISMATCH", /ended the file after 10 of the 100 bytes its header declared/],
+    ["batch-traversal", "UNSAFE_ENTRY", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
+    ["batch-symlink-then-file", "UNSAFE_ENTRY", /refused entry "root\/a": absolute symlink target/],
+    [
+      "batch-inner-symlink-then-file",
+      "UNSAFE_ENTRY",
+      /refused entry "root\/a\/evil": goes through the symbolic link a/,
+    ],
+    ["batch-large-file", "PROTOCOL", /a file of 65537 bytes in a batch/],
+    ["batch-too-many", "PROTOCOL", /a batch of 1025 entries/],
+    ["batch-too-big", "PROTOCOL", /a batch with more than 262144 bytes of data/],
+    ["batch-in-entry", "PROTOCOL", /a batch arrived before the previous entry's `end`/],
+    ["batch-dir-data", "PROTOCOL", /data outside a file/],
   ];
   for (const [scenario, kind, message] of unsafe) {
     it(`${scenario}: refused with ${kind}`, async () => {
@@ -167,6 +181,24 @@ describe("copyFrom refuses a hostile guest", () => {
     expect(await readlink(join(dest, "root", "link"))).toBe("file");
     const mtime = (await lstat(join(dest, "root", "file"), { bigint: true })).mtimeNs;
     expect(Math.abs(Number(mtime - 1_700_000_000_500_000_000n))).toBeLessThan(1000);
+    await expectContained();
+  });
+});
+
+describe("copyFrom checks batched entries as it checks the others", () => {
+  it("batch-benign: a well-behaved batch lands like the same entries sent one by one", async () => {
+    const guest = await connect("batch-benign");
+    const result = await copyFrom(guest, "/srv/root", dest);
+    expect(result).toMatchObject({ entries: 3, bytes: 5, partial: false, skippedCount: 0 });
+    expect(await readFile(join(dest, "root", "file"), "utf8")).toBe("aaaaa");
+    expect(await readlink(join(dest, "root", "link"))).toBe("file");
+    await expectContained();
+  });
+
+  it("batch-inner-symlink-then-file: counts what was completed in the batch before the refusal", async () => {
+    const error = await refused("batch-inner-symlink-then-file");
+    expect(error.entriesCompleted).toBe(3);
+    expect(await readlink(join(dest, "root", "a"))).toBe("sub");
     await expectContained();
   });
 });

@@ -1,4 +1,5 @@
 export { allocateBulkData } from "./bytes-message-encoding.js";
+export { COPY_BATCH_METADATA_KEY, COPY_BATCH_METADATA_VALUE } from "./copy-batch.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {
@@ -17,6 +18,8 @@ export {
   CHUNK_SIZE,
   DEFAULT_PORT,
   HTTP2_WINDOW_BYTES,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
   MAX_MESSAGE_BYTES,
   SERVICE_NAME,
   SMALL_FILE_BYTES,

@@ -29,6 +29,17 @@ export const HTTP2_WINDOW_BYTES = 8 * 1024 * 1024;
  */
 export const SMALL_FILE_BYTES = 64 * 1024;
 
+/**
+ * Bounds of one batch of whole entries (CopyToGuestBatch, CopyFromGuestBatch): a sender
+ * fills a batch up to these, a receiver refuses one beyond them. A batch carries only
+ * files of at most SMALL_FILE_BYTES, directories and symlinks. A few hundred KiB keeps a
+ * batch well under MAX_MESSAGE_BYTES and small enough that the receiver writes one while
+ * the next is on its way; the entry bound caps what a batch of empty entries makes the
+ * receiver decode at once.
+ */
+export const MAX_BATCH_BYTES = 256 * 1024;
+export const MAX_BATCH_ENTRIES = 1024;
+
 /** The vsock port the agent listens on and clients dial by default. */
 export const DEFAULT_PORT = 2222;
 

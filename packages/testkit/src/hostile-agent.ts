@@ -15,11 +15,15 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
   CHUNK_SIZE,
+  type CopyFromGuestHeaderSchema,
   type CopyFromGuestRequest,
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
   guestServiceDefinition,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_ENTRIES,
   MAX_MESSAGE_BYTES,
+  SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
 
@@ -52,6 +56,18 @@ export const HOSTILE_SCENARIOS = {
     "`root`, `root/a` (mode 0555), `root/b`, then `root/a/late`: legal but out of order, after `root/a` was left",
   setuid: "`root` (mode 02775), `root/suid` (04755), `root/sgid` (02755), `root/both` (06755), final end",
   benign: "`root`, `root/file` (5 bytes), `root/link -> file`, final end: a well-behaved transfer",
+  "batch-oversize": "a batch: `root`, then `root/f` declaring 4 bytes with 8 bytes of data",
+  "batch-undersize": "a batch: `root`, then `root/f` declaring 100 bytes with 10 bytes of data",
+  "batch-traversal": "a batch: `root`, then a file `root/../../escaped`",
+  "batch-symlink-then-file": "a batch: `root`, a symlink `root/a -> <outsideDir>`, then a file `root/a/evil`",
+  "batch-inner-symlink-then-file":
+    "a batch: `root`, `root/sub`, a symlink `root/a -> sub` (a harmless target), then a file `root/a/evil` through it",
+  "batch-large-file": "a batch: `root`, then a file `root/f` of SMALL_FILE_BYTES + 1 with all its data",
+  "batch-too-many": "a batch of `root` and MAX_BATCH_ENTRIES empty files",
+  "batch-too-big": "a batch: `root`, then files of SMALL_FILE_BYTES each, MAX_BATCH_BYTES of data and more",
+  "batch-in-entry": "a header for a file `root` of 4 bytes, then a batch before its data and `end`",
+  "batch-dir-data": "a batch: a directory `root` with 4 bytes of data",
+  "batch-benign": "a batch of `root`, `root/file` (5 bytes), `root/link -> file`, then a bare final end",
 } as const;
 
 /** The name of a hostile scenario. */
@@ -112,13 +128,30 @@ type Message = MessageInitShape<typeof CopyFromGuestResponseSchema>;
 
 const MTIME = 1_700_000_000n;
 
-function header(
-  path: string,
-  fields: { isDir?: boolean; isSymlink?: boolean; linkTarget?: string; size?: bigint; mode?: number } = {},
-): Message {
+type HeaderFields = { isDir?: boolean; isSymlink?: boolean; linkTarget?: string; size?: bigint; mode?: number };
+
+function headerValue(path: string, fields: HeaderFields = {}): MessageInitShape<typeof CopyFromGuestHeaderSchema> {
   const mode = fields.mode ?? (fields.isDir ? 0o755 : fields.isSymlink ? 0o777 : 0o644);
-  return { response: { case: "header", value: { path, mtime: MTIME, mtimeNanos: 500_000_000, ...fields, mode } } };
+  return { path, mtime: MTIME, mtimeNanos: 500_000_000, ...fields, mode };
 }
+
+function header(path: string, fields: HeaderFields = {}): Message {
+  return { response: { case: "header", value: headerValue(path, fields) } };
+}
+
+/** One batched entry: a header and (for a file) its data. */
+type BatchItem = [path: string, fields?: HeaderFields, data?: Uint8Array];
+
+function batch(...items: BatchItem[]): Message {
+  const entries = items.map(([path, fields, data]) => ({
+    header: headerValue(path, fields),
+    ...(data ? { data } : {}),
+  }));
+  return { response: { case: "batch", value: { entries } } };
+}
+
+const DIR: HeaderFields = { isDir: true };
+const bytes = (size: number) => Buffer.alloc(size, 0x61);
 
 const dir = (path: string, mode?: number): Message => header(path, { isDir: true, ...(mode ? { mode } : {}) });
 const link = (path: string, linkTarget: string): Message => header(path, { isSymlink: true, linkTarget });
@@ -217,6 +250,65 @@ function* script(config: ServeConfig): Generator<Message> {
       return;
     case "benign":
       yield* [dir("root"), end(), file("root/file", 5), data(5), end(), link("root/link", "file"), end(true)];
+      return;
+    case "batch-oversize":
+      yield* [batch(["root", DIR], ["root/f", { size: 4n }, bytes(8)]), end(true)];
+      return;
+    case "batch-undersize":
+      yield* [batch(["root", DIR], ["root/f", { size: 100n }, bytes(10)]), end(true)];
+      return;
+    case "batch-traversal":
+      yield* [batch(["root", DIR], ["root/../../escaped", { size: 4n }, bytes(4)]), end(true)];
+      return;
+    case "batch-symlink-then-file":
+      yield batch(
+        ["root", DIR],
+        ["root/a", { isSymlink: true, linkTarget: outside }],
+        ["root/a/evil", { size: 4n }, bytes(4)],
+      );
+      yield end(true);
+      return;
+    case "batch-inner-symlink-then-file":
+      yield batch(
+        ["root", DIR],
+        ["root/sub", DIR],
+        ["root/a", { isSymlink: true, linkTarget: "sub" }],
+        ["root/a/evil", { size: 4n }, bytes(4)],
+      );
+      yield end(true);
+      return;
+    case "batch-large-file":
+      yield* [batch(["root", DIR], ["root/f", { size: BigInt(SMALL_FILE_BYTES + 1) }, bytes(SMALL_FILE_BYTES + 1)])];
+      yield end(true);
+      return;
+    case "batch-too-many": {
+      const items: BatchItem[] = Array.from({ length: MAX_BATCH_ENTRIES }, (_, i) => [`root/f${i}`]);
+      yield* [batch(["root", DIR], ...items), end(true)];
+      return;
+    }
+    case "batch-too-big": {
+      const count = Math.ceil(MAX_BATCH_BYTES / SMALL_FILE_BYTES) + 1;
+      const items: BatchItem[] = Array.from({ length: count }, (_, i) => [
+        `root/f${i}`,
+        { size: BigInt(SMALL_FILE_BYTES) },
+        bytes(SMALL_FILE_BYTES),
+      ]);
+      yield* [batch(["root", DIR], ...items), end(true)];
+      return;
+    }
+    case "batch-in-entry":
+      yield* [file("root", 4), batch(["other", DIR]), data(4), end(true)];
+      return;
+    case "batch-dir-data":
+      yield* [batch(["root", DIR, bytes(4)]), end(true)];
+      return;
+    case "batch-benign":
+      yield batch(
+        ["root", DIR],
+        ["root/file", { size: 5n }, bytes(5)],
+        ["root/link", { isSymlink: true, linkTarget: "file" }],
+      );
+      yield end(true);
       return;
   }
 }

@@ -19,6 +19,7 @@ export {
   type HybridVsockFault,
   startHybridVsockEndpoint,
 } from "./hybrid-vsock-endpoint.js";
+export { type LegacyAgent, startLegacyAgent } from "./legacy-agent.js";
 export {
   type DescendantProcess,
   descendantsOf,

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file guest/guest.proto.
  */
 export const file_guest_guest: GenFile = /*@__PURE__*/
-  fileDesc("ChFndWVzdC9ndWVzdC5wcm90bxIFZ3Vlc3QixAEKC0V4ZWNSZXF1ZXN0EiEKBXN0YXJ0GAEgASgLMhAuZ3Vlc3QuRXhlY1N0YXJ0SAASDwoFc3RkaW4YAiABKAxIABIjCgZyZXNpemUYAyABKAsyES5ndWVzdC5XaW5kb3dTaXplSAASLAoLc3RkaW5fY2xvc2UYBCABKAsyFS5ndWVzdC5FeGVjU3RkaW5DbG9zZUgAEiMKBnNpZ25hbBgFIAEoCzIRLmd1ZXN0LkV4ZWNTaWduYWxIAEIJCgdyZXF1ZXN0ItMBCglFeGVjU3RhcnQSDwoHY29tbWFuZBgBIAMoCRILCgN0dHkYAiABKAgSJgoDZW52GAMgAygLMhkuZ3Vlc3QuRXhlY1N0YXJ0LkVudkVudHJ5EgsKA2N3ZBgEIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYBSABKAUSDAoEcm93cxgGIAEoDRIMCgRjb2xzGAcgASgNEgwKBHVzZXIYCSABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUoECAgQCSIoCgpXaW5kb3dTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSIQCg5FeGVjU3RkaW5DbG9zZSIaCgpFeGVjU2lnbmFsEgwKBG5hbWUYASABKAkimwEKDEV4ZWNSZXNwb25zZRIQCgZzdGRvdXQYASABKAxIABIQCgZzdGRlcnIYAiABKAxIABITCglleGl0X2NvZGUYAyABKAVIABIlCgdzdGFydGVkGAQgASgLMhIuZ3Vlc3QuRXhlY1N0YXJ0ZWRIABIfCgRleGl0GAUgASgLMg8uZ3Vlc3QuRXhlY0V4aXRIAEIKCghyZXNwb25zZSIaCgtFeGVjU3RhcnRlZBILCgNwaWQYASABKA0igAEKCEV4ZWNFeGl0EgwKBGNvZGUYASABKAUSDgoGc2lnbmFsGAIgASgJEhEKCXRpbWVkX291dBgDIAEoCBIYChBvdXRwdXRfdHJ1bmNhdGVkGAQgASgIEhQKDHN0YXJ0X2ZhaWxlZBgFIAEoCBITCgtzdGFydF9lcnJvchgGIAEoCSJ/ChJDb3B5VG9HdWVzdFJlcXVlc3QSKAoFc3RhcnQYASABKAsyFy5ndWVzdC5Db3B5VG9HdWVzdFN0YXJ0SAASDgoEZGF0YRgCIAEoDEgAEiQKA2VuZBgDIAEoCzIVLmd1ZXN0LkNvcHlUb0d1ZXN0RW5kSABCCQoHcmVxdWVzdCLCAQoQQ29weVRvR3Vlc3RTdGFydBIMCgRwYXRoGAEgASgJEgwKBG1vZGUYAiABKA0SDgoGaXNfZGlyGAMgASgIEgwKBHNpemUYBCABKAMSDQoFbXRpbWUYBSABKAMSCwoDdWlkGAYgASgNEgsKA2dpZBgHIAEoDRINCgVjaG93bhgIIAEoCBISCgppc19zeW1saW5rGAkgASgIEhMKC2xpbmtfdGFyZ2V0GAogASgJEhMKC210aW1lX25hbm9zGAsgASgNIhAKDkNvcHlUb0d1ZXN0RW5kIo0BChNDb3B5VG9HdWVzdFJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgSDQoFZXJyb3IYAiABKAkSFQoNYnl0ZXNfd3JpdHRlbhgDIAEoAxIXCg9lbnRyaWVzX3dyaXR0ZW4YBCABKAMSEgoKZXJyb3JfcGF0aBgFIAEoCRISCgplcnJvcl9jb2RlGAYgASgJIjoKFENvcHlGcm9tR3Vlc3RSZXF1ZXN0EgwKBHBhdGgYASABKAkSFAoMZm9sbG93X2xpbmtzGAIgASgIIuUBChVDb3B5RnJvbUd1ZXN0UmVzcG9uc2USLAoGaGVhZGVyGAEgASgLMhouZ3Vlc3QuQ29weUZyb21HdWVzdEhlYWRlckgAEg4KBGRhdGEYAiABKAxIABImCgNlbmQYAyABKAsyFy5ndWVzdC5Db3B5RnJvbUd1ZXN0RW5kSAASKgoFZXJyb3IYBCABKAsyGS5ndWVzdC5Db3B5RnJvbUd1ZXN0RXJyb3JIABIuCgdza2lwcGVkGAUgASgLMhsuZ3Vlc3QuQ29weUZyb21HdWVzdFNraXBwZWRIAEIKCghyZXNwb25zZSK2AQoTQ29weUZyb21HdWVzdEhlYWRlchIMCgRwYXRoGAEgASgJEgwKBG1vZGUYAiABKA0SDgoGaXNfZGlyGAMgASgIEhIKCmlzX3N5bWxpbmsYBCABKAgSEwoLbGlua190YXJnZXQYBSABKAkSDAoEc2l6ZRgGIAEoAxINCgVtdGltZRgHIAEoAxILCgN1aWQYCCABKA0SCwoDZ2lkGAkgASgNEhMKC210aW1lX25hbm9zGAogASgNIjIKEENvcHlGcm9tR3Vlc3RFbmQSDQoFZmluYWwYASABKAgSDwoHcGFydGlhbBgCIAEoCCJBChJDb3B5RnJvbUd1ZXN0RXJyb3ISDwoHbWVzc2FnZRgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBGNvZGUYAyABKAkiQgoUQ29weUZyb21HdWVzdFNraXBwZWQSDAoEcGF0aBgBIAEoCRIOCgZyZWFzb24YAiABKAkSDAoEY29kZRgDIAEoCSI1Cg9TdGF0UGF0aFJlcXVlc3QSDAoEcGF0aBgBIAEoCRIUCgxmb2xsb3dfbGlua3MYAiABKAgijQIKEFN0YXRQYXRoUmVzcG9uc2USDgoGZXhpc3RzGAEgASgIEg4KBmlzX2RpchgCIAEoCBIPCgdpc19maWxlGAMgASgIEhIKCmlzX3N5bWxpbmsYBCABKAgSEwoLbGlua190YXJnZXQYBSABKAkSDAoEbW9kZRgGIAEoDRIMCgRzaXplGAcgASgDEg0KBWVycm9yGAggASgJEg0KBW10aW1lGAkgASgDEhMKC210aW1lX25hbm9zGAogASgNEgsKA3VpZBgLIAEoDRILCgNnaWQYDCABKA0SIgoJZmlsZV90eXBlGA0gASgOMg8uZ3Vlc3QuRmlsZVR5cGUSEgoKZXJyb3JfY29kZRgOIAEoCSrNAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxISCg5GSUxFX1RZUEVfRklGTxAEEhQKEEZJTEVfVFlQRV9TT0NLRVQQBRIZChVGSUxFX1RZUEVfQ0hBUl9ERVZJQ0UQBhIaChZGSUxFX1RZUEVfQkxPQ0tfREVWSUNFEAcylgIKDEd1ZXN0U2VydmljZRIzCgRFeGVjEhIuZ3Vlc3QuRXhlY1JlcXVlc3QaEy5ndWVzdC5FeGVjUmVzcG9uc2UoATABEkYKC0NvcHlUb0d1ZXN0EhkuZ3Vlc3QuQ29weVRvR3Vlc3RSZXF1ZXN0GhouZ3Vlc3QuQ29weVRvR3Vlc3RSZXNwb25zZSgBEkwKDUNvcHlGcm9tR3Vlc3QSGy5ndWVzdC5Db3B5RnJvbUd1ZXN0UmVxdWVzdBocLmd1ZXN0LkNvcHlGcm9tR3Vlc3RSZXNwb25zZTABEjsKCFN0YXRQYXRoEhYuZ3Vlc3QuU3RhdFBhdGhSZXF1ZXN0GhcuZ3Vlc3QuU3RhdFBhdGhSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChFndWVzdC9ndWVzdC5wcm90bxIFZ3Vlc3QixAEKC0V4ZWNSZXF1ZXN0EiEKBXN0YXJ0GAEgASgLMhAuZ3Vlc3QuRXhlY1N0YXJ0SAASDwoFc3RkaW4YAiABKAxIABIjCgZyZXNpemUYAyABKAsyES5ndWVzdC5XaW5kb3dTaXplSAASLAoLc3RkaW5fY2xvc2UYBCABKAsyFS5ndWVzdC5FeGVjU3RkaW5DbG9zZUgAEiMKBnNpZ25hbBgFIAEoCzIRLmd1ZXN0LkV4ZWNTaWduYWxIAEIJCgdyZXF1ZXN0ItMBCglFeGVjU3RhcnQSDwoHY29tbWFuZBgBIAMoCRILCgN0dHkYAiABKAgSJgoDZW52GAMgAygLMhkuZ3Vlc3QuRXhlY1N0YXJ0LkVudkVudHJ5EgsKA2N3ZBgEIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYBSABKAUSDAoEcm93cxgGIAEoDRIMCgRjb2xzGAcgASgNEgwKBHVzZXIYCSABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUoECAgQCSIoCgpXaW5kb3dTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSIQCg5FeGVjU3RkaW5DbG9zZSIaCgpFeGVjU2lnbmFsEgwKBG5hbWUYASABKAkimwEKDEV4ZWNSZXNwb25zZRIQCgZzdGRvdXQYASABKAxIABIQCgZzdGRlcnIYAiABKAxIABITCglleGl0X2NvZGUYAyABKAVIABIlCgdzdGFydGVkGAQgASgLMhIuZ3Vlc3QuRXhlY1N0YXJ0ZWRIABIfCgRleGl0GAUgASgLMg8uZ3Vlc3QuRXhlY0V4aXRIAEIKCghyZXNwb25zZSIaCgtFeGVjU3RhcnRlZBILCgNwaWQYASABKA0igAEKCEV4ZWNFeGl0EgwKBGNvZGUYASABKAUSDgoGc2lnbmFsGAIgASgJEhEKCXRpbWVkX291dBgDIAEoCBIYChBvdXRwdXRfdHJ1bmNhdGVkGAQgASgIEhQKDHN0YXJ0X2ZhaWxlZBgFIAEoCBITCgtzdGFydF9lcnJvchgGIAEoCSKpAQoSQ29weVRvR3Vlc3RSZXF1ZXN0EigKBXN0YXJ0GAEgASgLMhcuZ3Vlc3QuQ29weVRvR3Vlc3RTdGFydEgAEg4KBGRhdGEYAiABKAxIABIkCgNlbmQYAyABKAsyFS5ndWVzdC5Db3B5VG9HdWVzdEVuZEgAEigKBWJhdGNoGAQgASgLMhcuZ3Vlc3QuQ29weVRvR3Vlc3RCYXRjaEgAQgkKB3JlcXVlc3QiQQoQQ29weVRvR3Vlc3RCYXRjaBItCgdlbnRyaWVzGAEgAygLMhwuZ3Vlc3QuQ29weVRvR3Vlc3RCYXRjaEVudHJ5Ik0KFUNvcHlUb0d1ZXN0QmF0Y2hFbnRyeRImCgVzdGFydBgBIAEoCzIXLmd1ZXN0LkNvcHlUb0d1ZXN0U3RhcnQSDAoEZGF0YRgCIAEoDCLCAQoQQ29weVRvR3Vlc3RTdGFydBIMCgRwYXRoGAEgASgJEgwKBG1vZGUYAiABKA0SDgoGaXNfZGlyGAMgASgIEgwKBHNpemUYBCABKAMSDQoFbXRpbWUYBSABKAMSCwoDdWlkGAYgASgNEgsKA2dpZBgHIAEoDRINCgVjaG93bhgIIAEoCBISCgppc19zeW1saW5rGAkgASgIEhMKC2xpbmtfdGFyZ2V0GAogASgJEhMKC210aW1lX25hbm9zGAsgASgNIhAKDkNvcHlUb0d1ZXN0RW5kIo0BChNDb3B5VG9HdWVzdFJlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgSDQoFZXJyb3IYAiABKAkSFQoNYnl0ZXNfd3JpdHRlbhgDIAEoAxIXCg9lbnRyaWVzX3dyaXR0ZW4YBCABKAMSEgoKZXJyb3JfcGF0aBgFIAEoCRISCgplcnJvcl9jb2RlGAYgASgJIkkKFENvcHlGcm9tR3Vlc3RSZXF1ZXN0EgwKBHBhdGgYASABKAkSFAoMZm9sbG93X2xpbmtzGAIgASgIEg0KBWJhdGNoGAMgASgIIpECChVDb3B5RnJvbUd1ZXN0UmVzcG9uc2USLAoGaGVhZGVyGAEgASgLMhouZ3Vlc3QuQ29weUZyb21HdWVzdEhlYWRlckgAEg4KBGRhdGEYAiABKAxIABImCgNlbmQYAyABKAsyFy5ndWVzdC5Db3B5RnJvbUd1ZXN0RW5kSAASKgoFZXJyb3IYBCABKAsyGS5ndWVzdC5Db3B5RnJvbUd1ZXN0RXJyb3JIABIuCgdza2lwcGVkGAUgASgLMhsuZ3Vlc3QuQ29weUZyb21HdWVzdFNraXBwZWRIABIqCgViYXRjaBgGIAEoCzIZLmd1ZXN0LkNvcHlGcm9tR3Vlc3RCYXRjaEgAQgoKCHJlc3BvbnNlIkUKEkNvcHlGcm9tR3Vlc3RCYXRjaBIvCgdlbnRyaWVzGAEgAygLMh4uZ3Vlc3QuQ29weUZyb21HdWVzdEJhdGNoRW50cnkiUwoXQ29weUZyb21HdWVzdEJhdGNoRW50cnkSKgoGaGVhZGVyGAEgASgLMhouZ3Vlc3QuQ29weUZyb21HdWVzdEhlYWRlchIMCgRkYXRhGAIgASgMIrYBChNDb3B5RnJvbUd1ZXN0SGVhZGVyEgwKBHBhdGgYASABKAkSDAoEbW9kZRgCIAEoDRIOCgZpc19kaXIYAyABKAgSEgoKaXNfc3ltbGluaxgEIAEoCBITCgtsaW5rX3RhcmdldBgFIAEoCRIMCgRzaXplGAYgASgDEg0KBW10aW1lGAcgASgDEgsKA3VpZBgIIAEoDRILCgNnaWQYCSABKA0SEwoLbXRpbWVfbmFub3MYCiABKA0iMgoQQ29weUZyb21HdWVzdEVuZBINCgVmaW5hbBgBIAEoCBIPCgdwYXJ0aWFsGAIgASgIIkEKEkNvcHlGcm9tR3Vlc3RFcnJvchIPCgdtZXNzYWdlGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEY29kZRgDIAEoCSJCChRDb3B5RnJvbUd1ZXN0U2tpcHBlZBIMCgRwYXRoGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIMCgRjb2RlGAMgASgJIjUKD1N0YXRQYXRoUmVxdWVzdBIMCgRwYXRoGAEgASgJEhQKDGZvbGxvd19saW5rcxgCIAEoCCKNAgoQU3RhdFBhdGhSZXNwb25zZRIOCgZleGlzdHMYASABKAgSDgoGaXNfZGlyGAIgASgIEg8KB2lzX2ZpbGUYAyABKAgSEgoKaXNfc3ltbGluaxgEIAEoCBITCgtsaW5rX3RhcmdldBgFIAEoCRIMCgRtb2RlGAYgASgNEgwKBHNpemUYByABKAMSDQoFZXJyb3IYCCABKAkSDQoFbXRpbWUYCSABKAMSEwoLbXRpbWVfbmFub3MYCiABKA0SCwoDdWlkGAsgASgNEgsKA2dpZBgMIAEoDRIiCglmaWxlX3R5cGUYDSABKA4yDy5ndWVzdC5GaWxlVHlwZRISCgplcnJvcl9jb2RlGA4gASgJKs0BCghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFGSUxFX1RZUEVfUkVHVUxBUhABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhIKDkZJTEVfVFlQRV9GSUZPEAQSFAoQRklMRV9UWVBFX1NPQ0tFVBAFEhkKFUZJTEVfVFlQRV9DSEFSX0RFVklDRRAGEhoKFkZJTEVfVFlQRV9CTE9DS19ERVZJQ0UQBzKWAgoMR3Vlc3RTZXJ2aWNlEjMKBEV4ZWMSEi5ndWVzdC5FeGVjUmVxdWVzdBoTLmd1ZXN0LkV4ZWNSZXNwb25zZSgBMAESRgoLQ29weVRvR3Vlc3QSGS5ndWVzdC5Db3B5VG9HdWVzdFJlcXVlc3QaGi5ndWVzdC5Db3B5VG9HdWVzdFJlc3BvbnNlKAESTAoNQ29weUZyb21HdWVzdBIbLmd1ZXN0LkNvcHlGcm9tR3Vlc3RSZXF1ZXN0GhwuZ3Vlc3QuQ29weUZyb21HdWVzdFJlc3BvbnNlMAESOwoIU3RhdFBhdGgSFi5ndWVzdC5TdGF0UGF0aFJlcXVlc3QaFy5ndWVzdC5TdGF0UGF0aFJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message guest.ExecRequest
@@ -357,6 +357,18 @@ export type CopyToGuestRequest = Message<"guest.CopyToGuestRequest"> & {
      */
     value: CopyToGuestEnd;
     case: "end";
+  } | {
+    /**
+     * guestkit: many whole entries in one message, each exactly as if it had come as
+     * start, data, end. Only for an agent that announced it: the agent sends the
+     * response header `guestkit-copy-batch: 1` when the call starts, and a client sends
+     * batches only after it has seen that header (an agent that does not know this field
+     * would silently drop it). Sent only between entries, never inside one.
+     *
+     * @generated from field: guest.CopyToGuestBatch batch = 4;
+     */
+    value: CopyToGuestBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -366,6 +378,54 @@ export type CopyToGuestRequest = Message<"guest.CopyToGuestRequest"> & {
  */
 export const CopyToGuestRequestSchema: GenMessage<CopyToGuestRequest> = /*@__PURE__*/
   messageDesc(file_guest_guest, 8);
+
+/**
+ * guestkit: see CopyToGuestRequest.batch. At most 1024 entries and 1 MiB of data per
+ * batch; each file in it is at most 64 KiB (SMALL_FILE_BYTES in the protocol package).
+ *
+ * @generated from message guest.CopyToGuestBatch
+ */
+export type CopyToGuestBatch = Message<"guest.CopyToGuestBatch"> & {
+  /**
+   * @generated from field: repeated guest.CopyToGuestBatchEntry entries = 1;
+   */
+  entries: CopyToGuestBatchEntry[];
+};
+
+/**
+ * Describes the message guest.CopyToGuestBatch.
+ * Use `create(CopyToGuestBatchSchema)` to create a new message.
+ */
+export const CopyToGuestBatchSchema: GenMessage<CopyToGuestBatch> = /*@__PURE__*/
+  messageDesc(file_guest_guest, 9);
+
+/**
+ * guestkit: one whole entry of a CopyToGuestBatch.
+ *
+ * @generated from message guest.CopyToGuestBatchEntry
+ */
+export type CopyToGuestBatchEntry = Message<"guest.CopyToGuestBatchEntry"> & {
+  /**
+   * What `start` would carry; checked exactly as a `start` is.
+   *
+   * @generated from field: guest.CopyToGuestStart start = 1;
+   */
+  start?: CopyToGuestStart | undefined;
+
+  /**
+   * All of a file's data (exactly `start.size` bytes); empty for a directory or symlink.
+   *
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message guest.CopyToGuestBatchEntry.
+ * Use `create(CopyToGuestBatchEntrySchema)` to create a new message.
+ */
+export const CopyToGuestBatchEntrySchema: GenMessage<CopyToGuestBatchEntry> = /*@__PURE__*/
+  messageDesc(file_guest_guest, 10);
 
 /**
  * @generated from message guest.CopyToGuestStart
@@ -449,7 +509,7 @@ export type CopyToGuestStart = Message<"guest.CopyToGuestStart"> & {
  * Use `create(CopyToGuestStartSchema)` to create a new message.
  */
 export const CopyToGuestStartSchema: GenMessage<CopyToGuestStart> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 9);
+  messageDesc(file_guest_guest, 11);
 
 /**
  * @generated from message guest.CopyToGuestEnd
@@ -462,7 +522,7 @@ export type CopyToGuestEnd = Message<"guest.CopyToGuestEnd"> & {
  * Use `create(CopyToGuestEndSchema)` to create a new message.
  */
 export const CopyToGuestEndSchema: GenMessage<CopyToGuestEnd> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 10);
+  messageDesc(file_guest_guest, 12);
 
 /**
  * @generated from message guest.CopyToGuestResponse
@@ -513,7 +573,7 @@ export type CopyToGuestResponse = Message<"guest.CopyToGuestResponse"> & {
  * Use `create(CopyToGuestResponseSchema)` to create a new message.
  */
 export const CopyToGuestResponseSchema: GenMessage<CopyToGuestResponse> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 11);
+  messageDesc(file_guest_guest, 13);
 
 /**
  * @generated from message guest.CopyFromGuestRequest
@@ -531,6 +591,14 @@ export type CopyFromGuestRequest = Message<"guest.CopyFromGuestRequest"> & {
    * @generated from field: bool follow_links = 2;
    */
   followLinks: boolean;
+
+  /**
+   * guestkit: the client accepts `batch` responses. An agent that does not know this
+   * field ignores it and answers in the original framing, which the client also reads.
+   *
+   * @generated from field: bool batch = 3;
+   */
+  batch: boolean;
 };
 
 /**
@@ -538,7 +606,7 @@ export type CopyFromGuestRequest = Message<"guest.CopyFromGuestRequest"> & {
  * Use `create(CopyFromGuestRequestSchema)` to create a new message.
  */
 export const CopyFromGuestRequestSchema: GenMessage<CopyFromGuestRequest> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 12);
+  messageDesc(file_guest_guest, 14);
 
 /**
  * @generated from message guest.CopyFromGuestResponse
@@ -583,6 +651,17 @@ export type CopyFromGuestResponse = Message<"guest.CopyFromGuestResponse"> & {
      */
     value: CopyFromGuestSkipped;
     case: "skipped";
+  } | {
+    /**
+     * guestkit: many whole entries in one message, each as if it had come as header,
+     * data, end (final=false). Sent only when the request asked for it, only between
+     * entries; the transfer still finishes with an `end` that has final=true (with no
+     * entry of its own when the last entry came in a batch).
+     *
+     * @generated from field: guest.CopyFromGuestBatch batch = 6;
+     */
+    value: CopyFromGuestBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -591,7 +670,53 @@ export type CopyFromGuestResponse = Message<"guest.CopyFromGuestResponse"> & {
  * Use `create(CopyFromGuestResponseSchema)` to create a new message.
  */
 export const CopyFromGuestResponseSchema: GenMessage<CopyFromGuestResponse> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 13);
+  messageDesc(file_guest_guest, 15);
+
+/**
+ * guestkit: see CopyFromGuestResponse.batch. At most 1024 entries and 1 MiB of data
+ * per batch; each file in it is at most 64 KiB (SMALL_FILE_BYTES in the protocol package).
+ *
+ * @generated from message guest.CopyFromGuestBatch
+ */
+export type CopyFromGuestBatch = Message<"guest.CopyFromGuestBatch"> & {
+  /**
+   * @generated from field: repeated guest.CopyFromGuestBatchEntry entries = 1;
+   */
+  entries: CopyFromGuestBatchEntry[];
+};
+
+/**
+ * Describes the message guest.CopyFromGuestBatch.
+ * Use `create(CopyFromGuestBatchSchema)` to create a new message.
+ */
+export const CopyFromGuestBatchSchema: GenMessage<CopyFromGuestBatch> = /*@__PURE__*/
+  messageDesc(file_guest_guest, 16);
+
+/**
+ * guestkit: one whole entry of a CopyFromGuestBatch.
+ *
+ * @generated from message guest.CopyFromGuestBatchEntry
+ */
+export type CopyFromGuestBatchEntry = Message<"guest.CopyFromGuestBatchEntry"> & {
+  /**
+   * @generated from field: guest.CopyFromGuestHeader header = 1;
+   */
+  header?: CopyFromGuestHeader | undefined;
+
+  /**
+   * All of a file's data (exactly `header.size` bytes); empty for a directory or symlink.
+   *
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message guest.CopyFromGuestBatchEntry.
+ * Use `create(CopyFromGuestBatchEntrySchema)` to create a new message.
+ */
+export const CopyFromGuestBatchEntrySchema: GenMessage<CopyFromGuestBatchEntry> = /*@__PURE__*/
+  messageDesc(file_guest_guest, 17);
 
 /**
  * @generated from message guest.CopyFromGuestHeader
@@ -663,7 +788,7 @@ export type CopyFromGuestHeader = Message<"guest.CopyFromGuestHeader"> & {
  * Use `create(CopyFromGuestHeaderSchema)` to create a new message.
  */
 export const CopyFromGuestHeaderSchema: GenMessage<CopyFromGuestHeader> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 14);
+  messageDesc(file_guest_guest, 18);
 
 /**
  * @generated from message guest.CopyFromGuestEnd
@@ -689,7 +814,7 @@ export type CopyFromGuestEnd = Message<"guest.CopyFromGuestEnd"> & {
  * Use `create(CopyFromGuestEndSchema)` to create a new message.
  */
 export const CopyFromGuestEndSchema: GenMessage<CopyFromGuestEnd> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 15);
+  messageDesc(file_guest_guest, 19);
 
 /**
  * @generated from message guest.CopyFromGuestError
@@ -718,7 +843,7 @@ export type CopyFromGuestError = Message<"guest.CopyFromGuestError"> & {
  * Use `create(CopyFromGuestErrorSchema)` to create a new message.
  */
 export const CopyFromGuestErrorSchema: GenMessage<CopyFromGuestError> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 16);
+  messageDesc(file_guest_guest, 20);
 
 /**
  * @generated from message guest.CopyFromGuestSkipped
@@ -747,7 +872,7 @@ export type CopyFromGuestSkipped = Message<"guest.CopyFromGuestSkipped"> & {
  * Use `create(CopyFromGuestSkippedSchema)` to create a new message.
  */
 export const CopyFromGuestSkippedSchema: GenMessage<CopyFromGuestSkipped> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 17);
+  messageDesc(file_guest_guest, 21);
 
 /**
  * @generated from message guest.StatPathRequest
@@ -769,7 +894,7 @@ export type StatPathRequest = Message<"guest.StatPathRequest"> & {
  * Use `create(StatPathRequestSchema)` to create a new message.
  */
 export const StatPathRequestSchema: GenMessage<StatPathRequest> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 18);
+  messageDesc(file_guest_guest, 22);
 
 /**
  * @generated from message guest.StatPathResponse
@@ -861,7 +986,7 @@ export type StatPathResponse = Message<"guest.StatPathResponse"> & {
  * Use `create(StatPathResponseSchema)` to create a new message.
  */
 export const StatPathResponseSchema: GenMessage<StatPathResponse> = /*@__PURE__*/
-  messageDesc(file_guest_guest, 19);
+  messageDesc(file_guest_guest, 23);
 
 /**
  * guestkit: the kind of a file system entry.
