@@ -1,7 +1,7 @@
 // Forwards a command's output to the client as it is produced, with backpressure both
 // ways, and decides when output is over once the command has exited.
 import type { Readable } from "node:stream";
-import { CHUNK_SIZE } from "@guestkit/protocol";
+import { allocateBulkData, CHUNK_SIZE } from "@guestkit/protocol";
 import type { OutputSource } from "./process-handle.js";
 
 /**
@@ -160,7 +160,7 @@ export class OutputForwarder {
   #flush(kind: OutputSource["kind"]): void {
     const pending = this.#pending.get(kind);
     if (!pending || pending.bytes === 0 || this.#stopped) return;
-    const bytes = pending.chunks.length === 1 ? (pending.chunks[0] as Buffer) : Buffer.concat(pending.chunks);
+    const bytes = pending.chunks.length === 1 ? (pending.chunks[0] as Buffer) : joined(pending.chunks, pending.bytes);
     pending.chunks = [];
     pending.bytes = 0;
     for (let offset = 0; offset < bytes.length; offset += CHUNK_SIZE) {
@@ -218,4 +218,18 @@ export class OutputForwarder {
     afterExit.remainingMs -= Math.min(now - afterExit.since, DRAIN_TICK_MS);
     afterExit.since = now;
   }
+}
+
+// Several reads as one message: joined in a buffer with room for the message's prefix,
+// so the serializer does not copy them a second time (see allocateBulkData). Only a
+// batch that fits one message gets that; a larger one is cut into several below.
+function joined(chunks: readonly Buffer[], bytes: number): Buffer {
+  if (bytes > CHUNK_SIZE) return Buffer.concat(chunks, bytes);
+  const out = allocateBulkData(bytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
 }
