@@ -81,7 +81,7 @@ export class SmallFileBatch {
       unlinkQuietly(temporary);
       throw error;
     }
-    this.#files.push({ target, temporary, fd, size: BigInt(size), sync: this.#syncNeededIn(dirname(target)) });
+    this.#files.push({ target, temporary, fd, size: BigInt(size), sync: this.syncNeededIn(dirname(target)) });
   }
 
   /**
@@ -117,9 +117,12 @@ export class SmallFileBatch {
     return failure;
   }
 
-  // Skipping a no-op fsync saves a thread-pool round trip per file on a guest whose
-  // files live in tmpfs; when unsure, sync.
-  #syncNeededIn(directory: string): boolean {
+  /**
+   * Whether fsync in `directory` does anything: false on tmpfs and ramfs. Skipping a no-op
+   * fsync saves a thread-pool round trip per file (and per directory at the end of an
+   * upload) on a guest whose files live in memory; when unsure, true.
+   */
+  syncNeededIn(directory: string): boolean {
     let needed = this.#needsSync.get(directory);
     if (needed === undefined) {
       try {

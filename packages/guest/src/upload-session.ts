@@ -242,7 +242,7 @@ export class UploadSession {
       case "directory":
         // Directories and symlinks take effect in stream order, after the files before them.
         await this.#commitEarlier();
-        await applyDirectoryEntry(entry.path, attributes, (entry.start.mode & 0o7777) !== 0);
+        await applyDirectoryEntry(entry.path, attributes, (entry.start.mode & 0o7777) !== 0, this.#knownDirectories);
         this.#knownDirectories.add(entry.path);
         if (attributes.mtime) this.#directoryTimes.set(entry.path, attributes.mtime);
         break;
@@ -297,6 +297,8 @@ export class UploadSession {
     }
     if (!durable) return;
     for (const directory of this.#touchedDirectories) {
+      // Nothing to make durable on a memory-backed file system.
+      if (!this.#smallFiles.syncNeededIn(directory)) continue;
       try {
         await syncDirectory(directory);
       } catch (error) {

@@ -4,8 +4,8 @@
 // and lstat-ing an entry are synchronous: each is one short system call, and going
 // through the thread pool for it costs more than the call (the caller bounds how long it
 // runs between event-loop turns).
-import { type BigIntStats, type Dir, lstatSync, statSync } from "node:fs";
-import { lstat, opendir, readlink, stat } from "node:fs/promises";
+import { type BigIntStats, type Dir, lstatSync, opendirSync, statSync } from "node:fs";
+import { lstat, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errnoOf } from "./guest-error.js";
 
@@ -43,13 +43,13 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
   try {
     const first = await describe(root, "", rootStats);
     yield first;
-    if (first.kind === "dir") open.push(await openDir(root, "", rootStats));
+    if (first.kind === "dir") open.push(openDir(root, "", rootStats));
     while (open.length > 0) {
       const top = open[open.length - 1] as OpenDir;
       const dirent = top.dir.readSync();
       if (dirent === null) {
         open.pop();
-        await top.dir.close();
+        top.dir.closeSync();
         continue;
       }
       const relPath = top.relPath === "" ? dirent.name : `${top.relPath}/${dirent.name}`;
@@ -74,7 +74,7 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
       }
       let child: OpenDir;
       try {
-        child = await openDir(absPath, relPath, stats);
+        child = openDir(absPath, relPath, stats);
       } catch (error) {
         yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
         continue;
@@ -84,7 +84,13 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
     }
   } finally {
     // An abandoned walk (abort, failure) must not leak directory handles.
-    await Promise.all(open.map((entry) => entry.dir.close().catch(() => undefined)));
+    for (const entry of open) {
+      try {
+        entry.dir.closeSync();
+      } catch {
+        // Closing a directory we only read: nothing is lost if it fails.
+      }
+    }
   }
 }
 
@@ -107,9 +113,11 @@ async function describe(absPath: string, relPath: string, stats: BigIntStats): P
   };
 }
 
-async function openDir(absPath: string, relPath: string, stats: BigIntStats): Promise<OpenDir> {
+// Synchronous, like the lstat of each entry: one quick system call, where a thread-pool
+// round trip per directory cost a tree of many small directories more than the call.
+function openDir(absPath: string, relPath: string, stats: BigIntStats): OpenDir {
   // A small buffer: entries are consumed one by one, and deep trees keep one Dir per level.
-  return { dir: await opendir(absPath, { bufferSize: 32 }), relPath, absPath, id: `${stats.dev}:${stats.ino}` };
+  return { dir: opendirSync(absPath, { bufferSize: 32 }), relPath, absPath, id: `${stats.dev}:${stats.ino}` };
 }
 
 function describeError(error: unknown): string {

@@ -17,32 +17,28 @@
 // A directory's mode and times are applied when the stream leaves it, after everything
 // inside it was written, so deepest first; a directory entered again later (a guest
 // sending entries out of order) has its mode and times restored when it is left again.
+// The calls on directories themselves (mkdir, lstat, chown, chmod, utimes) are
+// synchronous too: one quick system call each, where a thread-pool round trip cost a
+// tree of many small directories more than the calls did.
 import { randomBytes } from "node:crypto";
 import type { BigIntStats } from "node:fs";
 import {
+  chmodSync,
   closeSync,
   fchmodSync,
   fchownSync,
   constants as fsConstants,
   futimesSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
   openSync,
   renameSync,
   unlinkSync,
+  utimesSync,
   writeSync,
 } from "node:fs";
-import {
-  chmod,
-  type FileHandle,
-  lchown,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  rename,
-  symlink,
-  unlink,
-  utimes,
-} from "node:fs/promises";
+import { type FileHandle, lchown, lstat, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CopyFromGuestHeader } from "@guestkit/protocol";
 import { SMALL_FILE_BYTES } from "@guestkit/protocol";
@@ -320,31 +316,34 @@ export class LocalTreeWriter {
       const rel = parentNames.slice(0, depth).join("/");
       const local = join(this.target, rel);
       await this.commits.get(local);
-      const stats = await lstat(local, { bigint: true }).catch((error: unknown) => {
+      let stats: BigIntStats;
+      try {
+        stats = lstatSync(local, { bigint: true });
+      } catch (error) {
         if (errnoOf(error) === "ENOENT") throw protocol(entryPath, `arrived before its directory ${rel}`);
         throw ioError(entryPath, error);
-      });
+      }
       if (stats.isSymbolicLink()) throw unsafe(entryPath, `goes through the symbolic link ${rel}`);
       if (!stats.isDirectory()) throw unsafe(entryPath, `goes through ${rel}, which is not a directory`);
       // A directory entered again (the guest sent entries out of order): restore what it
       // had on leaving, and meanwhile make sure we can write into it.
       const final = restoreOf(stats);
-      if (final && (final.mode & 0o700) !== 0o700) await localIo(entryPath, () => chmod(local, final.mode | 0o700));
+      if (final && (final.mode & 0o700) !== 0o700) localIoSync(entryPath, () => chmodSync(local, final.mode | 0o700));
       this.frames.push({ rel, depth, local, final });
     }
   }
 
   private async makeDir(local: string, rel: string, depth: number, header: CopyFromGuestHeader): Promise<void> {
     // Owner-only until it is left: nobody else sees a half-filled directory, and we can write into it.
-    const made = await mkdir(local, { mode: 0o700 }).then(
-      () => true,
-      (error: unknown) => {
-        if (errnoOf(error) === "EEXIST") return false;
-        throw ioError(header.path, error);
-      },
-    );
+    let made = true;
+    try {
+      mkdirSync(local, { mode: 0o700 });
+    } catch (error) {
+      if (errnoOf(error) !== "EEXIST") throw ioError(header.path, error);
+      made = false;
+    }
     if (!made) {
-      const existing = await localIo(header.path, () => lstat(local));
+      const existing = localIoSync(header.path, () => lstatSync(local));
       if (existing.isSymbolicLink()) throw unsafe(header.path, `${local} exists and is a symbolic link`);
       if (!existing.isDirectory()) {
         throw new CopyError("DESTINATION", `cannot overwrite non-directory ${local} with a directory`, {
@@ -479,10 +478,10 @@ export class LocalTreeWriter {
     await Promise.all([...this.commits].filter(([path]) => path.startsWith(prefix)).map(([, task]) => task));
     const final = frame.final;
     if (!final) return;
-    await localIo(frame.rel, async () => {
-      if (final.chown) await lchown(frame.local, final.uid, final.gid);
-      await chmod(frame.local, final.mode);
-      await utimes(frame.local, final.atime, final.mtime);
+    localIoSync(frame.rel, () => {
+      if (final.chown) lchownSync(frame.local, final.uid, final.gid);
+      chmodSync(frame.local, final.mode);
+      utimesSync(frame.local, final.atime, final.mtime);
     });
   }
 }
@@ -557,6 +556,14 @@ function ioError(path: string, error: unknown): CopyError {
     ...(errno === "" ? {} : { errno }),
     cause: error,
   });
+}
+
+function localIoSync<T>(path: string, action: () => T): T {
+  try {
+    return action();
+  } catch (error) {
+    throw ioError(path, error);
+  }
 }
 
 async function localIo<T>(path: string, action: () => Promise<T>): Promise<T> {
