@@ -85,7 +85,11 @@ export class UploadSession {
         case "batch":
           return await this.#batch(request.request.value);
         default:
-          throw new UploadError("PROTOCOL", this.#entry?.path ?? "", "a request with no start, data, end or batch");
+          throw new UploadError(
+            "PROTOCOL",
+            this.#entry?.path ?? "",
+            "a request with no start, data or end, and no batch",
+          );
       }
     } catch (error) {
       const path = this.#entry?.path ?? "";
