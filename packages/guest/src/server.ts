@@ -6,6 +6,8 @@ import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
 import { createExecHandler } from "./exec-service.js";
 import { addHealthService } from "./health-service.js";
+import { logHttp2SessionErrors } from "./http2-session-log.js";
+import { allowStreamResets } from "./http2-stream-resets.js";
 import { widenHttp2Windows } from "./http2-window.js";
 import { grpcBindTarget, isLoopbackHost, type ListenAddress } from "./listen-address.js";
 import { addReflection } from "./reflection.js";
@@ -46,6 +48,9 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
   });
   // Uploads arrive at the speed of the window the agent grants (see http2-window.ts).
   widenHttp2Windows(server, HTTP2_WINDOW_BYTES);
+  // A host cancels calls as part of its work; see http2-stream-resets.ts.
+  allowStreamResets(server);
+  logHttp2SessionErrors(server);
   const commands = new RunningCommands();
   server.addService(
     guestServiceDefinition as unknown as grpc.ServiceDefinition,
