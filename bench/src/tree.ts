@@ -4,7 +4,7 @@ import { readdir, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { GuestClient } from "@guestkit/host";
 import type { OpenSsh } from "./openssh.js";
-import { type Measurement, measured, skipped, timeEach } from "./stats.js";
+import { type Measurement, measured, since, skipped } from "./stats.js";
 import type { Workspace } from "./workspace.js";
 
 /** What the tree section needs. */
@@ -29,23 +29,26 @@ export async function measureTree(setup: TreeSetup): Promise<Measurement[]> {
   const down = join(workspace.host, "tree-down");
   const seconds = (ms: number[]) => ms.map((value) => value / 1000);
   const rows: Measurement[] = [];
-  const checked = (dir: string, fn: () => Promise<unknown>) => async () => {
-    await fn();
-    const count = await countFiles(dir);
-    if (count !== files) throw new Error(`${dir}: ${count} files, expected ${files}`);
-    await rm(dir, { recursive: true, force: true });
+  // Only the transfer is timed: counting what arrived and removing it (a recursive
+  // readdir and an rm of the whole tree, about as long as a transfer) come after the clock.
+  const timeTransfers = async (reps: number, dir: string, fn: () => Promise<unknown>): Promise<number[]> => {
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const start = performance.now();
+      await fn();
+      times.push(since(start));
+      const count = await countFiles(dir);
+      if (count !== files) throw new Error(`${dir}: ${count} files, expected ${files}`);
+      await rm(dir, { recursive: true, force: true });
+    }
+    return times;
   };
   rows.push(
     measured(
       to,
       "guestkit copyTo",
       "s",
-      seconds(
-        await timeEach(
-          setup.reps,
-          checked(up, () => client.copyTo(hostTree, up)),
-        ),
-      ),
+      seconds(await timeTransfers(setup.reps, up, () => client.copyTo(hostTree, up))),
     ),
   );
   rows.push(
@@ -53,12 +56,7 @@ export async function measureTree(setup: TreeSetup): Promise<Measurement[]> {
       from,
       "guestkit copyFrom",
       "s",
-      seconds(
-        await timeEach(
-          setup.reps,
-          checked(down, () => client.copyFrom(guestTree, down)),
-        ),
-      ),
+      seconds(await timeTransfers(setup.reps, down, () => client.copyFrom(guestTree, down))),
     ),
   );
   if (ssh instanceof Error) {
@@ -70,32 +68,16 @@ export async function measureTree(setup: TreeSetup): Promise<Measurement[]> {
   const tarUp = `mkdir -p ${quote(up)} && tar c -C ${quote(dirname(hostTree))} ${quote(basename(hostTree))} | ssh ${sshLine} ${quote(`tar x -C ${quote(up)}`)}`;
   const tarDown = `mkdir -p ${quote(down)} && ssh ${sshLine} ${quote(`tar c -C ${quote(dirname(guestTree))} ${quote(basename(guestTree))}`)} | tar x -C ${quote(down)}`;
   rows.push(
-    measured(
-      to,
-      "tar c | ssh host tar x",
-      "s",
-      seconds(
-        await timeEach(
-          setup.reps,
-          checked(up, () => shell(tarUp)),
-        ),
-      ),
-      {
-        note: "ControlMaster connection",
-      },
-    ),
+    measured(to, "tar c | ssh host tar x", "s", seconds(await timeTransfers(setup.reps, up, () => shell(tarUp))), {
+      note: "ControlMaster connection",
+    }),
   );
   rows.push(
     measured(
       from,
       "ssh host tar c | tar x",
       "s",
-      seconds(
-        await timeEach(
-          setup.reps,
-          checked(down, () => shell(tarDown)),
-        ),
-      ),
+      seconds(await timeTransfers(setup.reps, down, () => shell(tarDown))),
       {
         note: "ControlMaster connection",
       },
