@@ -2,7 +2,10 @@
 // flow control is per stream and per connection; a connection window that stops being
 // replenished stalls every call on the connection at once, until keepalive gives up on
 // it. Twenty workers each run copyTo then copyFrom of the same file, over and over, for
-// a bounded time: every round trip must come back intact and none may stall.
+// a bounded time: every round trip must come back intact and none may stall. The host
+// also resets the stream of most copy-froms (it cancels once the final `end` is in), over
+// a hundred a second here: the agent must not take that for an attack and close the
+// connection (it did, after about 2,660 round trips: see stream-resets.test.ts).
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

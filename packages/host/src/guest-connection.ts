@@ -283,11 +283,16 @@ export class GuestConnection {
       "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
       // The window this side grants the agent stays at HTTP/2's 64 KiB default on purpose.
-      // `grpc-node.flow_control_window` (8 MiB) made downloads faster (bench/: copyFrom of
-      // 256 MiB 118 -> 179 MiB/s) but froze a connection carrying uploads and downloads at
-      // once: both Node sessions stop reading while their own write is pending, and with a
-      // connection window larger than the sockets buffer they block each other until
-      // keepalive drops the connection (tests/reliability/concurrent-copies.test.ts).
+      // A Node HTTP/2 session stops reading its socket while one of its writes is pending
+      // (node_http2.cc, Http2Session::MaybeStopReading). The agent grants an 8 MiB window
+      // for uploads; had the host granted the same for downloads, both sides could queue
+      // more than the socket buffers hold, each then waits for the other to read, and the
+      // connection froze until keepalive dropped it: both directions of the Unix socket
+      // full and still (tests/reliability/simultaneous-transfers.test.ts froze in its
+      // first round). With 64 KiB the agent's queued output always fits in the socket, so
+      // its writes finish and it reads again. A host socket that reads ahead into memory
+      // (a Duplex in front of the socket) made 8 MiB safe, but node:http2 then moves every
+      // byte through JavaScript, and copyFrom measured no faster than at 64 KiB.
       "grpc.keepalive_time_ms": this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
       "grpc.keepalive_timeout_ms": this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       // Pings while idle too: a connection kept across a VM's death is found dead before
