@@ -1,10 +1,12 @@
 // Turns a protobuf-es GenService into what grpc-js needs (protobuf-es v2 has no
 // maintained grpc-js generator). Everything is derived from the generated descriptor,
 // so the contract has one source: proto/guest/guest.proto.
-import { fromBinary, type MessageShape } from "@bufbuild/protobuf";
+import type { MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import * as grpc from "@grpc/grpc-js";
+import { createMessageDeserializer } from "./bounded-decode.js";
 import { createMessageSerializer } from "./bytes-message-encoding.js";
+import { MAX_BATCH_ENTRIES } from "./limits.js";
 
 type In<M extends GenServiceMethods[string]> = MessageShape<M["input"]>;
 type Out<M extends GenServiceMethods[string]> = MessageShape<M["output"]>;
@@ -52,6 +54,9 @@ export type GrpcClient<S extends GenServiceMethods> = grpc.Client & {
           ) => grpc.ClientDuplexStream<In<S[K]>, Out<S[K]>>;
 };
 
+/** Entries of one batch message that are decoded at all (see createMessageDeserializer). */
+export const DECODED_ENTRIES_LIMIT = 4 * MAX_BATCH_ENTRIES;
+
 /** Builds the grpc-js definition of a generated service. */
 export function createGrpcServiceDefinition<S extends GenServiceMethods>(
   service: GenService<S>,
@@ -65,15 +70,21 @@ export function createGrpcServiceDefinition<S extends GenServiceMethods>(
     // into its frame at once) into a reused buffer; see bytes-message-encoding.ts.
     const serializeRequest = createMessageSerializer(input);
     const serializeResponse = createMessageSerializer(output, { reuseBuffer: true });
+    // Both sides decode with bounds (bounded-decode.ts). The bound is a memory guard set
+    // above the protocol's own limit, so that a batch just over MAX_BATCH_ENTRIES still
+    // reaches the receiver's check and gets its precise, in-band error; only a flood far
+    // beyond it is cut here, as a failed call.
+    const deserializeRequest = createMessageDeserializer(input, DECODED_ENTRIES_LIMIT);
+    const deserializeResponse = createMessageDeserializer(output, DECODED_ENTRIES_LIMIT);
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       originalName: method.name,
       requestSerialize: (message) => serializeRequest(message as MessageShape<typeof input>),
-      requestDeserialize: (bytes: Buffer) => fromBinary(input, bytes),
+      requestDeserialize: (bytes: Buffer) => deserializeRequest(bytes),
       responseSerialize: (message) => serializeResponse(message as MessageShape<typeof output>),
-      responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
+      responseDeserialize: (bytes: Buffer) => deserializeResponse(bytes),
     };
   }
   return definition as GrpcServiceDefinition<S>;

@@ -5,6 +5,7 @@ export * from "./gen/health/v1/health_pb.js";
 export {
   createGrpcClientConstructor,
   createGrpcServiceDefinition,
+  DECODED_ENTRIES_LIMIT,
   type GrpcClient,
   type GrpcServerHandlers,
   type GrpcServiceDefinition,

@@ -19,6 +19,7 @@ import {
   type CopyFromGuestRequest,
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
+  DECODED_ENTRIES_LIMIT,
   guestServiceDefinition,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
@@ -64,6 +65,7 @@ export const HOSTILE_SCENARIOS = {
     "a batch: `root`, `root/sub`, a symlink `root/a -> sub` (a harmless target), then a file `root/a/evil` through it",
   "batch-large-file": "a batch: `root`, then a file `root/f` of SMALL_FILE_BYTES + 1 with all its data",
   "batch-too-many": "a batch of `root` and MAX_BATCH_ENTRIES empty files",
+  "batch-flood": "a batch of DECODED_ENTRIES_LIMIT + 1 empty files: more than the host decodes at all",
   "batch-too-big": "a batch: `root`, then files of SMALL_FILE_BYTES each, MAX_BATCH_BYTES of data and more",
   "batch-in-entry": "a header for a file `root` of 4 bytes, then a batch before its data and `end`",
   "batch-dir-data": "a batch: a directory `root` with 4 bytes of data",
@@ -284,6 +286,11 @@ function* script(config: ServeConfig): Generator<Message> {
     case "batch-too-many": {
       const items: BatchItem[] = Array.from({ length: MAX_BATCH_ENTRIES }, (_, i) => [`root/f${i}`]);
       yield* [batch(["root", DIR], ...items), end(true)];
+      return;
+    }
+    case "batch-flood": {
+      const items: BatchItem[] = Array.from({ length: DECODED_ENTRIES_LIMIT + 1 }, (_, i) => [`root/f${i}`]);
+      yield* [batch(...items), end(true)];
       return;
     }
     case "batch-too-big": {
