@@ -76,6 +76,13 @@ export async function copyFrom(
   );
   const onAbort = () => call.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });
+  let callEnded = false;
+  call.on("status", () => {
+    callEnded = true;
+  });
+  // Whatever the call reports once this function is done with it.
+  call.on("error", () => {});
+  let succeeded = false;
 
   const skipped = new SkippedList();
   let bytes = 0;
@@ -154,13 +161,15 @@ export async function copyFrom(
       entries = writer.entriesCompleted;
       progress();
     }
+    succeeded = true;
   } catch (error) {
     await writer.discard();
     throw incomplete(error, signal, writer.entriesCompleted, bytes);
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    // Past the final `end` nothing more is wanted; on failure this stops the guest sending.
-    call.cancel();
+    if (succeeded) settleFinishedCall(call, () => callEnded);
+    // On failure this stops the guest sending.
+    else call.cancel();
   }
   return {
     bytes: bytes - droppedBytes,
@@ -170,6 +179,23 @@ export async function copyFrom(
     partial: partial || skipped.count > 0,
   };
 }
+
+/**
+ * After the final `end` the call's status is on its way. Cancelling then would send an
+ * RST_STREAM whenever it has not arrived yet, and servers count those: nghttp2 and
+ * grpc-go close a connection that resets streams faster than a rapid-reset guard allows
+ * (about 1,000 at once, then 33 a second), which a host copying many trees hit. So a
+ * finished call is cancelled only if its status does not follow within SETTLE_MS (a
+ * guest that keeps the stream open after `end`).
+ */
+function settleFinishedCall(call: grpc.ClientReadableStream<CopyFromGuestResponse>, ended: () => boolean): void {
+  if (ended()) return;
+  const timer = setTimeout(() => call.cancel(), SETTLE_MS);
+  timer.unref();
+  call.once("status", () => clearTimeout(timer));
+}
+
+const SETTLE_MS = 1000;
 
 /** Refuses a batch beyond the bounds any sender keeps to; its entries are checked one by one after. */
 function checkBatch(batch: CopyFromGuestBatch): void {
