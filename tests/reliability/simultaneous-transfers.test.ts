@@ -2,8 +2,9 @@
 // stops reading its socket while one of its own writes is pending; if each side may
 // queue more than the socket buffers hold (an 8 MiB window granted both ways), each waits
 // for the other to read and the connection freezes until keepalive drops it. It did, in
-// the first round of this test, when the host granted 8 MiB for downloads; the host's
-// window stays at 64 KiB for that reason (packages/host/src/guest-connection.ts).
+// the first round of this test when the host granted 8 MiB for downloads, and with 256
+// KiB; the host's window stays at 128 KiB for that reason (HOST_HTTP2_WINDOW_BYTES in
+// packages/protocol/src/limits.ts).
 // Every transfer must complete intact.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -20,7 +20,13 @@
 //   connections are spliced to dial() (dial-bridge.ts).
 import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { createGrpcClientConstructor, GuestServiceClient, Health, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
+import {
+  createGrpcClientConstructor,
+  GuestServiceClient,
+  Health,
+  HOST_HTTP2_WINDOW_BYTES,
+  MAX_MESSAGE_BYTES,
+} from "@guestkit/protocol";
 import { capTimeouts, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
@@ -282,17 +288,12 @@ export class GuestConnection {
     return {
       "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-      // The window this side grants the agent stays at HTTP/2's 64 KiB default on purpose.
-      // A Node HTTP/2 session stops reading its socket while one of its writes is pending
-      // (node_http2.cc, Http2Session::MaybeStopReading). The agent grants an 8 MiB window
-      // for uploads; had the host granted the same for downloads, both sides could queue
-      // more than the socket buffers hold, each then waits for the other to read, and the
-      // connection froze until keepalive dropped it: both directions of the Unix socket
-      // full and still (tests/reliability/simultaneous-transfers.test.ts froze in its
-      // first round). With 64 KiB the agent's queued output always fits in the socket, so
-      // its writes finish and it reads again. A host socket that reads ahead into memory
-      // (a Duplex in front of the socket) made 8 MiB safe, but node:http2 then moves every
-      // byte through JavaScript, and copyFrom measured no faster than at 64 KiB.
+      // The window this side grants the agent: twice HTTP/2's 64 KiB default, and small
+      // enough that the connection cannot freeze (see HOST_HTTP2_WINDOW_BYTES). A host
+      // socket that reads ahead into memory (a Duplex in front of the socket) made 8 MiB
+      // safe, but node:http2 then moves every byte through JavaScript, and copyFrom
+      // measured no faster.
+      "grpc-node.flow_control_window": HOST_HTTP2_WINDOW_BYTES,
       "grpc.keepalive_time_ms": this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
       "grpc.keepalive_timeout_ms": this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
       // Pings while idle too: a connection kept across a VM's death is found dead before

@@ -23,6 +23,22 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const HTTP2_WINDOW_BYTES = 8 * 1024 * 1024;
 
 /**
+ * The HTTP/2 window (per stream and for the connection) the host client grants the
+ * agent, for command output and downloads. It must stay below what the socket between
+ * them holds (a Linux Unix socket: about 208 KiB, net.core.wmem_default; vsock's buffer
+ * is 256 KiB): a Node HTTP/2 session stops reading its socket while one of its writes is
+ * pending (node_http2.cc, Http2Session::MaybeStopReading), so if both sides may queue
+ * more than the socket holds, each can wait for the other to read and the connection
+ * freezes. The agent's 8 MiB window (uploads, stdin) takes one direction past that
+ * size; this one keeps the agent's queued output small enough that its writes always
+ * finish and it reads again. Measured on one connection carrying both: 256 KiB froze
+ * tests/reliability/simultaneous-transfers.test.ts and concurrent-copies.test.ts
+ * (2 of 2 runs), 128 KiB passed. Against the 64 KiB default, 128 KiB moved stdout
+ * streaming from about 200 to 245 MiB/s and copyFrom from 220 to 265 MiB/s.
+ */
+export const HOST_HTTP2_WINDOW_BYTES = 128 * 1024;
+
+/**
  * Files up to this size travel whole: read, held and written in one go with synchronous
  * calls on both sides (one event-loop turn per file instead of a thread-pool round trip
  * per system call), which is what makes trees of many small files fast.
