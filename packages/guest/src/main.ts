@@ -6,6 +6,9 @@ import { logError, logInfo, setQuiet } from "./log.js";
 import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 import { createAgentServer } from "./server.js";
 
+/** How long a stop may take before the agent exits with connections still open. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
 const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet]
 
 Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
@@ -45,6 +48,15 @@ async function main(): Promise<number> {
     if (stopping) return;
     stopping = true;
     logInfo(`${signal}: stopping (ending ${agent.commands.size} running command(s))`);
+    // A connection whose host stopped reading leaves its HTTP/2 session with a write that
+    // never finishes, and Node's teardown of that session waits for it: the server's
+    // shutdown would then never complete (tests/reliability/stalled-host-shutdown.test.ts).
+    // By the deadline the commands have been ended (TERM, then KILL after 2 s), so what
+    // is left is connections, and exiting closes them.
+    setTimeout(() => {
+      logError(`shutdown: connections still open after ${SHUTDOWN_DEADLINE_MS} ms; exiting anyway`);
+      process.exit(0);
+    }, SHUTDOWN_DEADLINE_MS).unref();
     agent.shutdown().then(
       () => process.exit(0),
       (error: unknown) => {
