@@ -282,6 +282,17 @@ describe("environment, cwd and user", () => {
     expect(result.exit?.startError).toContain("permission denied");
   });
 
+  it("runs an executable script without a #! line with /bin/sh, as execvp does", async () => {
+    // execve refuses it (ENOEXEC); posix_spawn reports that, and the agent falls back to
+    // Node's spawn, whose execvp hands the file to /bin/sh.
+    const file = join(dir, "no-shebang");
+    writeFileSync(file, 'echo "ran as $0"\n');
+    chmodSync(file, 0o755);
+    const result = await runExec(env.client, { command: [file] });
+    expect(result.exit).toMatchObject({ code: 0, startFailed: false });
+    expect(text(result.stdout)).toBe(`ran as ${file}\n`);
+  });
+
   it("refuses a program the user may not execute with 126", async () => {
     const file = join(dir, "root-only.sh");
     writeFileSync(file, "#!/bin/sh\necho ran\n");
