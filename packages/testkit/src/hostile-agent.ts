@@ -6,7 +6,6 @@
 //
 // This file is both the library side (startHostileAgent) and the server process: run
 // as a script, it serves the scenario given as JSON in argv[2].
-import type { ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,7 +25,7 @@ import {
   MAX_MESSAGE_BYTES,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
-import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
+import { announceWhenBound, type RunningScriptAgent, runIfMain, startScriptAgent } from "./script-agent.js";
 
 /** The attacks, by name; each one's description says what it sends. */
 export const HOSTILE_SCENARIOS = {
@@ -87,13 +86,7 @@ export interface HostileAgentOptions {
 }
 
 /** A running hostile agent. */
-export interface HostileAgent {
-  readonly socketPath: string;
-  readonly pid: number;
-  readonly process: ChildProcess;
-  /** Kills the agent, waits for it to exit and removes its temp dir. */
-  stop(): Promise<void>;
-}
+export type HostileAgent = RunningScriptAgent;
 
 /** Path of this module, which is also the hostile agent's script. */
 const SCRIPT = fileURLToPath(import.meta.url);

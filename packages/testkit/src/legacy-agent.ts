@@ -7,7 +7,6 @@
 //
 // This file is both the library side (startLegacyAgent) and the server process: run as a
 // script, it serves with the config given as JSON in argv[2].
-import type { ChildProcess } from "node:child_process";
 import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -24,16 +23,10 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
+import { announceWhenBound, type RunningScriptAgent, runIfMain, startScriptAgent } from "./script-agent.js";
 
 /** A running legacy agent. */
-export interface LegacyAgent {
-  readonly socketPath: string;
-  readonly pid: number;
-  readonly process: ChildProcess;
-  /** Kills the agent, waits for it to exit and removes its temp dir. */
-  stop(): Promise<void>;
-}
+export type LegacyAgent = RunningScriptAgent;
 
 const SCRIPT = fileURLToPath(import.meta.url);
 

@@ -5,7 +5,6 @@
 //
 // This file is both the library side (startRogueAgent) and the server process: run as a
 // script, it serves the scenario given as JSON in argv[2].
-import type { ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +28,7 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { announceWhenBound, runIfMain, startScriptAgent } from "./script-agent.js";
+import { announceWhenBound, type RunningScriptAgent, runIfMain, startScriptAgent } from "./script-agent.js";
 
 /** The misdeeds, by name; each one's description says what the agent does. */
 export const ROGUE_SCENARIOS = {
@@ -59,13 +58,7 @@ export interface RogueAgentOptions {
 }
 
 /** A running rogue agent. */
-export interface RogueAgent {
-  readonly socketPath: string;
-  readonly pid: number;
-  readonly process: ChildProcess;
-  /** Kills the agent, waits for it to exit and removes its temp dir. */
-  stop(): Promise<void>;
-}
+export type RogueAgent = RunningScriptAgent;
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;

@@ -6,6 +6,15 @@ import { resolve } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { stopChild } from "./stop-child.js";
 
+/** What the start function of each script agent (hostile, rogue, legacy) resolves to. */
+export interface RunningScriptAgent {
+  readonly socketPath: string;
+  readonly pid: number;
+  readonly process: ChildProcess;
+  /** Kills the agent, waits for it to exit and removes its temp dir. */
+  stop(): Promise<void>;
+}
+
 /** A started script agent. */
 export interface ScriptAgent {
   readonly child: ChildProcess;
