@@ -12,6 +12,9 @@ export function logHttp2SessionErrors(server: grpc.Server): boolean {
     purpose: "logging of HTTP/2 connection errors",
     created(http2Server) {
       http2Server.on("sessionError", (error: Error & { code?: string }) => {
+        // A peer that went away (a readiness probe that connects and hangs up, a host
+        // that was killed) is routine, not a failure of the connection.
+        if (error.code === "ECONNRESET" || error.code === "EPIPE") return;
         logError(`an HTTP/2 connection failed: ${error.message}${error.code ? ` (${error.code})` : ""}`);
       });
     },
