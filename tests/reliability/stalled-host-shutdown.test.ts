@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type AgentProcess, startAgent } from "@guestkit/testkit";
+import { type AgentProcess, encodeRequest, grpcFrame, startAgent } from "@guestkit/testkit";
 import { afterEach, expect, it } from "vitest";
 
 const work = mkdtempSync(join(tmpdir(), "stalled-host-"));
@@ -23,16 +23,6 @@ afterEach(async () => {
   await agent?.stop();
   rmSync(work, { recursive: true, force: true });
 });
-
-// ExecRequest{start: ExecStart{command: argv}} by hand: field 1, length-delimited, both levels.
-function execStart(argv: string[]): Buffer {
-  const field = (bytes: Buffer) => Buffer.concat([Buffer.from([0x0a, bytes.length]), bytes]);
-  const inner = Buffer.concat(argv.map((arg) => field(Buffer.from(arg))));
-  const message = field(inner);
-  const frame = Buffer.alloc(5);
-  frame.writeUInt32BE(message.length, 1);
-  return Buffer.concat([frame, message]);
-}
 
 const HOST_SCRIPT = `
 import http2 from "node:http2";
@@ -58,7 +48,10 @@ it("SIGTERM stops the agent while a host has stopped reading a download", async 
   agent = await startAgent();
   const script = join(work, "stalled-host.mjs");
   writeFileSync(script, HOST_SCRIPT);
-  const request = execStart(["sh", "-c", "while :; do cat /dev/zero; done"]).toString("base64");
+  const command = ["sh", "-c", "while :; do cat /dev/zero; done"];
+  const request = grpcFrame(encodeRequest("exec", { request: { case: "start", value: { command } } })).toString(
+    "base64",
+  );
   host = spawn(process.execPath, [script, agent.socketPath, request], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     host?.stdout?.on("data", (text: Buffer) => {

@@ -25,7 +25,13 @@ import {
   MAX_MESSAGE_BYTES,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
-import { announceWhenBound, type RunningScriptAgent, runIfMain, startScriptAgent } from "./script-agent.js";
+import {
+  announceWhenBound,
+  type RunningScriptAgent,
+  runIfMain,
+  sendWhenWritable,
+  startScriptAgent,
+} from "./script-agent.js";
 
 /** The attacks, by name; each one's description says what it sends. */
 export const HOSTILE_SCENARIOS = {
@@ -102,13 +108,7 @@ export async function startHostileAgent(options: HostileAgentOptions): Promise<H
     count: options.count ?? 1_000_000,
     chunkSize: options.chunkSize ?? CHUNK_SIZE,
   };
-  const agent = await startScriptAgent("hostile agent", SCRIPT, config, dir);
-  return {
-    socketPath,
-    pid: agent.child.pid as number,
-    process: agent.child,
-    stop: agent.stop,
-  };
+  return startScriptAgent("hostile agent", SCRIPT, config, dir);
 }
 
 interface ServeConfig {
@@ -313,24 +313,6 @@ function* script(config: ServeConfig): Generator<Message> {
   }
 }
 
-/** Writes with backpressure; false once the host has cancelled. */
-async function send(call: grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>, message: Message) {
-  if (call.cancelled) return false;
-  if (call.write(create(CopyFromGuestResponseSchema, message))) return true;
-  await new Promise<void>((done) => {
-    const finish = () => {
-      call.off("drain", finish);
-      call.off("cancelled", finish);
-      call.off("close", finish);
-      done();
-    };
-    call.on("drain", finish);
-    call.on("cancelled", finish);
-    call.on("close", finish);
-  });
-  return !call.cancelled;
-}
-
 async function serve(config: ServeConfig): Promise<void> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
@@ -341,7 +323,7 @@ async function serve(config: ServeConfig): Promise<void> {
   const copyFromGuest = async (call: grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>) => {
     call.on("error", () => undefined);
     for (const message of script(config)) {
-      if (!(await send(call, message))) return;
+      if (!(await sendWhenWritable(call, create(CopyFromGuestResponseSchema, message)))) return;
     }
     call.end();
   };

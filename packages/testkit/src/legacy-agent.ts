@@ -35,8 +35,7 @@ export async function startLegacyAgent(): Promise<LegacyAgent> {
   const dir = mkdtempSync(join(tmpdir(), "guestkit-legacy-"));
   const socketPath = join(dir, "agent.sock");
   const config: ServeConfig = { socketPath };
-  const agent = await startScriptAgent("legacy agent", SCRIPT, config, dir);
-  return { socketPath, pid: agent.child.pid as number, process: agent.child, stop: agent.stop };
+  return startScriptAgent("legacy agent", SCRIPT, config, dir);
 }
 
 interface ServeConfig {

@@ -28,7 +28,13 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { announceWhenBound, type RunningScriptAgent, runIfMain, startScriptAgent } from "./script-agent.js";
+import {
+  announceWhenBound,
+  type RunningScriptAgent,
+  runIfMain,
+  sendWhenWritable,
+  startScriptAgent,
+} from "./script-agent.js";
 
 /** The misdeeds, by name; each one's description says what the agent does. */
 export const ROGUE_SCENARIOS = {
@@ -68,13 +74,7 @@ export async function startRogueAgent(options: RogueAgentOptions): Promise<Rogue
   const dir = mkdtempSync(join(tmpdir(), "guestkit-rogue-"));
   const socketPath = join(dir, "agent.sock");
   const config: ServeConfig = { socketPath, scenario: options.scenario, depth: options.depth ?? 5000 };
-  const agent = await startScriptAgent("rogue agent", SCRIPT, config, dir);
-  return {
-    socketPath,
-    pid: agent.child.pid as number,
-    process: agent.child,
-    stop: agent.stop,
-  };
+  return startScriptAgent("rogue agent", SCRIPT, config, dir);
 }
 
 interface ServeConfig {
@@ -85,24 +85,6 @@ interface ServeConfig {
 
 type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
 type CopyFromCall = grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>;
-
-/** Writes with backpressure; false once the host has gone. */
-async function send<T>(call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>, message: T) {
-  if (call.cancelled) return false;
-  if (call.write(message)) return true;
-  await new Promise<void>((done) => {
-    const finish = () => {
-      call.off("drain", finish);
-      call.off("cancelled", finish);
-      call.off("close", finish);
-      done();
-    };
-    call.on("drain", finish);
-    call.on("cancelled", finish);
-    call.on("close", finish);
-  });
-  return !call.cancelled;
-}
 
 type ExecResponseInit = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;
 type CopyFromResponseInit = NonNullable<MessageInitShape<typeof CopyFromGuestResponseSchema>["response"]>;
@@ -122,34 +104,37 @@ async function exec(config: ServeConfig, call: ExecCall): Promise<void> {
   const started = execResponse({ case: "started", value: { pid: 4242 } });
   switch (config.scenario) {
     case "exec-endless-output": {
-      await send(call, started);
+      await sendWhenWritable(call, started);
       const chunk = Buffer.alloc(256 * 1024, 0x78);
-      while (await send(call, execResponse({ case: "stdout", value: chunk })));
+      while (await sendWhenWritable(call, execResponse({ case: "stdout", value: chunk })));
       return;
     }
     case "exec-no-exit-code":
-      await send(call, started);
-      await send(call, execResponse({ case: "stdout", value: Buffer.from("partial output\n") }));
+      await sendWhenWritable(call, started);
+      await sendWhenWritable(call, execResponse({ case: "stdout", value: Buffer.from("partial output\n") }));
       call.end();
       return;
     case "exec-giant-texts":
-      await send(
+      await sendWhenWritable(
         call,
         execResponse({
           case: "exit",
           value: { code: 126, startFailed: true, startError: "e".repeat(14 * MiB), signal: "S".repeat(MiB) },
         }),
       );
-      await send(call, execResponse({ case: "exitCode", value: 126 }));
+      await sendWhenWritable(call, execResponse({ case: "exitCode", value: 126 }));
       call.end();
       return;
     case "exec-oversized-message":
-      await send(call, started);
-      await send(call, execResponse({ case: "stdout", value: Buffer.alloc(MAX_MESSAGE_BYTES + 1024, 0x79) }));
+      await sendWhenWritable(call, started);
+      await sendWhenWritable(
+        call,
+        execResponse({ case: "stdout", value: Buffer.alloc(MAX_MESSAGE_BYTES + 1024, 0x79) }),
+      );
       call.end();
       return;
     case "exec-silent":
-      await send(call, started);
+      await sendWhenWritable(call, started);
       return;
     default:
       call.end();
@@ -243,7 +228,7 @@ async function copyFromGuest(config: ServeConfig, call: CopyFromCall): Promise<v
         yield endOf(true);
     }
   })();
-  for (const message of script) if (!(await send(call, message))) return;
+  for (const message of script) if (!(await sendWhenWritable(call, message))) return;
   call.end();
 }
 

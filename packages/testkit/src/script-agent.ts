@@ -15,23 +15,17 @@ export interface RunningScriptAgent {
   stop(): Promise<void>;
 }
 
-/** A started script agent. */
-export interface ScriptAgent {
-  readonly child: ChildProcess;
-  /** SIGKILL, wait for the exit, remove `dir`. */
-  stop(): Promise<void>;
-}
-
 /**
- * Runs `node SCRIPT CONFIG_JSON` and resolves once the script prints "ready" on stdout.
- * On failure (exit, 15 s without "ready") the process is killed and `dir` removed.
+ * Runs `node SCRIPT CONFIG_JSON` and resolves once the script prints "ready" on stdout;
+ * `stop` then SIGKILLs it, waits for the exit and removes `dir`. On failure (exit, 15 s
+ * without "ready") the process is killed and `dir` removed.
  */
 export async function startScriptAgent(
   label: string,
   script: string,
-  config: object,
+  config: { socketPath: string },
   dir: string,
-): Promise<ScriptAgent> {
+): Promise<RunningScriptAgent> {
   const child = spawn(process.execPath, [script, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.setEncoding("utf8");
@@ -58,7 +52,33 @@ export async function startScriptAgent(
     await stopChild(child, exited, "SIGKILL", dir);
     throw error;
   }
-  return { child, stop: () => stopChild(child, exited, "SIGKILL", dir) };
+  return {
+    socketPath: config.socketPath,
+    pid: child.pid as number,
+    process: child,
+    stop: () => stopChild(child, exited, "SIGKILL", dir),
+  };
+}
+
+/** The script side: writes `message` with backpressure; false once the host has gone. */
+export async function sendWhenWritable<T>(
+  call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>,
+  message: T,
+): Promise<boolean> {
+  if (call.cancelled) return false;
+  if (call.write(message)) return true;
+  await new Promise<void>((done) => {
+    const finish = () => {
+      call.off("drain", finish);
+      call.off("cancelled", finish);
+      call.off("close", finish);
+      done();
+    };
+    call.on("drain", finish);
+    call.on("cancelled", finish);
+    call.on("close", finish);
+  });
+  return !call.cancelled;
 }
 
 /** The script side: binds `server` on `socketPath`, then tells the parent it is ready. */
