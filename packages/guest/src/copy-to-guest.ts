@@ -1,9 +1,7 @@
 // CopyToGuest: receives files, directories and symlinks and commits each one atomically.
 import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import {
-  COPY_BATCH_METADATA_KEY,
-  COPY_BATCH_METADATA_VALUE,
   type CopyToGuestRequest,
   type CopyToGuestResponse,
   CopyToGuestResponseSchema,
@@ -19,8 +17,8 @@ import { UploadError, UploadSession } from "./upload-session.js";
  * hosts send one entry per stream; a stream may also carry many entries one after
  * another (start, data..., end, start, ...), which is how a tree travels without a
  * round trip per file. A guestkit client packs many whole small entries into one
- * `batch` message once it has seen the header this handler sends when the call starts
- * (COPY_BATCH_METADATA_KEY); each of them is handled exactly like start, data, end.
+ * `batch` message, as the agent announces (the `copy-batch` capability); each of them is
+ * handled exactly like start, data, end.
  *
  * Each entry takes effect when its `end` arrives. A file is written to
  * `.NAME.guestkit-RANDOM` in the target directory, fsynced, given owner (chown before
@@ -44,17 +42,11 @@ import { UploadError, UploadSession } from "./upload-session.js";
  * is treated the same way, except that nobody is left to answer.
  */
 export const handleCopyToGuest: GuestServiceHandlers["copyToGuest"] = (call, callback) => {
-  call.sendMetadata(batchAnnouncement.clone());
   receiveUpload(call).then(
     (response) => callback(null, response),
     (error: unknown) => callback(grpcErrorFrom(error, "CopyToGuest")),
   );
 };
-
-// Sent at once, before any request is read, so the client learns it can send batches
-// while its first entries are still in flight; existing hosts ignore the header.
-const batchAnnouncement = new grpc.Metadata();
-batchAnnouncement.set(COPY_BATCH_METADATA_KEY, COPY_BATCH_METADATA_VALUE);
 
 async function receiveUpload(
   call: grpc.ServerReadableStream<CopyToGuestRequest, CopyToGuestResponse>,

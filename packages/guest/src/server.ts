@@ -2,6 +2,7 @@
 import { chmod, rm } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
+import { createCapabilityInterceptor } from "./capability-announcement.js";
 import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
 import { createExecHandler } from "./exec-service.js";
@@ -32,7 +33,8 @@ export interface AgentServer {
 
 // The agent serves a handful of hosts on a private channel: generous message limits
 // (bounded; see limits.ts) and keepalive pings accepted at any rate, so hosts can
-// notice a dead VM within seconds.
+// notice a dead VM within seconds (grpc-js servers enforce no ping policy; the agent
+// announces this as the `keepalive-pings` capability).
 const SERVER_OPTIONS: grpc.ServerOptions = {
   "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
   "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -44,7 +46,8 @@ const SERVER_OPTIONS: grpc.ServerOptions = {
 export function createAgentServer(options: AgentServerOptions = {}): AgentServer {
   const server = new grpc.Server({
     ...SERVER_OPTIONS,
-    ...(options.token ? { interceptors: [createTokenInterceptor(options.token)] } : {}),
+    // The capability header goes on every answer, refusals of a bad token included.
+    interceptors: [createCapabilityInterceptor(), ...(options.token ? [createTokenInterceptor(options.token)] : [])],
   });
   // Uploads arrive at the speed of the window the agent grants (see http2-window.ts).
   widenHttp2Windows(server, HTTP2_WINDOW_BYTES);

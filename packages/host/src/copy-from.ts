@@ -19,12 +19,12 @@
 import { realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import {
+  Capability,
   type CopyFromGuestBatch,
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
-  type GuestServiceClient,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   SMALL_FILE_BYTES,
@@ -33,7 +33,8 @@ import { abortedError, callError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { LocalTreeWriter } from "./copy-local-writer.js";
-import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
+import { type CopyOptions, type CopyResult, callMetadata, notifyProgress, SkippedList } from "./copy-types.js";
+import type { GuestChannel } from "./guest-connection.js";
 import { errnoOf } from "./guest-error.js";
 
 /** Options of copyFrom. */
@@ -50,7 +51,7 @@ export type CopyFromOptions = CopyOptions;
  * at the start.
  */
 export async function copyFrom(
-  client: GuestServiceClient,
+  channel: GuestChannel,
   guestPath: string,
   localPath: string,
   options: CopyFromOptions = {},
@@ -70,9 +71,13 @@ export async function copyFrom(
     preserveOwnership: options.preserveOwnership === true,
     keepSetuid: options.keepSetuid === true,
   });
-  const call = client.copyFromGuest(
-    create(CopyFromGuestRequestSchema, { path: source.path, followLinks: options.followLinks === true, batch: true }),
-    options.metadata ?? new grpc.Metadata(),
+  const call = channel.guest.copyFromGuest(
+    create(CopyFromGuestRequestSchema, {
+      path: source.path,
+      followLinks: options.followLinks === true,
+      batch: channel.has(Capability.COPY_BATCH),
+    }),
+    callMetadata(channel, options.metadata),
   );
   const onAbort = () => call.cancel();
   signal?.addEventListener("abort", onAbort, { once: true });

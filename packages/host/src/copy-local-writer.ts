@@ -126,10 +126,10 @@ export class LocalTreeWriter {
     if (header.isDir && header.isSymlink)
       throw protocol(header.path, "an entry cannot be both a directory and a symlink");
     const kind: EntryKind = header.isDir ? "dir" : header.isSymlink ? "symlink" : "file";
-    if (kind !== "file" && header.size !== 0n) {
-      throw protocol(header.path, `a ${kind === "dir" ? "directory" : "symlink"} cannot carry data`);
-    }
-    if (header.size < 0n) throw protocol(header.path, `negative size ${header.size}`);
+    // The size of a directory or symlink header means nothing and is never used: the
+    // existing Go agent puts the link's lstat size (its target's length) there. Data
+    // after such a header is refused by write() all the same.
+    if (kind === "file" && header.size < 0n) throw protocol(header.path, `negative size ${header.size}`);
     if (header.mtimeNanos > 999_999_999) throw protocol(header.path, `mtime_nanos out of range: ${header.mtimeNanos}`);
 
     if (this.rootName === undefined) return this.beginRoot(header, names, kind);

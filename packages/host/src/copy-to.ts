@@ -1,27 +1,29 @@
-// Upload: a local file or tree into the guest, over one CopyToGuest stream.
+// Upload: a local file or tree into the guest.
 //
-// The whole tree travels in one stream, entry after entry (start, data..., end), which
-// guestkit's agent accepts; a single file is one entry, which is also what the original
-// agent expects. Files are read CHUNK_SIZE at a time and the next chunk is read only
-// when the call accepts more, so memory stays flat whatever the size.
-//
-// Once the agent has announced batches (COPY_BATCH_METADATA_KEY in its response
-// headers, sent as the call starts), small files, directories and symlinks travel
-// whole, many to a `batch` message: one message instead of three through gRPC's
-// per-message machinery on both sides, which is most of a small file's cost. Until the
-// header arrives, and always against an agent that never sends it, every entry goes in
-// the original framing.
+// How entries travel depends on what the agent announced (capabilities.ts):
+// - `copy-multi-entry` (guestkit's agent): the whole tree in one CopyToGuest stream,
+//   entry after entry (start, data..., end). With `copy-batch` too, small files,
+//   directories and symlinks travel whole, many to a `batch` message: one message
+//   instead of three through gRPC's per-message machinery on both sides, which is most
+//   of a small file's cost. The answer must count every entry sent (entries_written).
+// - otherwise (the existing Go agent takes exactly ONE entry per stream, answers success
+//   after the first `end` and silently drops whatever follows): one stream per entry,
+//   a few at a time so trees stay fast, each answer checked on its own (success, and
+//   bytes_written equal to the file's size). A directory's stream is answered before any
+//   entry inside it is sent, since such an agent may not create parents. Symlinks cannot
+//   be expressed in the original fields: they are skipped and listed.
+// Files are read CHUNK_SIZE at a time and the next chunk is read only when the call
+// accepts more, so memory stays flat whatever the size.
 import type { BigIntStats } from "node:fs";
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { basename, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import {
   allocateBulkData,
+  Capability,
   CHUNK_SIZE,
-  COPY_BATCH_METADATA_KEY,
-  COPY_BATCH_METADATA_VALUE,
   type CopyToGuestBatchEntry,
   CopyToGuestBatchEntrySchema,
   type CopyToGuestRequest,
@@ -29,7 +31,6 @@ import {
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
-  type GuestServiceClient,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   SMALL_FILE_BYTES,
@@ -38,7 +39,8 @@ import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
-import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
+import { type CopyOptions, type CopyResult, callMetadata, notifyProgress, SkippedList } from "./copy-types.js";
+import type { GuestChannel } from "./guest-connection.js";
 import { errnoOf } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
@@ -54,6 +56,10 @@ const MAX_GUEST_CODE = 100;
 // How long the upload loop may run before it lets other work on the event loop in.
 const MAX_TURN_MS = 10;
 
+// Streams in flight at once against an agent that takes one entry per stream: enough to
+// hide the round trip of each answer, few enough that a failure stops the rest quickly.
+const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
+
 /**
  * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
  * with the `docker cp` destination rules (see placeCopy). `guestPath` must be absolute.
@@ -63,12 +69,14 @@ const MAX_TURN_MS = 10;
  * stay and the error says how many there were.
  */
 export async function copyTo(
-  client: GuestServiceClient,
+  channel: GuestChannel,
   localPath: string,
   guestPath: string,
   options: CopyToOptions = {},
 ): Promise<CopyResult> {
-  const { signal, metadata } = options;
+  const { signal } = options;
+  const client = channel.guest;
+  const metadata = callMetadata(channel, options.metadata);
   if (signal?.aborted) throw abortedError(signal);
   const source = parseSource(localPath);
   const destination = parseDestination(guestPath);
@@ -112,188 +120,234 @@ export async function copyTo(
         throw new CopyError("DESTINATION", `guest directory ${parent} does not exist`, { path: parent });
       }
     }
-    return await upload(client, first, walk, placement, basename(absSource), options);
+    const upload = channel.has(Capability.COPY_MULTI_ENTRY) ? uploadInOneStream : uploadStreamPerEntry;
+    return await upload(channel, { first, rest: walk, placement, rootName: basename(absSource), metadata }, options);
   } finally {
     await walk.return(undefined);
   }
 }
 
-async function upload(
-  client: GuestServiceClient,
-  first: LocalEntry,
-  rest: AsyncGenerator<LocalEntry>,
-  placement: Placement,
-  rootName: string,
-  options: CopyToOptions,
-): Promise<CopyResult> {
-  const { signal } = options;
-  const { target, mergeIntoExisting: skipRoot } = placement;
-  // Paths in progress, skips and errors name the root as CopyFromGuest headers do: "root/dir/file".
-  const displayPath = (entry: LocalEntry) => (entry.relPath === "" ? rootName : `${rootName}/${entry.relPath}`);
-  const skipped = new SkippedList();
-  let bytes = 0;
-  let entries = 0;
-  let currentPath = "";
-  let call: grpc.ClientWritableStream<CopyToGuestRequest> | undefined;
-  const response = new Promise<CopyToGuestResponse>((resolve, reject) => {
-    call = client.copyToGuest(options.metadata ?? new grpc.Metadata(), {}, (error, value) => {
-      if (error) reject(error);
-      else if (value) resolve(value);
-      else reject(new Error("no response"));
-    });
-  });
-  const stream = call as grpc.ClientWritableStream<CopyToGuestRequest>;
-  // Settles when the guest answers, which it may do early (a failure mid-stream).
-  let answered = false;
-  const answer = response.then(
-    () => {
-      answered = true;
-    },
-    () => {
-      answered = true;
-    },
-  );
-  const onAbort = () => stream.cancel();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  let batching = false;
-  stream.once("metadata", (headers: grpc.Metadata) => {
-    batching = headers.get(COPY_BATCH_METADATA_KEY)[0] === COPY_BATCH_METADATA_VALUE;
-  });
-  let batch: CopyToGuestBatchEntry[] = [];
-  let batchBytes = 0;
-  const progress = () => notifyProgress(options, { bytes, entries, path: currentPath });
+/** What both upload strategies are given. */
+interface UploadPlan {
+  readonly first: LocalEntry;
+  readonly rest: AsyncGenerator<LocalEntry>;
+  readonly placement: Placement;
+  readonly rootName: string;
+  readonly metadata: grpc.Metadata;
+}
 
-  const send = async (message: CopyToGuestRequest): Promise<void> => {
-    if (answered) throw new EarlyAnswer();
-    if (stream.write(message)) return;
+/** What happens to one entry, whichever way it travels. */
+type PreparedEntry =
+  | { kind: "skip" }
+  // A directory, a symlink or a small file read whole.
+  | { kind: "whole"; start: CopyToGuestStart; data: Uint8Array }
+  // A larger file, read chunk by chunk as the stream accepts them.
+  | { kind: "streamed"; start: CopyToGuestStart; chunks: AsyncGenerator<Uint8Array> };
+
+/**
+ * Reads what the walk found into what travels. Skips (listed in `skipped`) what cannot be
+ * read; throws a CopyError for the root or for a file that shrinks while it is read.
+ */
+class EntryReader {
+  readonly skipped = new SkippedList();
+  readonly #plan: UploadPlan;
+  readonly #options: CopyToOptions;
+  readonly #symlinks: boolean;
+  // Counted as the entries are sent, for progress and for the errors' counts.
+  bytesSent = 0;
+  currentPath = "";
+
+  constructor(plan: UploadPlan, options: CopyToOptions, symlinks: boolean) {
+    this.#plan = plan;
+    this.#options = options;
+    this.#symlinks = symlinks;
+  }
+
+  /** "root/dir/file", as CopyFromGuest headers name entries. */
+  displayPath(entry: LocalEntry): string {
+    return entry.relPath === "" ? this.#plan.rootName : `${this.#plan.rootName}/${entry.relPath}`;
+  }
+
+  progress(entries: number): void {
+    notifyProgress(this.#options, { bytes: this.bytesSent, entries, path: this.currentPath });
+  }
+
+  async prepare(entry: LocalEntry, entriesDone: number): Promise<PreparedEntry> {
+    const options = this.#options;
+    const { target, mergeIntoExisting: skipRoot } = this.#plan.placement;
+    if (entry.kind === "skipped") {
+      this.skipped.add({ path: this.displayPath(entry), reason: entry.reason, code: entry.code });
+      return { kind: "skip" };
+    }
+    if (skipRoot && entry.relPath === "") return { kind: "skip" };
+    const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
+    this.currentPath = this.displayPath(entry);
+    const follow = options.followLinks === true || entry.relPath === "";
+    const skip = (reason: string, code: string): PreparedEntry => {
+      if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${reason}`);
+      this.skipped.add({ path: this.currentPath, reason, code });
+      return { kind: "skip" };
+    };
+    const shrank = () =>
+      new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+        path: this.currentPath,
+        entriesCompleted: entriesDone,
+        bytesCompleted: this.bytesSent,
+      });
+    if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
+      const file = readSmallSource(entry, follow);
+      if ("skip" in file) return skip(file.skip.reason, file.skip.code);
+      if ("data" in file) {
+        if (file.data.length < file.stats.size) throw shrank();
+        return { kind: "whole", start: startOf(guestPath, file.stats, false, "", options), data: file.data };
+      }
+    }
+    if (entry.kind === "file") {
+      const file = await openSource(entry, follow);
+      if ("skip" in file) return skip(file.skip.reason, file.skip.code);
+      return {
+        kind: "streamed",
+        start: startOf(guestPath, file.stats, false, "", options),
+        chunks: this.#chunks(file.handle, file.stats.size, shrank),
+      };
+    }
+    if (entry.kind === "symlink" && !this.#symlinks) {
+      return skip("the agent cannot create symlinks (it speaks only the original protocol)", "UNSUPPORTED");
+    }
+    const isSymlink = entry.kind === "symlink";
+    const start = startOf(guestPath, entry.stats, isSymlink, isSymlink ? entry.linkTarget : "", options);
+    return { kind: "whole", start, data: EMPTY };
+  }
+
+  // A file's data, CHUNK_SIZE at a time; the handle is closed however the reading ends.
+  async *#chunks(handle: FileHandle, size: bigint, shrank: () => CopyError): AsyncGenerator<Uint8Array> {
+    try {
+      let remaining = size;
+      while (remaining > 0n) {
+        const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
+        // A fresh buffer per chunk: the message may still be queued when the next read
+        // happens. allocateBulkData's lets the message be encoded without a copy.
+        const chunk = allocateBulkData(length);
+        const { bytesRead } = await handle.read(chunk, 0, length, null);
+        if (bytesRead === 0) throw shrank();
+        const signal = this.#options.signal;
+        if (signal?.aborted) throw abortedError(signal);
+        remaining -= BigInt(bytesRead);
+        yield chunk.subarray(0, bytesRead);
+        this.bytesSent += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** One CopyToGuest call: its stream, a backpressured send, and the answer. */
+class UploadCall {
+  readonly stream: grpc.ClientWritableStream<CopyToGuestRequest>;
+  readonly response: Promise<CopyToGuestResponse>;
+  // Settles when the guest answers, which it may do early (a failure mid-stream).
+  readonly #answer: Promise<void>;
+  answered = false;
+
+  constructor(channel: GuestChannel, metadata: grpc.Metadata) {
+    let stream: grpc.ClientWritableStream<CopyToGuestRequest> | undefined;
+    this.response = new Promise<CopyToGuestResponse>((resolve, reject) => {
+      stream = channel.guest.copyToGuest(metadata, {}, (error, value) => {
+        if (error) reject(error);
+        else if (value) resolve(value);
+        else reject(new Error("no response"));
+      });
+    });
+    this.stream = stream as grpc.ClientWritableStream<CopyToGuestRequest>;
+    const settled = () => {
+      this.answered = true;
+    };
+    this.#answer = this.response.then(settled, settled);
+  }
+
+  /**
+   * Writes `message`, waiting while the stream pushes back; throws EarlyAnswer once the
+   * guest answered, except after the `last` message of what the guest may answer to.
+   */
+  async send(message: CopyToGuestRequest, last = false): Promise<void> {
+    if (this.answered) throw new EarlyAnswer();
+    if (this.stream.write(message) || last) return;
     await new Promise<void>((resolveDrain) => {
       const done = () => {
-        stream.off("drain", done);
+        this.stream.off("drain", done);
         resolveDrain();
       };
-      stream.on("drain", done);
-      void answer.then(done);
+      this.stream.on("drain", done);
+      void this.#answer.then(done);
     });
-    if (answered) throw new EarlyAnswer();
-  };
+    if (this.answered) throw new EarlyAnswer();
+  }
+
+  /** Sends one entry in the original framing: start, data..., end (`last`: see send). */
+  async sendEntry(prepared: Exclude<PreparedEntry, { kind: "skip" }>, last = false): Promise<void> {
+    await this.send(startRequest(prepared.start));
+    if (prepared.kind === "whole") {
+      if (prepared.data.length > 0) await this.send(dataRequest(prepared.data));
+    } else {
+      for await (const chunk of prepared.chunks) await this.send(dataRequest(chunk));
+    }
+    await this.send(END, last);
+  }
+
+  /** Ends the call from this side after a local failure and waits for it to settle. */
+  async abandon(): Promise<void> {
+    this.stream.cancel();
+    await this.#answer;
+  }
+}
+
+// The whole tree in one stream (see the file comment).
+async function uploadInOneStream(channel: GuestChannel, plan: UploadPlan, options: CopyToOptions): Promise<CopyResult> {
+  const { signal } = options;
+  const reader = new EntryReader(plan, options, true);
+  const call = new UploadCall(channel, plan.metadata);
+  const onAbort = () => call.stream.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const batching = channel.has(Capability.COPY_BATCH);
+  let batch: CopyToGuestBatchEntry[] = [];
+  let batchBytes = 0;
+  let entries = 0;
 
   const flushBatch = async (): Promise<void> => {
     if (batch.length === 0) return;
     const entries = batch;
     batch = [];
     batchBytes = 0;
-    await send(create(CopyToGuestRequestSchema, { request: { case: "batch", value: { entries } } }));
+    await call.send(create(CopyToGuestRequestSchema, { request: { case: "batch", value: { entries } } }));
   };
-
-  // Entries take effect in stream order: whatever waits in the batch goes first.
-  const sendInOrder = async (message: CopyToGuestRequest): Promise<void> => {
-    await flushBatch();
-    await send(message);
-  };
-
-  const addToBatch = async (start: CopyToGuestStart, data: Uint8Array): Promise<void> => {
-    if (batch.length >= MAX_BATCH_ENTRIES || batchBytes + data.length > MAX_BATCH_BYTES) await flushBatch();
-    batch.push(create(CopyToGuestBatchEntrySchema, { start, data }));
-    batchBytes += data.length;
-  };
-
-  const endMessage = create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } });
 
   const sendEntry = async (entry: LocalEntry): Promise<void> => {
-    if (entry.kind === "skipped") {
-      skipped.add({ path: displayPath(entry), reason: entry.reason, code: entry.code });
-      return;
-    }
-    if (skipRoot && entry.relPath === "") return;
-    const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
-    currentPath = displayPath(entry);
-    if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
-      const file = readSmallSource(entry, options.followLinks === true || entry.relPath === "");
-      if ("skip" in file) {
-        if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
-        skipped.add({ path: currentPath, ...file.skip });
-        return;
-      }
-      if ("data" in file) {
-        if (file.data.length < file.stats.size) {
-          throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
-            path: currentPath,
-            entriesCompleted: entries,
-            bytesCompleted: bytes,
-          });
-        }
-        const start = startOf(guestPath, file.stats, false, "", options);
-        if (batching) {
-          await addToBatch(start, file.data);
-        } else {
-          await sendInOrder(startRequest(start));
-          if (file.data.length > 0) {
-            await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: file.data } }));
-          }
-          await send(endMessage);
-        }
-        bytes += file.data.length;
-        entries += 1;
-        progress();
-        return;
-      }
-    }
-    if (entry.kind === "file") {
-      const file = await openSource(entry, options.followLinks === true || entry.relPath === "");
-      if ("skip" in file) {
-        if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
-        skipped.add({ path: currentPath, ...file.skip });
-        return;
-      }
-      try {
-        await sendInOrder(startRequest(startOf(guestPath, file.stats, false, "", options)));
-        let remaining = file.stats.size;
-        while (remaining > 0n) {
-          const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
-          // A fresh buffer per chunk: the message may still be queued when the next read
-          // happens. allocateBulkData's lets the message be encoded without a copy.
-          const chunk = allocateBulkData(length);
-          const { bytesRead } = await file.handle.read(chunk, 0, length, null);
-          if (bytesRead === 0) {
-            throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
-              path: currentPath,
-              entriesCompleted: entries,
-              bytesCompleted: bytes,
-            });
-          }
-          if (signal?.aborted) throw abortedError(signal);
-          await send(
-            create(CopyToGuestRequestSchema, { request: { case: "data", value: chunk.subarray(0, bytesRead) } }),
-          );
-          remaining -= BigInt(bytesRead);
-          bytes += bytesRead;
-          progress();
-        }
-      } finally {
-        await file.handle.close();
-      }
-      await send(endMessage);
+    const prepared = await reader.prepare(entry, entries);
+    if (prepared.kind === "skip") return;
+    if (batching && prepared.kind === "whole") {
+      if (batch.length >= MAX_BATCH_ENTRIES || batchBytes + prepared.data.length > MAX_BATCH_BYTES) await flushBatch();
+      batch.push(create(CopyToGuestBatchEntrySchema, { start: prepared.start, data: prepared.data }));
+      batchBytes += prepared.data.length;
+      reader.bytesSent += prepared.data.length;
     } else {
-      const isSymlink = entry.kind === "symlink";
-      const start = startOf(guestPath, entry.stats, isSymlink, isSymlink ? entry.linkTarget : "", options);
-      if (batching) {
-        await addToBatch(start, EMPTY);
-      } else {
-        await sendInOrder(startRequest(start));
-        await send(endMessage);
-      }
+      // Entries take effect in stream order: whatever waits in the batch goes first.
+      await flushBatch();
+      await call.sendEntry(prepared);
+      if (prepared.kind === "whole") reader.bytesSent += prepared.data.length;
     }
     entries += 1;
-    progress();
+    reader.progress(entries);
   };
 
+  const counts = () => ({ entriesCompleted: entries, bytesCompleted: reader.bytesSent });
   let result: CopyToGuestResponse;
   let cutShort = false;
   try {
     try {
-      await sendEntry(first);
+      await sendEntry(plan.first);
       let turnStarted = performance.now();
-      for await (const entry of rest) {
+      for await (const entry of plan.rest) {
         if (signal?.aborted) throw abortedError(signal);
         await sendEntry(entry);
         // Small files are read synchronously and the stream rarely pushes back, so
@@ -304,65 +358,204 @@ async function upload(
         }
       }
       await flushBatch();
-      stream.end();
+      call.stream.end();
     } catch (error) {
       // The guest's own answer (a failure it reported) explains an early end better.
       cutShort = true;
       if (!(error instanceof EarlyAnswer)) {
-        stream.cancel();
-        await answer;
-        if (signal?.aborted) throw abortedError(signal, { entriesCompleted: entries, bytesCompleted: bytes });
-        throw error instanceof CopyError
-          ? error
-          : new CopyError("LOCAL_IO", `reading ${currentPath}: ${messageOf(error)}`, {
-              path: currentPath,
-              ...errnoDetail(error),
-              entriesCompleted: entries,
-              bytesCompleted: bytes,
-              cause: error,
-            });
+        await call.abandon();
+        throw localFailure(error, reader.currentPath, signal, counts());
       }
     }
     try {
-      result = await response;
+      result = await call.response;
     } catch (error) {
-      if (signal?.aborted) throw abortedError(signal, { entriesCompleted: entries, bytesCompleted: bytes });
-      throw callError(error, "CopyToGuest", { entriesCompleted: entries, bytesCompleted: bytes });
+      if (signal?.aborted) throw abortedError(signal, counts());
+      throw callError(error, "CopyToGuest", counts());
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-  if (result.success && cutShort) {
-    throw new CopyError("PROTOCOL", "the guest reported success before the upload was complete", {
-      entriesCompleted: Number(result.entriesWritten),
-      bytesCompleted: Number(result.bytesWritten),
-    });
-  }
-  if (!result.success) {
-    const errorPath = result.errorPath.slice(0, MAX_GUEST_PATH);
-    const where = errorPath ? ` (${errorPath})` : "";
-    const committed = Number(result.entriesWritten);
+  if (!result.success) throw guestFailure(result);
+  // An answer is success only for everything that was sent: one that came early, or
+  // that counts fewer entries, means entries were dropped.
+  if (cutShort || Number(result.entriesWritten) !== entries) {
     throw new CopyError(
-      "GUEST",
-      `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
-      {
-        path: errorPath,
-        guestCode: result.errorCode.slice(0, MAX_GUEST_CODE),
-        entriesCompleted: committed,
-        bytesCompleted: Number(result.bytesWritten),
-      },
+      "PROTOCOL",
+      `the guest reported success for ${result.entriesWritten} of the ${entries} entries sent${cutShort ? " before the upload was complete" : ""}`,
+      { entriesCompleted: Number(result.entriesWritten), bytesCompleted: Number(result.bytesWritten) },
     );
   }
-  return { bytes, entries, skipped: skipped.listed, skippedCount: skipped.count, partial: skipped.count > 0 };
+  return finished(reader, entries);
+}
+
+// One stream per entry, a few in flight (see the file comment).
+async function uploadStreamPerEntry(
+  channel: GuestChannel,
+  plan: UploadPlan,
+  options: CopyToOptions,
+): Promise<CopyResult> {
+  const { signal } = options;
+  const reader = new EntryReader(plan, options, false);
+  const inFlight = new Set<Promise<void>>();
+  const calls = new Set<UploadCall>();
+  let entries = 0;
+  let failure: unknown;
+  const counts = () => ({ entriesCompleted: entries, bytesCompleted: reader.bytesSent });
+  const onAbort = () => {
+    for (const call of calls) call.stream.cancel();
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  const uploadOne = async (prepared: Exclude<PreparedEntry, { kind: "skip" }>, path: string): Promise<void> => {
+    const call = new UploadCall(channel, plan.metadata);
+    calls.add(call);
+    try {
+      try {
+        // An agent that takes one entry answers once it has the `end`.
+        await call.sendEntry(prepared, true);
+        call.stream.end();
+      } catch (error) {
+        if (error instanceof EarlyAnswer) {
+          const early = await call.response.catch(() => undefined);
+          if (early && !early.success) throw guestFailure(early, counts());
+          throw new CopyError("PROTOCOL", `the guest answered before ${path} was sent whole`, {
+            path,
+            ...counts(),
+          });
+        }
+        await call.abandon();
+        throw localFailure(error, path, signal, counts());
+      }
+      let result: CopyToGuestResponse;
+      try {
+        result = await call.response;
+      } catch (error) {
+        if (signal?.aborted) throw abortedError(signal, counts());
+        throw callError(error, `CopyToGuest ${path}`, counts());
+      }
+      if (!result.success) throw guestFailure(result, counts(), path);
+      const size = prepared.start.isDir ? 0n : prepared.start.size;
+      if (result.bytesWritten !== size) {
+        throw new CopyError("SIZE_MISMATCH", `the guest wrote ${result.bytesWritten} of the ${size} bytes of ${path}`, {
+          path,
+          ...counts(),
+        });
+      }
+      entries += 1;
+      if (prepared.kind === "whole") reader.bytesSent += prepared.data.length;
+      reader.progress(entries);
+    } finally {
+      calls.delete(call);
+    }
+  };
+
+  // Starts an entry's stream; returns once another may start.
+  const start = async (prepared: Exclude<PreparedEntry, { kind: "skip" }>): Promise<void> => {
+    const path = reader.currentPath;
+    const running: Promise<void> = uploadOne(prepared, path).then(
+      () => {
+        inFlight.delete(running);
+      },
+      (error: unknown) => {
+        inFlight.delete(running);
+        failure ??= error;
+      },
+    );
+    inFlight.add(running);
+    // A directory must exist before anything inside it is sent.
+    if (prepared.start.isDir) await drain();
+    else if (inFlight.size >= STREAMS_PER_ENTRY_IN_FLIGHT) await Promise.race(inFlight);
+  };
+  const drain = async () => {
+    while (inFlight.size > 0) await Promise.race(inFlight);
+  };
+
+  try {
+    const next = async (entry: LocalEntry) => {
+      const prepared = await reader.prepare(entry, entries);
+      if (prepared.kind !== "skip") await start(prepared);
+    };
+    await next(plan.first);
+    for await (const entry of plan.rest) {
+      if (failure) break;
+      if (signal?.aborted) throw abortedError(signal, counts());
+      await next(entry);
+    }
+  } catch (error) {
+    failure ??= error;
+  } finally {
+    await drain();
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (failure) {
+    if (signal?.aborted) throw abortedError(signal, counts());
+    throw failure instanceof CopyError ? failure : localFailure(failure, reader.currentPath, signal, counts());
+  }
+  return finished(reader, entries);
+}
+
+function finished(reader: EntryReader, entries: number): CopyResult {
+  const { skipped } = reader;
+  return {
+    bytes: reader.bytesSent,
+    entries,
+    skipped: skipped.listed,
+    skippedCount: skipped.count,
+    partial: skipped.count > 0,
+  };
+}
+
+// The CopyError for a failure on this side (reading, the caller's abort).
+function localFailure(
+  error: unknown,
+  path: string,
+  signal: AbortSignal | undefined,
+  counts: { entriesCompleted: number; bytesCompleted: number },
+): CopyError {
+  if (signal?.aborted) return abortedError(signal, counts);
+  if (error instanceof CopyError) return error;
+  return new CopyError("LOCAL_IO", `reading ${path}: ${messageOf(error)}`, {
+    path,
+    ...errnoDetail(error),
+    ...counts,
+    cause: error,
+  });
+}
+
+// The CopyError for an answer with success=false.
+function guestFailure(
+  result: CopyToGuestResponse,
+  counts?: { entriesCompleted: number; bytesCompleted: number },
+  entryPath?: string,
+): CopyError {
+  const errorPath = result.errorPath.slice(0, MAX_GUEST_PATH) || entryPath || "";
+  const where = errorPath ? ` (${errorPath})` : "";
+  const committed = counts?.entriesCompleted ?? Number(result.entriesWritten);
+  return new CopyError(
+    "GUEST",
+    `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
+    {
+      path: errorPath,
+      guestCode: result.errorCode.slice(0, MAX_GUEST_CODE),
+      entriesCompleted: committed,
+      bytesCompleted: counts?.bytesCompleted ?? Number(result.bytesWritten),
+    },
+  );
 }
 
 /** Thrown inside the send loop when the guest answered before the upload was over. */
 class EarlyAnswer extends Error {}
 
 const EMPTY = new Uint8Array(0);
+const END = create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } });
 
 function startRequest(start: CopyToGuestStart): CopyToGuestRequest {
   return create(CopyToGuestRequestSchema, { request: { case: "start", value: start } });
+}
+
+function dataRequest(data: Uint8Array): CopyToGuestRequest {
+  return create(CopyToGuestRequestSchema, { request: { case: "data", value: data } });
 }
 
 function startOf(

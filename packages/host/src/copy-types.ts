@@ -1,6 +1,7 @@
 // Options and results shared by copyTo and copyFrom.
 import type { Metadata } from "@grpc/grpc-js";
 import { CopyError } from "./copy-error.js";
+import type { GuestChannel } from "./guest-connection.js";
 
 /** How far a transfer has got; passed to `onProgress`. */
 export interface CopyProgress {
@@ -88,4 +89,11 @@ export class SkippedList {
     this.count += 1;
     if (this.listed.length < MAX_SKIPPED_LISTED) this.listed.push(entry);
   }
+}
+
+/** The metadata of a copy's calls: the channel's (its token) plus the caller's. */
+export function callMetadata(channel: GuestChannel, extra: Metadata | undefined): Metadata {
+  const metadata = channel.metadata();
+  if (extra) metadata.merge(extra);
+  return metadata;
 }

@@ -3,10 +3,17 @@
 import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { CHUNK_SIZE, type ExecRequest, ExecRequestSchema, type ExecResponse, type ExecStart } from "@guestkit/protocol";
+import {
+  Capability,
+  CHUNK_SIZE,
+  type ExecRequest,
+  ExecRequestSchema,
+  type ExecResponse,
+  type ExecStart,
+} from "@guestkit/protocol";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
-import type { GuestConnection } from "./guest-connection.js";
+import type { GuestChannel, GuestConnection } from "./guest-connection.js";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
 import { OutputQueue } from "./output-queue.js";
 
@@ -35,6 +42,11 @@ export interface ExitStatus {
   /** The command never ran (code 126 or 127); `startError` says why. */
   readonly startFailed: boolean;
   readonly startError: string | null;
+  /**
+   * The command ended, but how is not known: the agent reported exit code -1, as the
+   * existing Go agent does after a timeout and after any signal death. `code` is -1.
+   */
+  readonly unknown: boolean;
 }
 
 /** A running command. Iterate it for output; await `exit` for the end. */
@@ -56,11 +68,16 @@ export interface ExecHandle extends AsyncIterable<ExecOutput> {
   readonly exit: Promise<ExitStatus>;
   /** Output bytes dropped because nobody was iterating (see ExecOptions.unconsumedOutputLimit). */
   readonly droppedBytes: number;
-  /** Sets the terminal size (tty mode). Ignored once the command ended. */
+  /**
+   * Sets the terminal size (tty mode). Ignored once the command ended, and (with a
+   * warning) by an agent without guestkit's additions.
+   */
   resize(rows: number, cols: number): void;
   /**
    * Sends a signal to the command's whole process group: a name ("TERM", "SIGINT") or
-   * a number. Default SIGTERM. Ignored once the command ended.
+   * a number. Default SIGTERM. Ignored once the command ended. An agent without
+   * guestkit's additions cannot receive signals: UNIMPLEMENTED is thrown once that is
+   * known, and a signal asked for before is dropped with a warning.
    */
   kill(signal?: string | number): void;
 }
@@ -96,6 +113,10 @@ class RunningExec implements ExecHandle {
   readonly #where: string;
   readonly #output: OutputQueue<ExecOutput>;
   #call: grpc.ClientDuplexStream<ExecRequest, ExecResponse> | undefined;
+  // The agent's Exec understands stdin_close, signal, resize and user (undefined until known).
+  #control: boolean | undefined;
+  #channel: GuestChannel | undefined;
+  #warnedResize = false;
   // Control messages asked for before the call was up, sent right after start.
   #pending: ExecRequest[] = [];
   #writable = true;
@@ -156,17 +177,21 @@ class RunningExec implements ExecHandle {
     const bad = (text: string) => new GuestError(Code.INVALID_ARGUMENT, text, { context: this.#where });
     checkSize(rows, "rows", bad);
     checkSize(cols, "cols", bad);
-    this.#control(create(ExecRequestSchema, { request: { case: "resize", value: { rows, cols } } }));
+    this.#sendControl(create(ExecRequestSchema, { request: { case: "resize", value: { rows, cols } } }));
   }
 
   kill(signal: string | number = "SIGTERM"): void {
     const name = signalName(signal, this.#where);
-    if (this.#options.legacy) {
-      throw new GuestError(Code.UNIMPLEMENTED, "kill() needs a guestkit agent; the legacy protocol has no signals", {
-        context: this.#where,
-      });
-    }
-    this.#control(create(ExecRequestSchema, { request: { case: "signal", value: { name } } }));
+    if (this.#control === false && !this.#finished) throw this.#noSignals();
+    this.#sendControl(create(ExecRequestSchema, { request: { case: "signal", value: { name } } }));
+  }
+
+  #noSignals(): GuestError {
+    return new GuestError(
+      Code.UNIMPLEMENTED,
+      "the agent cannot receive signals (it speaks only the original guest protocol)",
+      { reason: "unsupported", context: this.#where },
+    );
   }
 
   async #begin(start: ExecStart): Promise<void> {
@@ -184,6 +209,27 @@ class RunningExec implements ExecHandle {
       return;
     }
     if (this.#finished) return;
+    this.#channel = channel;
+    this.#control = channel.has(Capability.EXEC_CONTROL);
+    if (!this.#control) {
+      // Without guestkit's additions, `user` would be dropped and the command would run
+      // as the agent's own user (root): refused, never silently widened.
+      if (start.user !== "") {
+        this.#fail(
+          new GuestError(
+            Code.FAILED_PRECONDITION,
+            "the agent cannot run a command as another user (it speaks only the original guest protocol); it would run as the agent's own user",
+            { reason: "unsupported", context: this.#where },
+          ),
+        );
+        return;
+      }
+      if (start.tty) {
+        channel.warn(
+          `${this.#where}: the agent speaks only the original guest protocol: in a terminal, stdin EOF and signals cannot be delivered, and the terminal size is not set`,
+        );
+      }
+    }
     const callOptions: Partial<grpc.CallOptions> = {};
     if (start.timeoutSeconds > 0) callOptions.deadline = Date.now() + start.timeoutSeconds * 1000 + TIMEOUT_BACKSTOP_MS;
     const call = channel.guest.exec(channel.metadata(), callOptions);
@@ -219,10 +265,12 @@ class RunningExec implements ExecHandle {
       );
     }
     this.#write(create(ExecRequestSchema, { request: { case: "start", value: start } }));
-    if (!this.stdin) this.#sendStdinEof();
+    // Control messages first: without stdin, EOF may be a half-close, after which
+    // nothing more can be sent.
     const pending = this.#pending;
     this.#pending = [];
-    for (const message of pending) this.#write(message);
+    for (const message of pending) this.#sendControl(message);
+    if (!this.stdin) this.#sendStdinEof();
     this.#setCallUp(true);
   }
 
@@ -250,6 +298,7 @@ class RunningExec implements ExecHandle {
           truncated: exit.outputTruncated,
           startFailed: exit.startFailed,
           startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
+          unknown: false,
         };
         return;
       }
@@ -284,6 +333,7 @@ class RunningExec implements ExecHandle {
             truncated: false,
             startFailed: false,
             startError: null,
+            unknown: this.#exitCode === -1,
           };
     this.#finish();
     this.#resolveStarted(this.#pid);
@@ -292,6 +342,26 @@ class RunningExec implements ExecHandle {
   }
 
   #onFailedStatus(status: grpc.StatusObject): void {
+    // The existing Go agent fails the call with UNKNOWN `start command: fork/exec PATH:
+    // no such file or directory` when the command cannot start; for such an agent that
+    // text is the only sign of it, and it is reported as the start failure it is.
+    const text = status.details ?? "";
+    if (this.#control === false && status.code === Code.UNKNOWN && text.startsWith("start command:")) {
+      const notFound = /no such file or directory|executable file not found/.test(text);
+      this.#finish();
+      this.#resolveStarted(undefined);
+      this.#output.end();
+      this.#resolveExit({
+        code: notFound ? 127 : 126,
+        signal: null,
+        timedOut: false,
+        truncated: false,
+        startFailed: true,
+        startError: text.slice(0, MAX_GUEST_TEXT),
+        unknown: false,
+      });
+      return;
+    }
     this.#fail(errorFromStatus(status, this.#where));
   }
 
@@ -319,10 +389,26 @@ class RunningExec implements ExecHandle {
     this.#call?.resume();
   }
 
-  #control(message: ExecRequest): void {
+  // A signal or resize: queued until the call is up, dropped with a warning when the
+  // agent turns out not to understand it.
+  #sendControl(message: ExecRequest): void {
     if (this.#finished || !this.#writable) return;
-    if (!this.#call) this.#pending.push(message);
-    else this.#write(message);
+    if (!this.#call) {
+      this.#pending.push(message);
+      return;
+    }
+    if (this.#control === false) {
+      if (message.request.case === "signal") {
+        this.#channel?.warn(`${this.#where}: ${this.#noSignals().details}: ${message.request.value.name} was not sent`);
+      } else if (!this.#warnedResize) {
+        this.#warnedResize = true;
+        this.#channel?.warn(
+          `${this.#where}: the agent cannot resize a terminal (it speaks only the original guest protocol)`,
+        );
+      }
+      return;
+    }
+    this.#write(message);
   }
 
   #write(message: ExecRequest, callback?: () => void): void {
@@ -333,9 +419,11 @@ class RunningExec implements ExecHandle {
     this.#call.write(message, callback ? () => callback() : undefined);
   }
 
+  // EOF on the command's stdin: `stdin_close` keeps the stream open for signals and
+  // resizes; an agent without it knows only the half-close.
   #sendStdinEof(): void {
-    if (this.#options.legacy) this.#endWrites();
-    else this.#write(create(ExecRequestSchema, { request: { case: "stdinClose", value: {} } }));
+    if (this.#control) this.#write(create(ExecRequestSchema, { request: { case: "stdinClose", value: {} } }));
+    else this.#endWrites();
   }
 
   #endWrites(): void {

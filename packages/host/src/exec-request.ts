@@ -31,13 +31,6 @@ export interface ExecOptions {
    * (the library sends `stdin_close`, keeping the stream open for kill() and resize()).
    */
   stdin?: boolean;
-  /**
-   * Speak only the original protocol fields (FACTS.md section 1), for an agent that
-   * knows nothing of guestkit's additions: stdin EOF is a half-close of the stream, so
-   * after it nothing more can be sent (no resize), and kill() is not available. The
-   * exit then carries only the code.
-   */
-  legacy?: boolean;
   /** How long to retry reaching an agent that is still coming up. Default: the client's. */
   connectTimeoutMs?: number;
   /**

@@ -1,14 +1,13 @@
 // createGuestClient: the library's entry point. One client = one target and one shared
 // connection; everything a CLI or a program does goes through its methods.
 import type { Writable } from "node:stream";
-import type { Metadata } from "@grpc/grpc-js";
 import type { GuestServiceClient } from "@guestkit/protocol";
 import { type CopyFromOptions, copyFrom } from "./copy-from.js";
 import { type CopyToOptions, copyTo } from "./copy-to.js";
 import type { CopyResult } from "./copy-types.js";
 import { type ExecHandle, startExec } from "./exec-handle.js";
 import { buildExecStart, type ExecOptions } from "./exec-request.js";
-import { type GuestChannel, GuestConnection, type GuestConnectionOptions } from "./guest-connection.js";
+import { GuestConnection, type GuestConnectionOptions } from "./guest-connection.js";
 import { Code, GuestError } from "./guest-error.js";
 import { collectRun, type RunOptions, type RunResult } from "./run.js";
 import { type GuestStat, type StatOptions, statPath } from "./stat.js";
@@ -124,7 +123,7 @@ class Client implements GuestClient {
   ): Promise<CopyResult> {
     const { connectTimeoutMs: _t, ...copyOptions } = options;
     const channel = await this.#connection.ready(this.#readyOptions(options));
-    return copyTo(channel.guest, localPath, guestPath, { ...copyOptions, metadata: this.#metadata(channel, options) });
+    return copyTo(channel, localPath, guestPath, copyOptions);
   }
 
   async copyFrom(
@@ -134,10 +133,7 @@ class Client implements GuestClient {
   ): Promise<CopyResult> {
     const { connectTimeoutMs: _t, ...copyOptions } = options;
     const channel = await this.#connection.ready(this.#readyOptions(options));
-    return copyFrom(channel.guest, guestPath, localPath, {
-      ...copyOptions,
-      metadata: this.#metadata(channel, options),
-    });
+    return copyFrom(channel, guestPath, localPath, copyOptions);
   }
 
   waitUntilReady(options: WaitUntilReadyOptions = {}): Promise<void> {
@@ -162,12 +158,5 @@ class Client implements GuestClient {
       ...(options.connectTimeoutMs !== undefined ? { deadline: Date.now() + options.connectTimeoutMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };
-  }
-
-  // The client's token plus whatever the caller put in.
-  #metadata(channel: GuestChannel, options: { metadata?: Metadata }): Metadata {
-    const metadata = channel.metadata();
-    if (options.metadata) metadata.merge(options.metadata);
-    return metadata;
   }
 }

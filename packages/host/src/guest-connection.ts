@@ -18,20 +18,47 @@
 //   HTTP/2 starts, so its errors (no listener, timeout, garbage) come through as they are.
 // - vsock: grpc-js cannot open AF_VSOCK, so it connects to a private local bridge whose
 //   connections are spliced to dial() (dial-bridge.ts).
+//
+// What the agent supports is learned once per connection, before any call uses it: one
+// health check, whose response headers carry the agent's capability list (see
+// packages/protocol/src/capabilities.ts). An agent without the header (the existing Go
+// agent) answers UNIMPLEMENTED or SERVING without it, and every call on that connection
+// then speaks only the original protocol.
+//
+// Noticing a hung VM depends on what the agent accepts:
+// - an agent that announced `keepalive-pings` gets HTTP/2 pings every keepaliveMs, with
+//   or without calls; an unanswered ping drops the connection after keepaliveTimeoutMs.
+// - any other gRPC server is assumed to enforce gRPC's default ping policy (one ping per
+//   5 minutes, none without calls; the third early ping closes the connection with
+//   GOAWAY too_many_pings, failing every call on it). It gets no pings at all: a StatPath
+//   of "/" every keepaliveMs is the liveness check (a call is ordinary traffic to any
+//   server), and one unanswered within keepaliveTimeoutMs drops the connection.
+// Every connection starts as if the agent accepted pings (the first ping is due only
+// keepaliveMs later, long after the health check answered). When the check says
+// otherwise, that connection is replaced at once by one without pings, before any call
+// has used it; the client remembers the kind for its next connections.
 import type { Socket } from "node:net";
+import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
+  CAPABILITIES_METADATA_KEY,
+  Capability,
+  type CapabilityName,
   createGrpcClientConstructor,
+  createGrpcServiceDefinition,
   GuestServiceClient,
   Health,
+  HealthCheckRequestSchema,
   HOST_HTTP2_WINDOW_BYTES,
   MAX_MESSAGE_BYTES,
+  parseCapabilities,
+  StatPathRequestSchema,
 } from "@guestkit/protocol";
 import { capTimeouts, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
 import { createConnectorCredentials } from "./grpc-connector.js";
-import { Code, cancelledError, GuestError, toGuestError } from "./guest-error.js";
+import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
 import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 
@@ -47,17 +74,26 @@ export interface GuestConnectionOptions {
   dialTimeoutMs?: number;
   /** hvsock: time for the VMM to answer CONNECT, per attempt. Default 5 s. */
   handshakeTimeoutMs?: number;
-  /** Interval of HTTP/2 keepalive pings, with or without calls running. Default 5 s. */
+  /**
+   * Interval of the liveness checks, with or without calls running: HTTP/2 pings to an
+   * agent that accepts them (guestkit's), a StatPath call to any other. Default 5 s.
+   */
   keepaliveMs?: number;
   /**
-   * A ping unanswered for this long drops the connection and fails the calls on it, so a
-   * hung VM is noticed within keepaliveMs + keepaliveTimeoutMs. Default 15 s: an agent
-   * whose event loop is busy starting hundreds of commands at once (measured: up to ~4 s
-   * for 500 on 2 cores) must not be taken for dead.
+   * A ping or check unanswered for this long drops the connection and fails the calls on
+   * it, so a hung VM is noticed within keepaliveMs + keepaliveTimeoutMs. Default 15 s: an
+   * agent whose event loop is busy starting hundreds of commands at once (measured: up
+   * to ~4 s for 500 on 2 cores) must not be taken for dead.
    */
   keepaliveTimeoutMs?: number;
   /** Sent as `authorization: Bearer <token>` on every call (agents started with --token-file). */
   token?: string;
+  /**
+   * Told what could not be done as asked but did not fail the call: what an agent without
+   * guestkit's additions cannot do (resize a terminal, deliver EOF to one...). Default:
+   * process.emitWarning, type "GuestkitWarning".
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** A live channel and the clients on it. */
@@ -68,6 +104,12 @@ export interface GuestChannel {
   readonly health: grpc.Client;
   /** Metadata every call must carry (the token, if any). */
   metadata(): grpc.Metadata;
+  /** What the agent on this connection announced (empty for an agent without guestkit's additions). */
+  readonly capabilities: ReadonlySet<string>;
+  /** Whether the agent announced `capability`: additions may be used only then. */
+  has(capability: CapabilityName): boolean;
+  /** Reports what could not be done as asked (see GuestConnectionOptions.onWarning). */
+  warn(message: string): void;
 }
 
 /** Options of GuestConnection.ready(). */
@@ -82,6 +124,7 @@ export interface ReadyOptions {
 const NEVER_MS = 24 * 60 * 60 * 1000;
 
 const HealthClient = createGrpcClientConstructor(Health);
+const healthCheck = createGrpcServiceDefinition(Health).check;
 
 const DEFAULT_KEEPALIVE_MS = 5000;
 const DEFAULT_KEEPALIVE_TIMEOUT_MS = 15_000;
@@ -92,6 +135,9 @@ const SESSION_SETUP_TIMEOUT_MS = 5000;
 
 // One connection attempt: what it may use, and what became of it.
 interface Attempt {
+  // The socket HTTP/2 runs on, once the connector has it: destroying it drops the
+  // connection and fails every call on it (a liveness check that went unanswered).
+  socket: Socket | undefined;
   readonly dial: DialOptions;
   // Aborted when the attempt is over: a handshake still running for it stops.
   readonly controller: AbortController;
@@ -109,7 +155,11 @@ export class GuestConnection {
   readonly #options: GuestConnectionOptions;
   readonly #context: string;
   #bridge: Promise<DialBridge> | undefined;
-  #current: { channel: grpc.Channel; clients: GuestChannel } | undefined;
+  #current: { channel: grpc.Channel; clients: GuestChannel; stopChecks: () => void } | undefined;
+  // The channel of the attempt in progress, until it is current: close() closes it too.
+  #opening: grpc.Channel | undefined;
+  // Whether the next connection should send HTTP/2 pings: what the last agent announced.
+  #pings = true;
   #pending: Promise<GuestChannel> | undefined;
   // The attempt in progress (or the last one); the vsock bridge dials for it.
   #attempt: Attempt | undefined;
@@ -148,8 +198,8 @@ export class GuestConnection {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#attempt) endAttempt(this.#attempt);
-    this.#current?.channel.close();
-    this.#current = undefined;
+    this.#opening?.close();
+    this.#dropCurrent();
     const bridge = this.#bridge;
     this.#bridge = undefined;
     if (bridge) await (await bridge.catch(() => undefined))?.close();
@@ -169,8 +219,20 @@ export class GuestConnection {
     return raceAbort(this.#pending, signal, this.#context);
   }
 
+  // One attempt; when the agent turns out not to accept pings (or to accept them after
+  // all), the connection is replaced once by one of the right kind, within the same budget.
   async #connectOnce(remainingMs: number | undefined): Promise<GuestChannel> {
+    const startedAt = Date.now();
+    const first = await this.#openChannel(remainingMs, this.#pings);
+    if (first.has(Capability.KEEPALIVE_PINGS) === this.#pings) return first;
+    this.#pings = !this.#pings;
+    const left = remainingMs === undefined ? undefined : Math.max(1, remainingMs - (Date.now() - startedAt));
+    return this.#openChannel(left, this.#pings);
+  }
+
+  async #openChannel(remainingMs: number | undefined, pings: boolean): Promise<GuestChannel> {
     const attempt: Attempt = {
+      socket: undefined,
       dial: capTimeouts(this.#options, undefined, remainingMs),
       controller: new AbortController(),
       reached: false,
@@ -181,17 +243,18 @@ export class GuestConnection {
     if (this.#closed) throw this.#closedError();
     if (this.#attempt) endAttempt(this.#attempt);
     this.#attempt = attempt;
-    this.#current?.channel.close();
-    this.#current = undefined;
+    this.#dropCurrent();
     const credentials = createConnectorCredentials((socket) => this.#prepare(attempt, socket));
-    const channel = new grpc.Channel(address, credentials, this.#channelOptions());
-    const clients = this.#clientsOn(channel);
-    this.#current = { channel, clients };
+    const channel = new grpc.Channel(address, credentials, this.#channelOptions(pings));
+    this.#opening = channel;
     const dialTimeoutMs = attempt.dial.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-    const budget =
+    // The whole attempt (connect, handshake, HTTP/2 set-up, the capability check) ends by
+    // this time; a caller's deadline is a hard bound on it.
+    const fullBudget =
       dialTimeoutMs +
       (this.target.kind === "hvsock" ? (attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS) : 0) +
       SESSION_SETUP_TIMEOUT_MS;
+    const deadline = Date.now() + (remainingMs === undefined ? fullBudget : Math.min(fullBudget, remainingMs));
     // grpc-js's own connect has no timeout (the bridge's dial() has its own).
     const dialTimer =
       this.target.kind === "vsock"
@@ -204,15 +267,17 @@ export class GuestConnection {
             });
             channel.close();
           }, dialTimeoutMs);
+    let clients: GuestChannel;
     try {
-      await waitUntilConnected(channel, Date.now() + budget);
-      return clients;
+      await waitUntilConnected(channel, deadline);
+      const capabilities = await this.#askCapabilities(channel, deadline);
+      clients = this.#clientsOn(channel, capabilities);
     } catch (error) {
       endAttempt(attempt);
-      if (this.#current?.channel === channel) this.#current = undefined;
       channel.close();
       if (this.#closed) throw this.#closedError();
       if (attempt.error) throw attempt.error;
+      if (error instanceof GuestError) throw error;
       if (!attempt.reached && this.target.kind !== "vsock") await this.#diagnose(attempt);
       throw new GuestError(
         Code.UNAVAILABLE,
@@ -223,7 +288,97 @@ export class GuestConnection {
       clearTimeout(dialTimer);
       attempt.live = false;
       attempt.controller.abort();
+      if (this.#opening === channel) this.#opening = undefined;
     }
+    if (this.#closed) {
+      channel.close();
+      throw this.#closedError();
+    }
+    const stopChecks = pings ? () => {} : this.#startLivenessChecks(clients, attempt);
+    this.#current = { channel, clients, stopChecks };
+    return clients;
+  }
+
+  // The health check that tells what the agent supports (see the file comment). Any
+  // answer from the agent, an error status included, is an answer: only one that does
+  // not come (the connection failed, the time ran out) or a refused token fails.
+  #askCapabilities(channel: grpc.Channel, deadline: number): Promise<ReadonlySet<string>> {
+    const probe = new HealthClient("bridge", grpc.credentials.createInsecure(), { channelOverride: channel });
+    const metadata = new grpc.Metadata();
+    if (this.#options.token) metadata.set("authorization", `Bearer ${this.#options.token}`);
+    return new Promise((resolve, reject) => {
+      let headers: grpc.Metadata | undefined;
+      const call = probe.makeUnaryRequest(
+        healthCheck.path,
+        healthCheck.requestSerialize,
+        healthCheck.responseDeserialize,
+        create(HealthCheckRequestSchema, { service: "" }),
+        metadata,
+        { deadline: Math.max(deadline, Date.now() + 1) },
+        (error) => {
+          if (error && ANSWER_IS_NO_ANSWER.has(error.code)) {
+            reject(
+              error.code === Code.DEADLINE_EXCEEDED
+                ? new GuestError(Code.UNAVAILABLE, "connected, but the agent did not answer in time", {
+                    reason: "connection-failed",
+                    cause: error,
+                    context: this.#context,
+                  })
+                : errorFromStatus(error, this.#context),
+            );
+            return;
+          }
+          resolve(parseCapabilities(headers?.get(CAPABILITIES_METADATA_KEY) ?? []));
+        },
+      );
+      call.on("metadata", (received: grpc.Metadata) => {
+        headers = received;
+      });
+    });
+  }
+
+  // Liveness checks for an agent that gets no pings: a StatPath of "/" every keepaliveMs.
+  // One unanswered within keepaliveTimeoutMs drops the connection. Returns the stopper.
+  #startLivenessChecks(clients: GuestChannel, attempt: Attempt): () => void {
+    const intervalMs = this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
+    const timeoutMs = this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const schedule = () => {
+      if (stopped) return;
+      timer = setTimeout(check, intervalMs);
+      // The checks must not keep a program alive that is done with its client.
+      timer.unref();
+    };
+    const check = () => {
+      clients.guest.statPath(
+        create(StatPathRequestSchema, { path: "/" }),
+        clients.metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (error) => {
+          if (stopped) return;
+          if (error?.code === Code.DEADLINE_EXCEEDED) {
+            stopped = true;
+            // Every call on the connection fails (UNAVAILABLE, connection-lost); the
+            // next call connects afresh.
+            attempt.socket?.destroy();
+            return;
+          }
+          schedule();
+        },
+      );
+    };
+    schedule();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
+  #dropCurrent(): void {
+    this.#current?.stopChecks();
+    this.#current?.channel.close();
+    this.#current = undefined;
   }
 
   // What the connector does with each socket grpc-js connected for an attempt.
@@ -233,6 +388,7 @@ export class GuestConnection {
       throw new Error("no connection attempt in progress");
     }
     attempt.reached = true;
+    attempt.socket = socket;
     if (this.target.kind !== "hvsock") return socket;
     try {
       await hybridVsockHandshake(socket, this.target.port, {
@@ -284,8 +440,18 @@ export class GuestConnection {
     return this.#bridge;
   }
 
-  #channelOptions(): grpc.ChannelOptions {
+  #channelOptions(pings: boolean): grpc.ChannelOptions {
+    const keepalive: grpc.ChannelOptions = pings
+      ? {
+          "grpc.keepalive_time_ms": this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+          "grpc.keepalive_timeout_ms": this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
+          // Pings while idle too: a connection kept across a VM's death is found dead
+          // before the next call is sent on it. (The agent said it permits them.)
+          "grpc.keepalive_permit_without_calls": 1,
+        }
+      : {};
     return {
+      ...keepalive,
       "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
       "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
       // The window this side grants the agent: twice HTTP/2's 64 KiB default, and small
@@ -294,11 +460,6 @@ export class GuestConnection {
       // safe, but node:http2 then moves every byte through JavaScript, and copyFrom
       // measured no faster.
       "grpc-node.flow_control_window": HOST_HTTP2_WINDOW_BYTES,
-      "grpc.keepalive_time_ms": this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
-      "grpc.keepalive_timeout_ms": this.#options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
-      // Pings while idle too: a connection kept across a VM's death is found dead before
-      // the next call is sent on it. (The agent permits them.)
-      "grpc.keepalive_permit_without_calls": 1,
       // Each attempt is a fresh channel (see the file comment): the global pool would
       // hand a new channel the old one's failed subchannel.
       "grpc.use_local_subchannel_pool": 1,
@@ -313,10 +474,13 @@ export class GuestConnection {
     };
   }
 
-  #clientsOn(channel: grpc.Channel): GuestChannel {
+  #clientsOn(channel: grpc.Channel, capabilities: ReadonlySet<string>): GuestChannel {
     const insecure = grpc.credentials.createInsecure();
     const token = this.#options.token;
     return {
+      capabilities,
+      has: (capability) => capabilities.has(capability),
+      warn: this.#options.onWarning ?? ((message) => process.emitWarning(message, "GuestkitWarning")),
       guest: new GuestServiceClient("bridge", insecure, { channelOverride: channel }),
       health: new HealthClient("bridge", insecure, { channelOverride: channel }),
       metadata() {
@@ -331,6 +495,15 @@ export class GuestConnection {
     return new GuestError(Code.CANCELLED, "the client is closed", { reason: "closed", context: this.#context });
   }
 }
+
+// Statuses of the capability check that are not an answer from the agent.
+const ANSWER_IS_NO_ANSWER: ReadonlySet<number> = new Set([
+  Code.UNAVAILABLE,
+  Code.DEADLINE_EXCEEDED,
+  Code.CANCELLED,
+  Code.UNAUTHENTICATED,
+  Code.PERMISSION_DENIED,
+]);
 
 // READY resolves; TRANSIENT_FAILURE, SHUTDOWN or the deadline rejects.
 function waitUntilConnected(channel: grpc.Channel, deadline: number): Promise<void> {

@@ -48,6 +48,11 @@ export type GuestErrorReason =
   | "resource-exhausted"
   /** The agent does not know the method (an older or different agent). */
   | "unimplemented"
+  /**
+   * The agent cannot do what was asked: it speaks only the original guest protocol
+   * (signals, another user).
+   */
+  | "unsupported"
   /** The agent broke the protocol (messages out of order, a stream without its exit). */
   | "protocol"
   /** `run(..., { check: true })`: the command exited non-zero or died by a signal. */

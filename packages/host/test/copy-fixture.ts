@@ -1,25 +1,31 @@
-// Shared by the copyTo/copyFrom tests: they drive a raw grpc-js client straight on an
-// agent's Unix socket (no endpoint in between), the way the copy functions take it.
+// Shared by the copyTo/copyFrom tests: they drive the copy functions straight on an
+// agent's Unix socket (no endpoint in between), with a real connection that learned the
+// agent's capabilities, the way the client hands it to them.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { GuestServiceClient, MAX_MESSAGE_BYTES } from "@guestkit/protocol";
 import { type AgentProcess, startAgent } from "@guestkit/testkit";
 import { afterAll, beforeAll, beforeEach } from "vitest";
+import { type GuestChannel, GuestConnection } from "../src/guest-connection.js";
 
-/** A client of the agent at `socketPath`, allowed the protocol's largest messages as the host's own client is. */
-export function connectCopyClient(socketPath: string): GuestServiceClient {
-  return new GuestServiceClient(`unix:${socketPath}`, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-  });
+/** A connected channel to the agent at `socketPath`, and how to close it. */
+export interface CopyClient extends GuestChannel {
+  close(): void;
+}
+
+/** Connects to the agent at `socketPath` as the client does (capabilities learned). */
+export async function connectCopyClient(socketPath: string): Promise<CopyClient> {
+  const connection = new GuestConnection({ kind: "unix", path: socketPath });
+  const channel = await connection.ready();
+  return Object.assign(Object.create(channel) as GuestChannel, {
+    close: () => void connection.close(),
+  }) as CopyClient;
 }
 
 /** What the hooks useCopyAgent registers provide; read it inside tests and hooks only. */
 export interface CopySuite {
-  /** The client of the file's agent. */
-  readonly client: GuestServiceClient;
+  /** The connection to the file's agent. */
+  readonly client: CopyClient;
   /** The running test's temp dir: both sides' paths live in it, as the agent runs here. */
   readonly work: string;
 }
@@ -31,11 +37,11 @@ export interface CopySuite {
  */
 export function useCopyAgent(workDirPrefix: string): CopySuite {
   let agent: AgentProcess;
-  let client: GuestServiceClient;
+  let client: CopyClient;
   let work: string;
   beforeAll(async () => {
     agent = await startAgent();
-    client = connectCopyClient(agent.socketPath);
+    client = await connectCopyClient(agent.socketPath);
   });
   afterAll(async () => {
     client.close();

@@ -5,20 +5,19 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { GuestServiceClient } from "@guestkit/protocol";
 import { type LegacyAgent, startLegacyAgent } from "@guestkit/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { copyTo } from "../src/copy-to.js";
-import { connectCopyClient } from "./copy-fixture.js";
+import { type CopyClient, connectCopyClient } from "./copy-fixture.js";
 
 let agent: LegacyAgent;
-let client: GuestServiceClient;
+let client: CopyClient;
 let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "guestkit-legacy-test-"));
   agent = await startLegacyAgent();
-  client = connectCopyClient(agent.socketPath);
+  client = await connectCopyClient(agent.socketPath);
 });
 
 afterAll(async () => {

@@ -252,17 +252,6 @@ describe("stdin", () => {
       handle.stdin.end("ignored", () => resolve());
     });
   });
-
-  it("legacy mode: EOF is a half-close, and kill() is not available", async () => {
-    const client = suite.guest.client();
-    const handle = client.exec(["cat"], { stdin: true, legacy: true });
-    handle.stdin.end("old protocol\n");
-    expect((await collect(handle)).stdout).toBe("old protocol\n");
-    expect((await handle.exit).code).toBe(0);
-    const noStdin = client.exec(["cat"], { legacy: true });
-    expect(() => noStdin.kill()).toThrow(/legacy/);
-    expect((await noStdin.exit).code).toBe(0);
-  });
 });
 
 describe("output flow", () => {

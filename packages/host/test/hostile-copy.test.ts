@@ -8,19 +8,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { GuestServiceClient } from "@guestkit/protocol";
 import { type HostileAgent, type HostileScenario, startHostileAgent } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import type { CopyOptions } from "../src/copy-types.js";
-import { connectCopyClient, peakRssGrowth } from "./copy-fixture.js";
+import { type CopyClient, connectCopyClient, peakRssGrowth } from "./copy-fixture.js";
 
 let work: string;
 let dest: string;
 let outside: string;
 let agent: HostileAgent | undefined;
-let client: GuestServiceClient | undefined;
+let client: CopyClient | undefined;
 
 beforeEach(async () => {
   work = await mkdtemp(join(tmpdir(), "guestkit-hostile-test-"));
@@ -38,9 +37,9 @@ afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function connect(scenario: HostileScenario, extra: { count?: number } = {}): Promise<GuestServiceClient> {
+async function connect(scenario: HostileScenario, extra: { count?: number } = {}): Promise<CopyClient> {
   agent = await startHostileAgent({ scenario, outsideDir: outside, ...extra });
-  client = connectCopyClient(agent.socketPath);
+  client = await connectCopyClient(agent.socketPath);
   return client;
 }
 

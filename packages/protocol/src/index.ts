@@ -1,5 +1,11 @@
 export { allocateBulkData } from "./bytes-message-encoding.js";
-export { COPY_BATCH_METADATA_KEY, COPY_BATCH_METADATA_VALUE } from "./copy-batch.js";
+export {
+  CAPABILITIES_METADATA_KEY,
+  Capability,
+  type CapabilityName,
+  formatCapabilities,
+  parseCapabilities,
+} from "./capabilities.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {

@@ -6,7 +6,7 @@ import type { Command } from "commander";
 import type { GuestClientOptions } from "../guest-client.js";
 import { GuestError } from "../guest-error.js";
 import { type GuestTarget, parseTarget, TARGET_FORMS } from "../target.js";
-import { usageError } from "./exit-status.js";
+import { printable, usageError } from "./exit-status.js";
 
 /** The shared options as commander parses them. */
 export interface ConnectionFlags {
@@ -48,7 +48,10 @@ export function resolveTarget(flags: ConnectionFlags, env: NodeJS.ProcessEnv = p
 /** Everything createGuestClient needs, from the flags and the environment. */
 export function clientOptions(flags: ConnectionFlags, env: NodeJS.ProcessEnv = process.env): GuestClientOptions {
   const target = resolveTarget(flags, env);
-  const options: GuestClientOptions = { target };
+  const options: GuestClientOptions = {
+    target,
+    onWarning: (message) => process.stderr.write(`guestctl: warning: ${printable(message)}\n`),
+  };
   const connectTimeout = flags.connectTimeout;
   if (connectTimeout !== undefined) options.connectTimeoutMs = parseSeconds(connectTimeout, "--connect-timeout") * 1000;
   const tokenFile = flags.tokenFile ?? env[TOKEN_FILE_ENV];

@@ -7,7 +7,7 @@ import type { ExecHandle, ExitStatus } from "../exec-handle.js";
 import type { ExecOptions } from "../exec-request.js";
 import { createGuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions, parseSeconds } from "./connection-flags.js";
-import { CliError, EXIT_UNREACHABLE, messageOf } from "./exit-status.js";
+import { CliError, EXIT_UNREACHABLE, messageOf, printable } from "./exit-status.js";
 import { openLocalTerminal } from "./local-terminal.js";
 import { OutputSink } from "./output-sink.js";
 import { forwardSignals, SIGNALS_BEFORE_GIVING_UP, signalExitStatus } from "./signal-forwarding.js";
@@ -48,7 +48,14 @@ export async function execCommand(argv: string[], flags: ExecFlags): Promise<num
       }),
     );
     const forwarder = forwardSignals({
-      kill: (signal) => handle.kill(signal),
+      kill: (signal) => {
+        try {
+          handle.kill(signal);
+        } catch (error) {
+          // An agent that cannot receive signals: say so, and the next signals give up.
+          process.stderr.write(`guestctl: warning: ${messageOf(error)}\n`);
+        }
+      },
       giveUp: (signal) => {
         gaveUpWith = signal;
         abort.abort();
@@ -72,9 +79,15 @@ export async function execCommand(argv: string[], flags: ExecFlags): Promise<num
         }),
       );
     }
-    const exit = await pumpOutput(handle);
+    const { exit, wroteStderr } = await pumpOutput(handle);
     status = exit.code;
-    // A start failure needs no note: the agent writes its reason to the command's stderr.
+    // guestkit's agent writes a start failure's reason to the command's stderr; an
+    // agent that does not is reported here.
+    if (exit.startFailed && !wroteStderr && exit.startError) notes.push(printable(exit.startError));
+    if (exit.unknown) {
+      notes.push("exit status unknown (the agent reported -1: a timeout or a signal death)");
+      status = EXIT_UNREACHABLE;
+    }
     if (exit.truncated) {
       notes.push(
         "warning: a background process kept the command's output open after it exited; later output was not received",
@@ -95,16 +108,18 @@ export async function execCommand(argv: string[], flags: ExecFlags): Promise<num
 }
 
 // Copies the command's output to ours until it ends, then returns how it ended.
-async function pumpOutput(handle: ExecHandle): Promise<ExitStatus> {
+async function pumpOutput(handle: ExecHandle): Promise<{ exit: ExitStatus; wroteStderr: boolean }> {
   // A reader of our stdout that went away: the command gets SIGPIPE, as it would here.
   const stdout = new OutputSink(process.stdout, () => handle.kill("SIGPIPE"));
   const stderr = new OutputSink(process.stderr, () => {});
+  let wroteStderr = false;
   for await (const output of handle) {
+    if (output.stream === "stderr") wroteStderr = true;
     await (output.stream === "stdout" ? stdout : stderr).write(output.data);
   }
   const exit = await handle.exit;
   await Promise.all([stdout.flush(), stderr.flush()]);
-  return exit;
+  return { exit, wroteStderr };
 }
 
 // Our stdin into the command's; our EOF becomes its EOF. Returns the undo function.
