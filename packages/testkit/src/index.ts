@@ -6,6 +6,12 @@ export {
 } from "./agent-inspector.js";
 export { type AgentProcess, GUEST_AGENT_BIN, type StartAgentOptions, startAgent } from "./agent-process.js";
 export {
+  C_CORE_LEGACY_AGENT_SCRIPT,
+  type CCoreLegacyAgent,
+  type CCoreLegacyAgentOptions,
+  startCCoreLegacyAgent,
+} from "./c-core-legacy-agent.js";
+export {
   HOSTILE_SCENARIOS,
   type HostileAgent,
   type HostileAgentOptions,
