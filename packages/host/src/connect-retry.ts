@@ -103,7 +103,7 @@ export function dialWithRetry(target: GuestTarget, options: DialWithRetryOptions
 
 // An attempt started close to the deadline still gets this long, so that it fails for
 // its real reason (nothing listening...) rather than for a timeout of a few ms.
-const MIN_ATTEMPT_MS = 100;
+export const MIN_ATTEMPT_MS = 100;
 
 /** Dial options for one attempt: the caller's, with timeouts capped to the time left. */
 export function capTimeouts(

@@ -208,7 +208,7 @@ class EntryReader {
       return {
         kind: "streamed",
         start: startOf(guestPath, file.stats, false, "", options),
-        chunks: this.#chunks(file.handle, file.stats.size, shrank),
+        chunks: this.#chunks(file.handle, file.stats.size, shrank, entriesDone),
       };
     }
     if (entry.kind === "symlink" && !this.#symlinks) {
@@ -220,7 +220,12 @@ class EntryReader {
   }
 
   // A file's data, CHUNK_SIZE at a time; the handle is closed however the reading ends.
-  async *#chunks(handle: FileHandle, size: bigint, shrank: () => CopyError): AsyncGenerator<Uint8Array> {
+  async *#chunks(
+    handle: FileHandle,
+    size: bigint,
+    shrank: () => CopyError,
+    entriesDone: number,
+  ): AsyncGenerator<Uint8Array> {
     try {
       let remaining = size;
       while (remaining > 0n) {
@@ -235,6 +240,7 @@ class EntryReader {
         remaining -= BigInt(bytesRead);
         yield chunk.subarray(0, bytesRead);
         this.bytesSent += bytesRead;
+        this.progress(entriesDone);
       }
     } finally {
       await handle.close();

@@ -52,6 +52,13 @@ export interface GuestClient {
   /** Resolves once the agent answers the gRPC health check; see WaitUntilReadyOptions. */
   waitUntilReady(options?: WaitUntilReadyOptions): Promise<void>;
   /**
+   * What the agent announced beyond the original protocol (connecting first if needed):
+   * names from `Capability` in @guestkit/protocol. Empty for an agent without guestkit's
+   * additions, such as the existing Go agent; the client then speaks only the original
+   * protocol, and says so (GuestConnectionOptions.onWarning) where that changes a result.
+   */
+  capabilities(options?: ConnectOptions): Promise<ReadonlySet<string>>;
+  /**
    * Connects now (retrying like any call) and returns the raw grpc-js client on the
    * shared connection, for calls the library does not wrap. Its calls need the
    * client's token, if any, in their metadata.
@@ -138,6 +145,10 @@ class Client implements GuestClient {
 
   waitUntilReady(options: WaitUntilReadyOptions = {}): Promise<void> {
     return waitUntilReady(this.#connection, options);
+  }
+
+  async capabilities(options: ConnectOptions = {}): Promise<ReadonlySet<string>> {
+    return (await this.#connection.ready(this.#readyOptions(options))).capabilities;
   }
 
   async connect(options: ConnectOptions = {}): Promise<GuestServiceClient> {

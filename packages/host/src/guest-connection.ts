@@ -54,7 +54,7 @@ import {
   parseCapabilities,
   StatPathRequestSchema,
 } from "@guestkit/protocol";
-import { capTimeouts, retryConnect } from "./connect-retry.js";
+import { capTimeouts, MIN_ATTEMPT_MS, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
 import { createConnectorCredentials } from "./grpc-connector.js";
@@ -249,12 +249,14 @@ export class GuestConnection {
     this.#opening = channel;
     const dialTimeoutMs = attempt.dial.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
     // The whole attempt (connect, handshake, HTTP/2 set-up, the capability check) ends by
-    // this time; a caller's deadline is a hard bound on it.
+    // this time: a caller's deadline bounds it, past by at most MIN_ATTEMPT_MS (an attempt
+    // started just before the deadline still gets that long to fail for its real reason).
     const fullBudget =
       dialTimeoutMs +
       (this.target.kind === "hvsock" ? (attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS) : 0) +
       SESSION_SETUP_TIMEOUT_MS;
-    const deadline = Date.now() + (remainingMs === undefined ? fullBudget : Math.min(fullBudget, remainingMs));
+    const budget = remainingMs === undefined ? fullBudget : Math.min(fullBudget, Math.max(remainingMs, MIN_ATTEMPT_MS));
+    const deadline = Date.now() + budget;
     // grpc-js's own connect has no timeout (the bridge's dial() has its own).
     const dialTimer =
       this.target.kind === "vsock"

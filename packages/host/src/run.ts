@@ -88,11 +88,13 @@ function describeFailure(result: RunResult): string {
   const exit = result.exit;
   const how = exit.startFailed
     ? `could not start (${exit.code}): ${exit.startError}`
-    : exit.timedOut
-      ? `timed out (${exit.code})`
-      : exit.signal
-        ? `killed by ${exit.signal} (${exit.code})`
-        : `exited with code ${exit.code}`;
+    : exit.unknown
+      ? "exit status unknown (the agent reported -1: a timeout or a signal death)"
+      : exit.timedOut
+        ? `timed out (${exit.code})`
+        : exit.signal
+          ? `killed by ${exit.signal} (${exit.code})`
+          : `exited with code ${exit.code}`;
   const stderr = result.stderr.trim();
   return stderr ? `${how}: ${stderr.length > 500 ? `...${stderr.slice(-500)}` : stderr}` : how;
 }

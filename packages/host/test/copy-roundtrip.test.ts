@@ -4,6 +4,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import {
   chmod,
   chown,
@@ -258,5 +259,41 @@ describe("round trips through the real agent", () => {
     expect(up).toBeInstanceOf(CopyError);
     expect((up as CopyError).kind).toBe("SOURCE");
     expect((up as CopyError).message).toMatch(/cannot read .*nope: .*no such file or directory/i);
+  });
+});
+
+describe("against guestkit's agent, the capabilities it announced are used", () => {
+  it("a tree travels in ONE CopyToGuest stream, small entries in batches, and the answer counts them all", async () => {
+    const source = join(suite.work, "tree");
+    mkdirSync(join(source, "sub"), { recursive: true });
+    for (let i = 0; i < 50; i++) writeFileSync(join(source, "sub", `f${i}`), `${i}\n`);
+    const sent: string[] = [];
+    let streams = 0;
+    const guest = suite.client.guest;
+    // The same connection, with its CopyToGuest calls watched.
+    const watched = Object.create(suite.client) as typeof suite.client;
+    Object.defineProperty(watched, "guest", {
+      value: new Proxy(guest, {
+        get(target, name, receiver) {
+          if (name !== "copyToGuest") return Reflect.get(target, name, receiver);
+          return (...args: Parameters<typeof guest.copyToGuest>) => {
+            streams += 1;
+            const stream = guest.copyToGuest(...args);
+            const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+            stream.write = ((message: { request: { case?: string } }, ...rest: unknown[]) => {
+              sent.push(message.request.case ?? "");
+              return write(message, ...rest);
+            }) as typeof stream.write;
+            return stream;
+          };
+        },
+      }),
+    });
+    const result = await copyTo(watched, source, join(suite.work, "guest"));
+    expect(result).toMatchObject({ entries: 52, partial: false });
+    expect(streams).toBe(1);
+    expect(sent).toContain("batch");
+    expect(sent).not.toContain("start");
+    expect(readFileSync(join(suite.work, "guest", "sub", "f49"), "utf8")).toBe("49\n");
   });
 });

@@ -2,6 +2,7 @@
 // with backpressure and EOF, and every kind of exit.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Capability } from "@guestkit/protocol";
 import { describe, expect, it } from "vitest";
 import type { ExecHandle, ExecOutput } from "../src/exec-handle.js";
 import { Code, GuestError } from "../src/guest-error.js";
@@ -31,6 +32,7 @@ describe("exit statuses", () => {
       truncated: false,
       startFailed: false,
       startError: null,
+      unknown: false,
     });
   });
 
@@ -251,6 +253,20 @@ describe("stdin", () => {
       handle.stdin.on("error", reject);
       handle.stdin.end("ignored", () => resolve());
     });
+  });
+});
+
+describe("against guestkit's agent", () => {
+  it("sees every capability, and uses them: EOF by stdin_close keeps the stream open for signals", async () => {
+    const client = suite.guest.client();
+    expect([...(await client.capabilities())].sort()).toEqual(
+      [Capability.COPY_BATCH, Capability.COPY_MULTI_ENTRY, Capability.EXEC_CONTROL, Capability.KEEPALIVE_PINGS].sort(),
+    );
+    // No stdin: EOF at once. Had it been a half-close, the signal could not be sent.
+    const handle = client.exec(["sh", "-c", "cat; exec sleep 30"]);
+    await handle.started;
+    handle.kill("TERM");
+    expect(await handle.exit).toMatchObject({ code: 128 + 15, signal: "SIGTERM", unknown: false });
   });
 });
 
