@@ -27,7 +27,7 @@ export interface BoundSocket {
 /**
  * Creates a Unix socket at `path` with mode 0600 from the moment it exists there.
  * `bind(staged)` binds the listener at a temporary path; if anything after it fails,
- * `unbind(staged)` is called. Replaces whatever socket file is at `path` (one left by a
+ * `unbind(staged)` is called. Replaces whatever file is at `path` (a socket left by a
  * previous run would make a plain bind fail with EADDRINUSE).
  */
 export async function bindUnixSocketPrivately(
