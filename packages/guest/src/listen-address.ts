@@ -33,6 +33,18 @@ export function parseListenAddress(text: string): ListenAddress {
   throw new Error(`bad listen address "${text}": expected ${LISTEN_FORMS}`);
 }
 
+/** The address as --listen takes it. */
+export function formatListenAddress(address: ListenAddress): string {
+  switch (address.kind) {
+    case "unix":
+      return `unix:${address.path}`;
+    case "tcp":
+      return `tcp:${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`;
+    case "vsock":
+      return `vsock:${address.port}`;
+  }
+}
+
 /** The grpc-js bind string for unix and tcp addresses. */
 export function grpcBindTarget(address: ListenAddress): string {
   switch (address.kind) {
@@ -43,11 +55,6 @@ export function grpcBindTarget(address: ListenAddress): string {
     case "vsock":
       return `vsock:${address.port}`;
   }
-}
-
-/** Whether a TCP host only accepts connections from this machine. */
-export function isLoopbackHost(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 function parsePort(text: string): number | undefined {

@@ -1,10 +1,11 @@
 // guest-agent: the GuestService server. Runs inside the guest, listens on vsock:2222.
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { readTokenFile } from "@guestkit/protocol";
 import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
 import { logError, logInfo, setQuiet } from "./log.js";
 import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 import { createAgentServer } from "./server.js";
+import { checkTokenFor } from "./token-auth.js";
 
 /** How long a stop may take before the agent exits with connections still open. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
@@ -13,8 +14,9 @@ const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quie
 
 Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
   --listen ADDR       ${LISTEN_FORMS}; repeatable; default vsock:2222
-  --token-file PATH   require "authorization: Bearer <token>" on every call
-                      (needed to listen on a non-loopback TCP address)
+  --token-file PATH   require "authorization: Bearer <token>" on every call;
+                      needed to listen on TCP (loopback too: any local user
+                      can connect to it); only its owner may read the file
   --quiet             log errors only
 `;
 
@@ -35,8 +37,9 @@ async function main(): Promise<number> {
   let token: string | undefined;
   try {
     addresses = (args.values.listen ?? ["vsock:2222"]).map(parseListenAddress);
-    if (args.values["token-file"]) token = readFileSync(args.values["token-file"], "utf8").trim();
-    if (token === "") throw new Error("the token file is empty");
+    if (args.values["token-file"] !== undefined) token = readTokenFile(args.values["token-file"]);
+    // Before any listener opens: an agent that cannot serve every address serves none.
+    for (const address of addresses) checkTokenFor(address, token);
   } catch (error) {
     process.stderr.write(`guest-agent: ${(error as Error).message}\n`);
     return 2;

@@ -1,5 +1,4 @@
 // The agent's gRPC server: GuestService, health and reflection on every listener.
-import { chmod, rm } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";
 import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
 import { createCapabilityInterceptor } from "./capability-announcement.js";
@@ -10,15 +9,16 @@ import { addHealthService } from "./health-service.js";
 import { logHttp2SessionErrors } from "./http2-session-log.js";
 import { allowStreamResets } from "./http2-stream-resets.js";
 import { widenHttp2Windows } from "./http2-window.js";
-import { grpcBindTarget, isLoopbackHost, type ListenAddress } from "./listen-address.js";
+import { grpcBindTarget, type ListenAddress } from "./listen-address.js";
 import { addReflection } from "./reflection.js";
 import { RunningCommands } from "./running-commands.js";
 import { handleStatPath } from "./stat-path.js";
-import { createTokenInterceptor } from "./token-auth.js";
+import { checkTokenFor, createTokenInterceptor } from "./token-auth.js";
+import { type BoundSocket, bindUnixSocketPrivately, removeBoundSocket } from "./unix-socket-bind.js";
 import { listenVsock } from "./vsock-listener.js";
 
 export interface AgentServerOptions {
-  /** Every call must carry `authorization: Bearer <token>`. Required for non-loopback TCP. */
+  /** Every call must carry `authorization: Bearer <token>`. Required to listen on TCP. */
   token?: string;
 }
 
@@ -66,35 +66,34 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
   );
   const health = addHealthService(server, { "": "SERVING", [SERVICE_NAME]: "SERVING" });
   addReflection(server);
-  const unixPaths: string[] = [];
+  const unixSockets: BoundSocket[] = [];
   const closers: Array<() => void> = [];
 
   return {
     commands,
     async listen(address) {
-      if (address.kind === "tcp" && !isLoopbackHost(address.host) && !options.token) {
-        throw new Error(
-          `refusing to listen on ${address.host}:${address.port} without a token: anyone who can reach it could run commands as root (use --token-file, or a loopback address)`,
-        );
-      }
+      checkTokenFor(address, options.token);
       if (address.kind === "vsock") {
         closers.push(await listenVsock(server, address.port));
         return;
       }
+      const bind = (target: string) =>
+        new Promise<void>((resolve, reject) => {
+          server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error) =>
+            error ? reject(error) : resolve(),
+          );
+        });
       if (address.kind === "unix") {
-        // A stale socket file from a previous run would make bind fail with EADDRINUSE.
-        await rm(address.path, { force: true });
-      }
-      await new Promise<void>((resolve, reject) => {
-        server.bindAsync(grpcBindTarget(address), grpc.ServerCredentials.createInsecure(), (error) =>
-          error ? reject(error) : resolve(),
+        unixSockets.push(
+          await bindUnixSocketPrivately(
+            address.path,
+            (staged) => bind(grpcBindTarget({ kind: "unix", path: staged })),
+            (staged) => server.unbind(grpcBindTarget({ kind: "unix", path: staged })),
+          ),
         );
-      });
-      if (address.kind === "unix") {
-        unixPaths.push(address.path);
-        // Whoever can connect can run commands as the agent's user: owner only.
-        await chmod(address.path, 0o600);
+        return;
       }
+      await bind(grpcBindTarget(address));
     },
     async shutdown() {
       health.setStatus("", "NOT_SERVING");
@@ -110,7 +109,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
           resolve();
         });
       });
-      await Promise.all(unixPaths.map((path) => rm(path, { force: true })));
+      await Promise.all(unixSockets.map(removeBoundSocket));
     },
   };
 }

@@ -8,7 +8,7 @@ import { logError } from "./log.js";
 
 type VsockModule = typeof import("@guestkit/vsock");
 
-const FALLBACK_HINT = "use --listen unix:PATH or tcp:127.0.0.1:PORT";
+const FALLBACK_HINT = "use --listen unix:PATH (or tcp:127.0.0.1:PORT with --token-file)";
 
 /** Listens on vsock `port` and hands each connection to the server; returns a closer. */
 export async function listenVsock(server: grpc.Server, port: number): Promise<() => void> {

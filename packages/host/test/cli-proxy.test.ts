@@ -83,6 +83,24 @@ describe("proxy", () => {
     expect((await proxy.result).code).toBe(0);
   });
 
+  it("on a TCP port, only this user and root get through: another local user is refused", async () => {
+    const { proxy, ready } = startProxy("tcp:127.0.0.1:0");
+    await ready;
+    const target = `tcp:127.0.0.1:${/proxy on tcp:127\.0\.0\.1:(\d+) /.exec(proxy.stderr())?.[1]}`;
+    // Any user of this machine can connect to a loopback port; through the proxy that
+    // would be root in the guest.
+    const asNobody = await runCli(["--target", target, "--connect-timeout", "2", "exec", "--", "id", "-u"], {
+      uid: 65534,
+    });
+    expect(asNobody.stdout).toBe("");
+    expect(asNobody.code).toBe(255);
+    expect(proxy.stderr()).toContain("guestctl: proxy: refused a connection from uid 65534: only uid");
+    const asUs = await runCli(["--target", target, "exec", "--", "echo", "let in"]);
+    expect(asUs).toMatchObject({ code: 0, stdout: "let in\n" });
+    proxy.child.kill("SIGTERM");
+    expect((await proxy.result).code).toBe(0);
+  });
+
   it("reports a connection it cannot dial and keeps serving", async () => {
     const socket = join(suite.dir, "agent.sock");
     const proxy = startCli(["--target", suite.guest.endpoint.target(2299), "proxy", "--listen", `unix:${socket}`]);

@@ -1,7 +1,7 @@
 // `guestctl stat`, `guestctl wait`, reaching targets that are not there, and the
 // program-level options, as real processes against the real agent.
 import { lstatSync } from "node:fs";
-import { mkdir, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, symlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type AgentProcess, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { describe, expect, it } from "vitest";
@@ -215,5 +215,13 @@ describe("the program", () => {
     ]);
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toContain("cannot read the token file");
+    // As ssh with a private key: a token others can read is refused, before any connection.
+    const loose = join(suite.dir, "loose-token");
+    await writeFile(loose, "s3cret\n");
+    await chmod(loose, 0o644);
+    const looseToken = await runCli(["--target", suite.guest.target, "--token-file", loose, "stat", "/"]);
+    expect(looseToken.code).toBe(2);
+    expect(looseToken.stderr).toContain(`guestctl: the token file ${loose} has mode 0644`);
+    expect(looseToken.stderr).toContain(`chmod 600 ${loose}`);
   });
 });

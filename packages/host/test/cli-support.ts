@@ -28,6 +28,8 @@ export interface RunOptions {
   /** Written to stdin, then EOF; without it stdin stays an open pipe nobody writes. */
   input?: string | Buffer;
   cwd?: string;
+  /** Run as this uid (and the same gid), as another local user would. */
+  uid?: number;
 }
 
 /** A guestctl process that is running. */
@@ -57,6 +59,7 @@ export function startCli(args: readonly string[], options: RunOptions = {}): Run
     env: childEnv(options.env),
     stdio: ["pipe", "pipe", "pipe"],
     ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
   });
   const entry = { kill: () => child.kill("SIGKILL") };
   running.add(entry);

@@ -157,7 +157,7 @@ describe("reaching the agent", () => {
 
   it("a token goes with every call; without it the agent refuses", async () => {
     const tokenFile = join(dir, "token");
-    await writeFile(tokenFile, "s3cret\n");
+    await writeFile(tokenFile, "s3cret\n", { mode: 0o600 });
     agent = await startAgent({ args: ["--token-file", tokenFile] });
     const target = `unix:${agent.socketPath}`;
     const withToken = client(target, { token: "s3cret" });

@@ -2,8 +2,8 @@
 // stops calling it, or calls it differently, fails here first. And the client's direct
 // paths: unix, tcp and hvsock targets reach the agent with no local bridge in between.
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
-import { createServer, type Server, type Socket } from "node:net";
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -22,7 +22,6 @@ let endpoint: HybridVsockEndpoint | undefined;
 let agent: AgentProcess | undefined;
 const clients: GuestClient[] = [];
 const channels: grpc.Channel[] = [];
-const servers: Server[] = [];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "guestkit-connector-test-"));
@@ -31,7 +30,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((client) => client.close()));
   for (const channel of channels.splice(0)) channel.close();
-  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
   await endpoint?.close();
   endpoint = undefined;
   await agent?.stop();
@@ -70,18 +68,12 @@ async function tempEntriesDuring(body: () => Promise<void>): Promise<string[]> {
   return readdir(scratch);
 }
 
-// A TCP port on loopback whose connections go to the agent's Unix socket.
-async function tcpFront(socketPath: string): Promise<number> {
-  const { connect } = await import("node:net");
-  const server = createServer((accepted) => {
-    const agentSide = connect(socketPath);
-    accepted.on("error", () => agentSide.destroy());
-    agentSide.on("error", () => accepted.destroy());
-    accepted.pipe(agentSide).pipe(accepted);
-  });
-  servers.push(server);
+// A loopback TCP port nobody listens on (the kernel's pick, closed again).
+async function freeTcpPort(): Promise<number> {
+  const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
   if (address === null || typeof address === "string") throw new Error("no TCP address");
   return address.port;
 }
@@ -139,10 +131,12 @@ describe("direct connections (no bridge)", () => {
     expect(endpoint.stats().lines).toEqual(["CONNECT 2222"]);
   });
 
-  it("tcp targets reach the agent", async () => {
-    agent = await startAgent();
-    const port = await tcpFront(agent.socketPath);
-    const guest = client(`tcp:127.0.0.1:${port}`);
+  it("tcp targets reach the agent, with the token every TCP listener requires", async () => {
+    const port = await freeTcpPort();
+    const tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "s3cret\n", { mode: 0o600 });
+    agent = await startAgent({ args: ["--listen", `tcp:127.0.0.1:${port}`, "--token-file", tokenFile] });
+    const guest = client(`tcp:127.0.0.1:${port}`, { token: "s3cret", connectTimeoutMs: 5000 });
     expect((await guest.run(["echo", "tcp"])).stdout).toBe("tcp\n");
     expect(await guest.stat("/")).toMatchObject({ exists: true, type: "directory" });
   });
@@ -167,12 +161,7 @@ describe("direct connections (no bridge)", () => {
   });
 
   it("a tcp port nobody listens on is refused", async () => {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("no TCP address");
-    await new Promise((resolve) => server.close(resolve));
-    const error = await rejection(client(`tcp:127.0.0.1:${address.port}`).stat("/"));
+    const error = await rejection(client(`tcp:127.0.0.1:${await freeTcpPort()}`).stat("/"));
     expect(error.reason).toBe("refused");
     expect(error.message).toContain("connection refused");
   });

@@ -32,3 +32,4 @@ export {
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";
+export { readTokenFile, TokenFileError } from "./token-file.js";

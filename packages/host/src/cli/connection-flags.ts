@@ -1,7 +1,7 @@
 // The options every command shares: where the agent is and how to reach it. They may
 // be given before the command (`guestctl --target T stat /`) or after it
 // (`guestctl stat --target T /`); --target falls back to GUESTCTL_TARGET.
-import { readFileSync } from "node:fs";
+import { readTokenFile, TokenFileError } from "@guestkit/protocol";
 import type { Command } from "commander";
 import type { GuestClientOptions } from "../guest-client.js";
 import { GuestError } from "../guest-error.js";
@@ -60,14 +60,12 @@ export function clientOptions(flags: ConnectionFlags, env: NodeJS.ProcessEnv = p
 }
 
 function readToken(path: string): string {
-  let token: string;
   try {
-    token = readFileSync(path, "utf8").trim();
+    return readTokenFile(path);
   } catch (error) {
-    throw usageError(`cannot read the token file ${path}: ${(error as Error).message}`);
+    if (error instanceof TokenFileError) throw usageError(error.message);
+    throw error;
   }
-  if (token === "") throw usageError(`the token file ${path} is empty`);
-  return token;
 }
 
 /**

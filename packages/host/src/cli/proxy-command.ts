@@ -11,6 +11,7 @@ import { splice } from "../socket-splice.js";
 import { formatTarget } from "../target.js";
 import { type ConnectionFlags, parseSeconds, resolveTarget } from "./connection-flags.js";
 import { CliError, messageOf, printable, usageError } from "./exit-status.js";
+import { loopbackPeerUid, loopbackPeerUidUnavailable } from "./loopback-peer-uid.js";
 import { type ProxyListenAddress, parseProxyListenAddress } from "./proxy-listen-address.js";
 
 /** The options of `proxy` as commander parses them. */
@@ -43,22 +44,40 @@ export async function proxyCommand(flags: ProxyFlags): Promise<number> {
       connections.delete(local);
       dialing.abort();
     });
-    dialWithRetry(target, { connectTimeoutMs, signal: dialing.signal }).then(
-      (remote) => {
-        if (local.destroyed) {
-          remote.destroy();
-          return;
-        }
-        connections.add(remote);
-        remote.once("close", () => connections.delete(remote));
-        void splice(local, remote);
-      },
-      (error: unknown) => {
-        if (!dialing.signal.aborted) process.stderr.write(`guestctl: proxy: ${messageOf(error)}\n`);
-        local.destroy();
-      },
-    );
+    // A Unix socket is owner-only from the start (see listen()); a TCP connection is
+    // admitted only from this user or root, before any byte of it is read.
+    const admitted = address.kind === "tcp" ? admitLoopbackPeer(local) : Promise.resolve(true);
+    admitted
+      .then((admit) => {
+        if (!admit) throw new Refused();
+        return dialWithRetry(target, { connectTimeoutMs, signal: dialing.signal });
+      })
+      .then(
+        (remote) => {
+          if (local.destroyed) {
+            remote.destroy();
+            return;
+          }
+          connections.add(remote);
+          remote.once("close", () => connections.delete(remote));
+          void splice(local, remote);
+        },
+        (error: unknown) => {
+          if (!dialing.signal.aborted && !(error instanceof Refused)) {
+            process.stderr.write(`guestctl: proxy: ${messageOf(error)}\n`);
+          }
+          local.destroy();
+        },
+      );
   });
+  if (address.kind === "tcp") {
+    const unavailable = await loopbackPeerUidUnavailable();
+    if (unavailable !== undefined) {
+      throw new CliError(
+        `cannot listen on ${printable(describe(address))}: any local user can connect to a TCP port, and the proxy ${unavailable}; use --listen unix:PATH`,
+      );
+    }
+  }
   const shown = await listen(server, address);
   const ownSocket = address.kind === "unix" ? await lstat(address.path) : undefined;
   process.stderr.write(
@@ -75,6 +94,20 @@ export async function proxyCommand(flags: ProxyFlags): Promise<number> {
     if (now && now.ino === ownSocket.ino && now.dev === ownSocket.dev) await unlink(address.path).catch(() => {});
   }
   return 0;
+}
+
+/** A connection from another local user, already reported and closed. */
+class Refused extends Error {}
+
+// Whoever reaches the agent through the proxy runs commands as root in the guest: the
+// same users as could use a Unix socket of ours, this user and root, may.
+async function admitLoopbackPeer(local: Socket): Promise<boolean> {
+  const uid = await loopbackPeerUid(local);
+  const own = process.getuid?.();
+  if (uid !== undefined && (uid === own || uid === 0)) return true;
+  const who = uid === undefined ? "a connection whose owner could not be found" : `a connection from uid ${uid}`;
+  process.stderr.write(`guestctl: proxy: refused ${who}: only uid ${own} (this user) and root may use it\n`);
+  return false;
 }
 
 // Listens; resolves with the address as the user should write it (the real port for port 0).

@@ -1,6 +1,7 @@
 // Where `guestctl proxy` listens: a Unix socket or a loopback TCP port, nothing else.
 // The proxy hands whoever connects the agent's full power (root in the guest), so it
-// must not be reachable from another machine.
+// must not be reachable from another machine, and on this one only by this user and
+// root (an owner-only socket; on TCP, see loopback-peer-uid.ts).
 import { isIP } from "node:net";
 import { usageError } from "./exit-status.js";
 
