@@ -11,6 +11,7 @@ export const AGENT_CAPABILITIES: readonly string[] = [
   Capability.COPY_BATCH,
   // server.ts accepts pings at any rate (grpc-js servers enforce no ping policy).
   Capability.KEEPALIVE_PINGS,
+  Capability.PORT_FORWARD,
 ];
 
 /** A server interceptor that adds the capability header to every call's response headers. */

@@ -10,6 +10,7 @@ import { logHttp2SessionErrors } from "./http2-session-log.js";
 import { allowStreamResets } from "./http2-stream-resets.js";
 import { widenHttp2Windows } from "./http2-window.js";
 import { grpcBindTarget, type ListenAddress } from "./listen-address.js";
+import { createForwardPortHandler } from "./port-forward.js";
 import { addReflection } from "./reflection.js";
 import { RunningCommands } from "./running-commands.js";
 import { handleStatPath } from "./stat-path.js";
@@ -62,11 +63,14 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
       copyToGuest: handleCopyToGuest,
       copyFromGuest: handleCopyFromGuest,
       statPath: handleStatPath,
+      forwardPort: createForwardPortHandler({ tcpPorts: () => tcpPorts }),
     } as unknown as grpc.UntypedServiceImplementation,
   );
   const health = addHealthService(server, { "": "SERVING", [SERVICE_NAME]: "SERVING" });
   addReflection(server);
   const unixSockets: BoundSocket[] = [];
+  // What ForwardPort must not reach (see port-forward.ts).
+  const tcpPorts = new Set<number>();
   const closers: Array<() => void> = [];
 
   return {
@@ -78,22 +82,24 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
         return;
       }
       const bind = (target: string) =>
-        new Promise<void>((resolve, reject) => {
-          server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error) =>
-            error ? reject(error) : resolve(),
+        new Promise<number>((resolve, reject) => {
+          server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (error, port) =>
+            error ? reject(error) : resolve(port),
           );
         });
       if (address.kind === "unix") {
         unixSockets.push(
           await bindUnixSocketPrivately(
             address.path,
-            (staged) => bind(grpcBindTarget({ kind: "unix", path: staged })),
+            async (staged) => {
+              await bind(grpcBindTarget({ kind: "unix", path: staged }));
+            },
             (staged) => server.unbind(grpcBindTarget({ kind: "unix", path: staged })),
           ),
         );
         return;
       }
-      await bind(grpcBindTarget(address));
+      tcpPorts.add(await bind(grpcBindTarget(address)));
     },
     async shutdown() {
       health.setStatus("", "NOT_SERVING");

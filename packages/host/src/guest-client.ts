@@ -1,6 +1,6 @@
 // createGuestClient: the library's entry point. One client = one target and one shared
 // connection; everything a CLI or a program does goes through its methods.
-import type { Writable } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
 import type { GuestServiceClient } from "@guestkit/protocol";
 import { type CopyFromOptions, copyFrom } from "./copy-from.js";
 import { type CopyToOptions, copyTo } from "./copy-to.js";
@@ -9,6 +9,13 @@ import { type ExecHandle, startExec } from "./exec-handle.js";
 import { buildExecStart, type ExecOptions } from "./exec-request.js";
 import { GuestConnection, type GuestConnectionOptions } from "./guest-connection.js";
 import { Code, GuestError } from "./guest-error.js";
+import {
+  type ForwardListener,
+  type ForwardPortOptions,
+  forwardPort,
+  type ListenForwardOptions,
+  listenForward,
+} from "./port-forward.js";
 import { collectRun, type RunOptions, type RunResult } from "./run.js";
 import { type GuestStat, type StatOptions, statPath } from "./stat.js";
 import { formatTarget, type GuestTarget, parseTarget } from "./target.js";
@@ -58,6 +65,13 @@ export interface GuestClient {
    * protocol, and says so (GuestConnectionOptions.onWarning) where that changes a result.
    */
   capabilities(options?: ConnectOptions): Promise<ReadonlySet<string>>;
+  /**
+   * A TCP connection to `port` inside the guest (host 127.0.0.1 there unless `host`),
+   * as a Duplex with half-close in each direction; resolves once the agent connected.
+   */
+  forwardPort(port: number, options?: ForwardPortOptions): Promise<Duplex>;
+  /** Listens on a local port and forwards every connection to a port inside the guest. */
+  listenForward(options: ListenForwardOptions): Promise<ForwardListener>;
   /**
    * Connects now (retrying like any call) and returns the raw grpc-js client on the
    * shared connection, for calls the library does not wrap. Its calls need the
@@ -145,6 +159,14 @@ class Client implements GuestClient {
 
   waitUntilReady(options: WaitUntilReadyOptions = {}): Promise<void> {
     return waitUntilReady(this.#connection, options);
+  }
+
+  forwardPort(port: number, options: ForwardPortOptions = {}): Promise<Duplex> {
+    return forwardPort(this.#connection, port, options);
+  }
+
+  listenForward(options: ListenForwardOptions): Promise<ForwardListener> {
+    return listenForward(this.#connection, options);
   }
 
   async capabilities(options: ConnectOptions = {}): Promise<ReadonlySet<string>> {

@@ -53,6 +53,8 @@ export type GuestErrorReason =
    * (signals, another user).
    */
   | "unsupported"
+  /** A port forward could not connect inside the guest (the message names the errno). */
+  | "forward-failed"
   /** The agent broke the protocol (messages out of order, a stream without its exit). */
   | "protocol"
   /** `run(..., { check: true })`: the command exited non-zero or died by a signal. */

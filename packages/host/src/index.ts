@@ -25,6 +25,7 @@ export {
   type HybridVsockHandshakeResult,
   hybridVsockHandshake,
 } from "./hybrid-vsock-handshake.js";
+export type { ForwardListener, ForwardPortOptions, ListenForwardOptions } from "./port-forward.js";
 export { CommandFailedError, DEFAULT_MAX_OUTPUT_BYTES, type RunOptions, type RunResult } from "./run.js";
 export { splice } from "./socket-splice.js";
 export type { GuestFileType, GuestStat, GuestStatFound, StatOptions } from "./stat.js";

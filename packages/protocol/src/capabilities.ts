@@ -36,6 +36,8 @@ export const Capability = {
    * `too_many_pings`).
    */
   KEEPALIVE_PINGS: "keepalive-pings",
+  /** ForwardPort is served: TCP connections to ports inside the guest. */
+  PORT_FORWARD: "port-forward",
 } as const;
 
 export type CapabilityName = (typeof Capability)[keyof typeof Capability];

@@ -7,6 +7,7 @@ import { addConnectionOptions, TARGET_ENV, TOKEN_FILE_ENV } from "./connection-f
 import { type CpFlags, cpCommand } from "./cp-command.js";
 import { type ExecFlags, execCommand } from "./exec-command.js";
 import { CliError, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit-status.js";
+import { type PortForwardFlags, portForwardCommand } from "./port-forward-command.js";
 import { type ProxyFlags, proxyCommand } from "./proxy-command.js";
 import { PROXY_LISTEN_FORMS } from "./proxy-listen-address.js";
 import { type StatFlags, statCommand } from "./stat-command.js";
@@ -136,6 +137,16 @@ export function createProgram(done: (status: number) => void): Command {
       done(await proxyCommand(self.optsWithGlobals<ProxyFlags>()));
     });
   addConnectionOptions(proxy);
+
+  const portForward = program
+    .command("port-forward")
+    .description("forward local TCP ports to ports inside the guest (LOCAL:GUEST; LOCAL 0 picks one)")
+    .argument("<pairs...>", "LOCAL:GUEST port pairs")
+    .option("--address <address>", "local address to listen on (default 127.0.0.1)")
+    .action(async (pairs: string[], _options: unknown, self: Command) => {
+      done(await portForwardCommand(pairs, self.optsWithGlobals<PortForwardFlags>()));
+    });
+  addConnectionOptions(portForward);
 
   return program;
 }

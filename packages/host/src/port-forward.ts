@@ -1,0 +1,238 @@
+// Port forwarding: a TCP connection to a port inside the guest, as a Duplex on the host,
+// over one ForwardPort call (framing in proto/guest/guest.proto); and a local listener
+// that forwards each connection it accepts through a call of its own.
+//
+// Backpressure both ways: a write completes once grpc-js handed the bytes to HTTP/2,
+// whose flow control waits for the agent; the call is paused while the Duplex's reader
+// does not keep up. Each direction's end travels on its own (half-close): ending the
+// Duplex sends `eof`, the guest side's end arrives as the Duplex's end.
+
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { create } from "@bufbuild/protobuf";
+import type * as grpc from "@grpc/grpc-js";
+import {
+  Capability,
+  CHUNK_SIZE,
+  type ForwardPortRequest,
+  ForwardPortRequestSchema,
+  type ForwardPortResponse,
+} from "@guestkit/protocol";
+import type { GuestConnection } from "./guest-connection.js";
+import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
+
+/** Options of forwardPort(). */
+export interface ForwardPortOptions {
+  /** The host to connect to, as seen from inside the guest. Default 127.0.0.1. */
+  host?: string;
+  /** Aborting before the connection is up rejects; after, it destroys the Duplex. */
+  signal?: AbortSignal;
+  /** How long to retry reaching an agent that is still coming up. Default: the client's. */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Connects to `port` inside the guest; resolves with the connection once the agent
+ * reached it. Rejects with a GuestError: reason `forward-failed` (with the errno in the
+ * message) when the agent could not connect, `unsupported` for an agent without
+ * ForwardPort, or any connection failure.
+ */
+export async function forwardPort(
+  connection: GuestConnection,
+  port: number,
+  options: ForwardPortOptions = {},
+): Promise<Duplex> {
+  const host = options.host ?? "127.0.0.1";
+  const where = `${connection.context}: forward to ${host}:${port}`;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new GuestError(Code.INVALID_ARGUMENT, `bad port ${port}: a TCP port is 1-65535`, { context: where });
+  }
+  const channel = await connection.ready({
+    ...(options.connectTimeoutMs !== undefined ? { deadline: Date.now() + options.connectTimeoutMs } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  if (!channel.has(Capability.PORT_FORWARD)) {
+    throw new GuestError(Code.UNIMPLEMENTED, "the agent does not forward ports (it did not announce port-forward)", {
+      reason: "unsupported",
+      context: where,
+    });
+  }
+  const call = channel.guest.forwardPort(channel.metadata());
+  call.write(create(ForwardPortRequestSchema, { request: { case: "start", value: { host, port } } }));
+  return new Promise<Duplex>((resolve, reject) => {
+    const signal = options.signal;
+    const onAbort = () => {
+      call.cancel();
+      reject(cancelledError(signal, where));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const settle = () => signal?.removeEventListener("abort", onAbort);
+    call.on("error", () => {});
+    const onFirst = (response: ForwardPortResponse) => {
+      const message = response.response;
+      call.off("status", onEarlyStatus);
+      settle();
+      if (message.case === "connected") {
+        resolve(new ForwardedConnection(call, where));
+        return;
+      }
+      call.cancel();
+      if (message.case === "connectError") {
+        // Guest text: kept short.
+        const code = message.value.code.slice(0, 32);
+        const text = message.value.message.slice(0, 500);
+        reject(
+          new GuestError(Code.FAILED_PRECONDITION, `${text} (${code})`, { reason: "forward-failed", context: where }),
+        );
+      } else {
+        reject(
+          new GuestError(Code.INTERNAL, "the agent answered ForwardPort out of order", {
+            reason: "protocol",
+            context: where,
+          }),
+        );
+      }
+    };
+    const onEarlyStatus = (status: grpc.StatusObject) => {
+      call.off("data", onFirst);
+      settle();
+      reject(
+        status.code === Code.OK
+          ? new GuestError(Code.INTERNAL, "the agent ended ForwardPort without an answer", {
+              reason: "protocol",
+              context: where,
+            })
+          : errorFromStatus(status, where),
+      );
+    };
+    call.once("data", onFirst);
+    call.once("status", onEarlyStatus);
+  });
+}
+
+class ForwardedConnection extends Duplex {
+  readonly #call: grpc.ClientDuplexStream<ForwardPortRequest, ForwardPortResponse>;
+  readonly #where: string;
+  #ended = false;
+
+  constructor(call: grpc.ClientDuplexStream<ForwardPortRequest, ForwardPortResponse>, where: string) {
+    super({ allowHalfOpen: true });
+    this.#call = call;
+    this.#where = where;
+    call.on("data", (response: ForwardPortResponse) => {
+      const message = response.response;
+      if (message.case === "data") {
+        if (!this.push(message.value)) call.pause();
+      } else if (message.case === "eof") {
+        this.push(null);
+      }
+    });
+    call.on("status", (status: grpc.StatusObject) => {
+      this.#ended = true;
+      if (status.code !== Code.OK) this.destroy(errorFromStatus(status, this.#where));
+      else if (!this.readableEnded) this.push(null);
+    });
+  }
+
+  override _read(): void {
+    this.#call.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#ended) {
+      callback(new GuestError(Code.UNAVAILABLE, "the forwarded connection is closed", { context: this.#where }));
+      return;
+    }
+    for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
+      const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
+      const last = offset + CHUNK_SIZE >= chunk.length;
+      this.#call.write(
+        create(ForwardPortRequestSchema, { request: { case: "data", value: piece } }),
+        last ? () => callback() : undefined,
+      );
+    }
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.#ended) {
+      this.#call.write(create(ForwardPortRequestSchema, { request: { case: "eof", value: {} } }));
+      this.#call.end();
+    }
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Torn down before both directions ended: the agent resets its side.
+    if (!this.#ended) this.#call.cancel();
+    callback(error);
+  }
+}
+
+/** Options of listenForward(). */
+export interface ListenForwardOptions {
+  /** Local port; 0 picks one. */
+  localPort: number;
+  /** Local address to listen on. Default 127.0.0.1. */
+  localAddress?: string;
+  /** Port inside the guest. */
+  guestPort: number;
+  /** Host inside the guest. Default 127.0.0.1. */
+  guestHost?: string;
+  /** Told about each connection that could not be forwarded (it is closed). */
+  onError?: (error: GuestError) => void;
+}
+
+/** A local listener forwarding into the guest. */
+export interface ForwardListener {
+  readonly address: AddressInfo;
+  /** Connections being forwarded now. */
+  readonly active: number;
+  /** Stops listening and closes every forwarded connection. */
+  close(): Promise<void>;
+}
+
+/** Listens locally and forwards each accepted connection to the guest port through a call of its own. */
+export async function listenForward(
+  connection: GuestConnection,
+  options: ListenForwardOptions,
+): Promise<ForwardListener> {
+  const open = new Set<Socket>();
+  const server: Server = createServer({ allowHalfOpen: true }, (local) => {
+    open.add(local);
+    local.on("close", () => open.delete(local));
+    local.on("error", () => {});
+    local.pause();
+    forwardPort(connection, options.guestPort, options.guestHost ? { host: options.guestHost } : {}).then(
+      (remote) => {
+        remote.on("error", () => local.destroy());
+        local.on("error", () => remote.destroy());
+        local.on("close", () => remote.destroy());
+        remote.pipe(local);
+        local.pipe(remote);
+        local.resume();
+      },
+      (error: unknown) => {
+        options.onError?.(toGuestError(error, connection.context));
+        local.destroy();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.localPort, options.localAddress ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    address: server.address() as AddressInfo,
+    get active() {
+      return open.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of open) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
