@@ -11,6 +11,7 @@ import { measureStartup, memoryOf } from "./agent-footprint.js";
 import { measureConcurrentExecs } from "./concurrency.js";
 import { measureExecLatency } from "./exec-latency.js";
 import { type OpenSsh, startOpenSsh } from "./openssh.js";
+import { measurePortForward } from "./port-forward.js";
 import { type RawPipe, startRawPipe } from "./raw-pipe.js";
 import { checkTargets, describeMachine, formatTable } from "./report.js";
 import { type Measurement, measured, skipped } from "./stats.js";
@@ -18,7 +19,7 @@ import { measureFileCopy, measureStdoutStreaming, type TransferSetup } from "./t
 import { measureTree } from "./tree.js";
 import { createWorkspace, type Workspace, writeDataFile, writeTree } from "./workspace.js";
 
-const SECTIONS = ["agent", "exec", "concurrent", "stream", "copy", "tree"] as const;
+const SECTIONS = ["agent", "exec", "concurrent", "stream", "copy", "tree", "forward"] as const;
 
 const USAGE = `usage: pnpm bench [-- OPTIONS]
 
@@ -159,6 +160,10 @@ async function main(): Promise<void> {
       await section("tree copy", "s", () =>
         measureTree({ client, ssh, workspace, hostTree, guestTree, files, reps: quick ? 2 : 3 }),
       );
+    }
+
+    if (wanted("forward")) {
+      await section("port forward", "MiB/s", () => measurePortForward(client, Math.min(bytes, 256 * 2 ** 20), reps));
     }
 
     const memory = memoryOf(agent.pid);
