@@ -6,7 +6,10 @@ import { createRequire } from "node:module";
 
 /** The addon's functions (native/posix_spawn.c). Each returns a negative errno on failure. */
 export interface PosixSpawnNative {
-  /** Starts `file`; onExit(code, signal) runs once it has exited and been reaped. Returns the pid. */
+  /**
+   * Starts `file` (uid and gid -1: the caller's; cgroup "": the caller's); onExit(code,
+   * signal) runs once it has exited and been reaped. Returns the pid, or what failed.
+   */
   spawn(
     file: string,
     argv: readonly string[],
@@ -15,8 +18,11 @@ export interface PosixSpawnNative {
     stdin: number,
     stdout: number,
     stderr: number,
+    uid: number,
+    gid: number,
+    cgroup: string,
     onExit: (code: number, signal: number) => void,
-  ): number;
+  ): number | { errno: number; step: string };
   /** A close-on-exec pipe: [readFd, writeFd]. */
   pipe(): [number, number] | number;
   closeFd(fd: number): number;
