@@ -419,8 +419,14 @@ static napi_value posix_spawn_supported(napi_env env, napi_callback_info info) {
   return make_number(env, 0);
 }
 
+// Bumped whenever a function's arguments change: the loader refuses a stale build.
+#define INTERFACE_VERSION 2
+
 static napi_value init(napi_env env, napi_value exports) {
+  napi_value version = make_number(env, INTERFACE_VERSION);
+  if (version == NULL) return NULL;
   napi_property_descriptor properties[] = {
+      {"interfaceVersion", NULL, NULL, NULL, NULL, version, napi_enumerable, NULL},
       {"spawn", NULL, posix_spawn_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pipe", NULL, posix_spawn_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, posix_spawn_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},

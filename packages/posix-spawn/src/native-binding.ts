@@ -28,7 +28,12 @@ export interface PosixSpawnNative {
   closeFd(fd: number): number;
   /** 0 when the kernel has pidfds (Linux 5.3). */
   supported(): number;
+  /** INTERFACE_VERSION in posix_spawn.c: which arguments these functions take. */
+  readonly interfaceVersion?: number;
 }
+
+// The native/posix_spawn.c this code calls.
+const INTERFACE_VERSION = 2;
 
 const ADDON_PATH = "../build/Release/posix_spawn.node";
 
@@ -53,6 +58,9 @@ function load(): { native: PosixSpawnNative } | { reason: string } {
     native = require(ADDON_PATH) as PosixSpawnNative;
   } catch (error) {
     return { reason: `the @guestkit/posix-spawn addon failed to load: ${(error as Error).message}` };
+  }
+  if (native.interfaceVersion !== INTERFACE_VERSION) {
+    return { reason: "the @guestkit/posix-spawn addon is an older build than its code (its install script rebuilds it)" };
   }
   const support = native.supported();
   if (support < 0) return { reason: `this kernel has no pidfd_open (errno ${-support}); Linux 5.4 or later is needed` };
