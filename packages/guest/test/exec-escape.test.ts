@@ -3,7 +3,7 @@
 // and TTY mode: every command runs in a cgroup of its own. A command that exits by
 // itself may leave daemons behind on purpose; the cgroups of finished commands go away.
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -196,12 +196,17 @@ describe("in cgroups", () => {
 
   it("leaves no cgroup behind after many execs, and removes a finished command's once its daemons are gone", async () => {
     const subtree = commandCgroupsRoot(env.agent.stderr());
+    // Found and executable, so it gets a cgroup, but execve fails (ENOENT).
+    const badInterpreter = join(root, "bad-interpreter");
+    writeFileSync(badInterpreter, "#!/no/such/interpreter\n", { mode: 0o755 });
     for (let round = 0; round < 5; round++) {
       await Promise.all([
         ...Array.from({ length: 60 }, () => runExec(env.client, { command: ["true"] })),
         runExec(env.client, { command: ["sh", "-c", "sleep 100"], timeoutSeconds: 1 }),
         runExec(env.client, { command: ["true"], tty: true }),
         runExec(env.client, { command: ["/nonexistent/command"] }),
+        runExec(env.client, { command: [badInterpreter] }),
+        runExec(env.client, { command: [badInterpreter], tty: true }),
       ]);
     }
     await waitFor(() => childCgroups(subtree).length === 0, 5000, "no cgroup left under the agent's");

@@ -21,7 +21,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <node_api.h>
 #include <sched.h>
 #include <signal.h>
@@ -29,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,9 +35,6 @@
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
 #endif
 
 #define CHECK(call)                                                                                                    \
@@ -193,8 +188,6 @@ typedef struct {
   int cgroup_procs;
   // -1: keep the agent's.
   int uid, gid;
-  // The highest descriptor to close when the kernel has no close_range (before 5.9).
-  int max_fd;
   int error;
   const char* step;
 } child_args;
@@ -253,9 +246,8 @@ static int spawn_child(void* data) {
     }
   }
   // Descriptors Node opened without O_CLOEXEC (node-pty's terminal masters) too.
-  if (syscall(SYS_close_range, 3, ~0U, 0) < 0) {
-    for (int fd = 3; fd <= args->max_fd; fd++) close(fd);
-  }
+  // glibc's closefrom allocates nothing (close_range, else a walk of /proc/self/fd).
+  closefrom(3);
   uint64_t none = 0;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
   execve(args->file, args->argv, args->envp);
@@ -361,8 +353,6 @@ static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
       goto done;
     }
   }
-  struct rlimit files;
-  child.max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < INT_MAX ? (int)files.rlim_cur : 65536;
   child.file = file;
   child.argv = argv;
   child.envp = envp;

@@ -60,7 +60,9 @@ function load(): { native: PosixSpawnNative } | { reason: string } {
     return { reason: `the @guestkit/posix-spawn addon failed to load: ${(error as Error).message}` };
   }
   if (native.interfaceVersion !== INTERFACE_VERSION) {
-    return { reason: "the @guestkit/posix-spawn addon is an older build than its code (its install script rebuilds it)" };
+    return {
+      reason: "the @guestkit/posix-spawn addon is an older build than its code (its install script rebuilds it)",
+    };
   }
   const support = native.supported();
   if (support < 0) return { reason: `this kernel has no pidfd_open (errno ${-support}); Linux 5.4 or later is needed` };
