@@ -25,6 +25,7 @@ const EXPECTED_CHECKS = [
   "exec: TTY size, resize, stty size",
   "exec: TTY stdin EOF",
   "exec: timeout gives 124",
+  "exec: each command in a cgroup of its own, and a timeout ends its setsid child",
   "copy: upload and download a tree, modes and times kept",
   "stat: /tmp is a 01777 directory, a missing path does not exist",
   "orphans are reaped: no zombie after background children exit",

@@ -1,8 +1,9 @@
 // From a validated ExecStart to a running process: who it runs as, its environment,
-// the preflight checks, then pipes or a terminal.
+// the preflight checks, its cgroup, then pipes or a terminal.
 
 import type { ExecSpec } from "./exec-request.js";
 import { describeError } from "./grpc-errors.js";
+import type { CommandCgroup, CommandCgroups } from "./process-cgroup.js";
 import type { LaunchResult } from "./process-handle.js";
 import { agentIdentity, DEFAULT_PATH, preflight } from "./process-preflight.js";
 import { spawnWithPipes } from "./process-spawn-pipes.js";
@@ -12,8 +13,11 @@ import { type RunAs, resolveUser, UnknownUserError } from "./user-database.js";
 /** TERM in TTY mode unless the request's env names one: what hosts' terminals emulate. */
 export const DEFAULT_TERM = "xterm-256color";
 
-/** Starts the command, or says in one line why it cannot run (126/127). */
-export async function launchCommand(spec: ExecSpec): Promise<LaunchResult> {
+/**
+ * Starts the command, in a cgroup of its own when `cgroups` is given, or says in one
+ * line why it cannot run (126/127).
+ */
+export async function launchCommand(spec: ExecSpec, cgroups: CommandCgroups | undefined): Promise<LaunchResult> {
   let runAs: RunAs | undefined;
   if (spec.user !== "") {
     try {
@@ -34,6 +38,12 @@ export async function launchCommand(spec: ExecSpec): Promise<LaunchResult> {
   const [command = ""] = spec.argv;
   const found = preflight(command, cwd, env.PATH, who);
   if (!found.ok) return found;
+  let cgroup: CommandCgroup | undefined;
+  try {
+    cgroup = cgroups?.create();
+  } catch (error) {
+    return { ok: false, code: 126, reason: `${command}: cannot make its cgroup: ${describeError(error)}` };
+  }
   const options = {
     file: found.file,
     argv: spec.argv,
@@ -41,9 +51,13 @@ export async function launchCommand(spec: ExecSpec): Promise<LaunchResult> {
     cwd,
     rows: spec.rows,
     cols: spec.cols,
-    ...(runAs ? { runAs: { uid: runAs.uid, gid: runAs.gid } } : {}),
+    // An agent that is not root runs commands only as itself (see above): nothing to switch.
+    ...(runAs && agent.uid === 0 ? { runAs: { uid: runAs.uid, gid: runAs.gid } } : {}),
+    ...(cgroup ? { cgroup } : {}),
   };
-  return spec.tty ? spawnWithPty(options) : spawnWithPipes(options);
+  const launched = await (spec.tty ? spawnWithPty(options) : spawnWithPipes(options));
+  if (!launched.ok) cgroup?.release();
+  return launched;
 }
 
 /**

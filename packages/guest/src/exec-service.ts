@@ -11,7 +11,8 @@ import { OutputForwarder } from "./exec-output.js";
 import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
 import { describeError, grpcError } from "./grpc-errors.js";
 import { logError, logInfo } from "./log.js";
-import { KILL_GRACE_MS, sessionMembers, signalProcessGroup, signalSession } from "./process-group.js";
+import type { CommandCgroups } from "./process-cgroup.js";
+import { KILL_GRACE_MS, signalProcessGroup } from "./process-group.js";
 import type { ProcessExit, ProcessHandle, StartFailure } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
 import { parseSignalName } from "./signal-names.js";
@@ -22,17 +23,27 @@ type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["respons
 // While a group is being terminated, how often to look whether anything is left in it.
 const TERMINATE_POLL_MS = 50;
 
-/** The Exec handler; every command it starts is registered in `commands`. */
-export function createExecHandler(commands: RunningCommands): GuestServiceHandlers["exec"] {
+/**
+ * The Exec handler; every command it starts is registered in `commands`, and runs in a
+ * cgroup of its own under `cgroups` where the agent has them.
+ */
+export function createExecHandler(
+  commands: RunningCommands,
+  cgroups: CommandCgroups | undefined,
+): GuestServiceHandlers["exec"] {
   return (call) => {
-    serveExec(call, commands).catch((error: unknown) => {
+    serveExec(call, commands, cgroups).catch((error: unknown) => {
       logError(`exec: ${describeError(error)}`);
       failCall(call, grpcError(grpc.status.INTERNAL, `exec failed in the agent: ${describeError(error)}`));
     });
   };
 }
 
-async function serveExec(call: ExecCall, commands: RunningCommands): Promise<void> {
+async function serveExec(
+  call: ExecCall,
+  commands: RunningCommands,
+  cgroups: CommandCgroups | undefined,
+): Promise<void> {
   // Pulling one request at a time is the stdin backpressure: the next message is not
   // read until the command took the previous one. Not destroyed on return: the call
   // outlives the reading.
@@ -52,7 +63,7 @@ async function serveExec(call: ExecCall, commands: RunningCommands): Promise<voi
     return;
   }
   const name = loggableName(spec.argv[0] ?? "");
-  const launched = await launchCommand(spec);
+  const launched = await launchCommand(spec, cgroups);
   if (!launched.ok) {
     logInfo(`exec ${name}: not started (${launched.code})`);
     if (!call.cancelled) sendStartFailure(call, spec.tty, launched);
@@ -127,9 +138,15 @@ class CommandCall {
     const outputTruncated = this.#aborted ? false : await this.#output.finishAfterExit();
     this.#output.stop();
     this.#process.close();
-    unregister();
     this.#call.off("cancelled", onCancelled);
     this.#call.off("close", onCancelled);
+    // What the command started either is being ended (a timeout, a cancel: shutdown
+    // must still wait for that) or was left running on purpose by a command that exited
+    // by itself; its cgroup goes once it is empty.
+    void (this.#terminating ?? Promise.resolve()).then(() => {
+      this.#process.tree.release();
+      unregister();
+    });
     if (this.#aborted) return undefined;
 
     const result = execExitOf({ exit, timedOut: this.#timedOut, outputTruncated });
@@ -194,24 +211,23 @@ class CommandCall {
     if (status) failCall(this.#call, status);
   }
 
-  // SIGTERM to everything in the command's session, SIGKILL to whatever is still there
-  // after the grace. Resolves once the command was reaped and nothing of it is left
-  // running, so that shutdown really ends it.
+  // SIGTERM to everything the command started (its cgroup, or else its session), SIGKILL
+  // to whatever is still there after the grace. Resolves once the command was reaped and
+  // nothing of it is left running, so that shutdown really ends it.
   #terminate(): Promise<void> {
     this.#terminating ??= (async () => {
-      const pid = this.#process.pid;
-      signalSession(pid, "SIGTERM");
+      const tree = this.#process.tree;
+      tree.signal("SIGTERM");
       const deadline = Date.now() + KILL_GRACE_MS;
-      while (Date.now() < deadline && this.#leftRunning(pid)) await delay(TERMINATE_POLL_MS);
-      if (this.#leftRunning(pid)) signalSession(pid, "SIGKILL");
+      while (Date.now() < deadline && this.#leftRunning()) await delay(TERMINATE_POLL_MS);
+      if (this.#leftRunning()) await tree.kill();
       await this.#process.exited;
     })();
     return this.#terminating;
   }
 
-  #leftRunning(pid: number): boolean {
-    if (!this.#exit) return true;
-    return sessionMembers(pid).length > 0;
+  #leftRunning(): boolean {
+    return !this.#exit || this.#process.tree.running();
   }
 
   #send(response: Response): boolean {

@@ -6,3 +6,25 @@ export const ENV_PREFIX = "GUESTKIT_EXEC_ENV:";
 
 /** The compiled trampoline script, next to this module. */
 export const TRAMPOLINE_PATH = fileURLToPath(new URL("./exec-trampoline.js", import.meta.url));
+
+/** What the trampoline needs to become the command. */
+export interface TrampolineTarget {
+  readonly file: string;
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly runAs?: { readonly uid: number; readonly gid: number } | undefined;
+  /** The cgroup directory to join first. */
+  readonly cgroup?: string | undefined;
+}
+
+/** Node's arguments and environment that start `target` through the trampoline. */
+export function trampolineInvocation(target: TrampolineTarget): { args: string[]; env: Record<string, string> } {
+  const [argv0 = target.file, ...args] = target.argv;
+  const ids = target.runAs ? [String(target.runAs.uid), String(target.runAs.gid)] : ["-", "-"];
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(target.env)) env[`${ENV_PREFIX}${name}`] = value;
+  return {
+    args: ["--no-warnings", TRAMPOLINE_PATH, ...ids, target.cgroup ?? "-", target.file, argv0, ...args],
+    env,
+  };
+}

@@ -1,23 +1,39 @@
-// Runs between forkpty() and the command in TTY mode whenever the agent holds
-// descriptors a child would inherit (another command's terminal master; see
-// process-inherited-fds.ts): a C program would call fcntl or close_range, and Node has
-// neither, so this closes them from inside the child and then becomes the command.
+// Runs between a fork the agent cannot step into (node-pty's forkpty() in TTY mode,
+// Node's spawn where the posix-spawn addon is missing) and the command, for what a C
+// program would do there: join the command's cgroup (process-cgroup.ts) before the
+// command runs, so that nothing it starts can escape it; close the descriptors the
+// agent holds that a child would inherit (another command's terminal master; see
+// process-inherited-fds.ts: Node has neither fcntl nor close_range); switch user. Then
+// it becomes the command.
 //
-// argv: node exec-trampoline.js UID GID FILE ARGV0 [ARGS...], with UID and GID "-" to
-// stay who it is. It starts as root, so that it can always read this script, then drops
-// to UID:GID with GID as its only group, as the pipe-mode spawn does. The command's
-// environment arrives with every name prefixed by ENV_PREFIX (exec-trampoline-env.ts),
-// so that nothing meant for the command (NODE_OPTIONS, LD_PRELOAD...) changes how this
-// Node starts.
-import { closeSync, existsSync, openSync, readSync } from "node:fs";
+// argv: node exec-trampoline.js UID GID CGROUP FILE ARGV0 [ARGS...], with UID and GID
+// "-" to stay who it is, CGROUP "-" for none. It starts as root, so that it can always
+// read this script, then drops to UID:GID with GID as its only group, as the pipe-mode
+// spawn does. The command's environment arrives with every name prefixed by ENV_PREFIX
+// (exec-trampoline-env.ts), so that nothing meant for the command (NODE_OPTIONS,
+// LD_PRELOAD...) changes how this Node starts.
+import { closeSync, existsSync, openSync, readSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { ENV_PREFIX } from "./exec-trampoline-env.js";
 import { scanInheritableFds } from "./process-inherited-fds.js";
 
+// On a terminal (TTY mode) a line ends in CR LF, as the terminal would have made it.
+const EOL = process.stderr.isTTY ? "\r\n" : "\n";
+
 function main(): void {
-  const [uid = "", gid = "", file = "", ...argv] = process.argv.slice(2);
+  const [uid = "", gid = "", cgroup = "", file = "", ...argv] = process.argv.slice(2);
   if (!file || argv.length === 0) {
-    process.stderr.write("exec-trampoline: usage: exec-trampoline UID GID FILE ARGV0 [ARGS...]\r\n");
+    process.stderr.write(`exec-trampoline: usage: exec-trampoline UID GID CGROUP FILE ARGV0 [ARGS...]${EOL}`);
     process.exit(126);
+  }
+  if (cgroup !== "-") {
+    // "0" is the writer itself. Nothing has been started yet, so nothing is outside.
+    try {
+      writeFileSync(join(cgroup, "cgroup.procs"), "0");
+    } catch (error) {
+      process.stderr.write(`${argv[0]}: cannot join its cgroup: ${(error as Error).message}${EOL}`);
+      process.exit(126);
+    }
   }
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) {
@@ -46,7 +62,7 @@ function main(): void {
     // sorted out before.
     const kind = executableKind(file);
     if (kind === "missing-interpreter") {
-      process.stderr.write(`${argv[0]}: bad interpreter: no such file\r\n`);
+      process.stderr.write(`${argv[0]}: bad interpreter: no such file${EOL}`);
       process.exit(126);
     }
     if (kind === "other") {
@@ -56,7 +72,7 @@ function main(): void {
     process.execve(file, argv, env);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    process.stderr.write(`${argv[0]}: ${(error as Error).message}\r\n`);
+    process.stderr.write(`${argv[0]}: ${(error as Error).message}${EOL}`);
     process.exit(code === "ENOENT" ? 127 : 126);
   }
 }

@@ -10,13 +10,15 @@ import { checkTokenFor } from "./token-auth.js";
 /** How long a stop may take before the agent exits with connections still open. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet]
+const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--no-cgroups] [--quiet]
 
 Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
   --listen ADDR       ${LISTEN_FORMS}; repeatable; default vsock:2222
   --token-file PATH   require "authorization: Bearer <token>" on every call;
                       needed to listen on TCP (loopback too: any local user
                       can connect to it); only its owner may read the file
+  --no-cgroups        do not run each command in a cgroup of its own (then a
+                      timeout or cancel misses what a command starts with setsid)
   --quiet             log errors only
 `;
 
@@ -45,7 +47,7 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  const agent = createAgentServer(token ? { token } : {});
+  const agent = createAgentServer({ ...(token ? { token } : {}), cgroups: args.values["no-cgroups"] !== true });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -84,6 +86,7 @@ async function main(): Promise<number> {
     return 1;
   }
   logInfo(`serving on ${args.values.listen?.join(", ") ?? "vsock:2222"} (pid ${process.pid})`);
+  logInfo(agent.processTracking);
   if (posixSpawnFallbackReason) logInfo(`commands start with fork, which is slower: ${posixSpawnFallbackReason}`);
   return -1;
 }
@@ -93,6 +96,7 @@ function parse() {
     options: {
       listen: { type: "string", multiple: true },
       "token-file": { type: "string" },
+      "no-cgroups": { type: "boolean" },
       quiet: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },

@@ -1,10 +1,40 @@
 // Signalling a command's whole process tree. Every command runs as the leader of its own
 // session and process group (pgid = sid = its pid), so the group and the session are
-// named by the pid the client saw in `started`.
+// named by the pid the client saw in `started`. Where commands have cgroups
+// (process-cgroup.ts), the cgroup is the tree; elsewhere the session is, and what the
+// command started with setsid is out of reach.
 import { readdirSync, readFileSync } from "node:fs";
+import type { CommandCgroup } from "./process-cgroup.js";
+import type { ProcessTree } from "./process-handle.js";
 
 /** How long a group gets between SIGTERM and SIGKILL when the agent ends it. */
 export const KILL_GRACE_MS = 2000;
+
+/** The tree of the command `pid`: its cgroup when it has one, else its session. */
+export function commandTree(pid: number, cgroup: CommandCgroup | undefined): ProcessTree {
+  if (!cgroup) {
+    return {
+      signal: (signal) => signalSession(pid, signal),
+      running: () => sessionMembers(pid).length > 0,
+      kill: async () => signalSession(pid, "SIGKILL"),
+      release: () => {},
+    };
+  }
+  // The process group as well: a command started through the trampoline (exec-trampoline.ts)
+  // joins its cgroup only once it runs, and until then it is alone in its group.
+  return {
+    signal(signal) {
+      signalProcessGroup(pid, signal);
+      cgroup.signal(signal);
+    },
+    running: () => cgroup.populated(),
+    async kill() {
+      signalProcessGroup(pid, "SIGKILL");
+      await cgroup.kill();
+    },
+    release: () => cgroup.release(),
+  };
+}
 
 /**
  * Sends `signal` to process group `pgid`. Returns false when no process is left in it

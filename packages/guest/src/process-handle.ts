@@ -1,6 +1,7 @@
 // What the Exec service needs from a started command, whether it runs on pipes or on a
 // terminal.
 import type { Readable } from "node:stream";
+import type { CommandCgroup } from "./process-cgroup.js";
 
 /** How a process ended, as waitpid() told it. */
 export interface ProcessExit {
@@ -16,9 +17,26 @@ export interface OutputSource {
   readonly stream: Readable;
 }
 
+/**
+ * Every process a command started, as far as the agent can reach them: its cgroup, or
+ * where there is none, its session (which `setsid` leaves).
+ */
+export interface ProcessTree {
+  /** Sends `signal` to every process of the tree. */
+  signal(signal: NodeJS.Signals): void;
+  /** Whether any process of it still runs (zombies do not count). */
+  running(): boolean;
+  /** SIGKILLs every process of it; resolves once they are gone (or a bounded wait ran out). */
+  kill(): Promise<void>;
+  /** Call once the command was reaped and no kill is under way: what it left running may go on. */
+  release(): void;
+}
+
 /** A running command, in its own session and process group (pgid = sid = pid). */
 export interface ProcessHandle {
   readonly pid: number;
+  /** What the command started, for ending it all. */
+  readonly tree: ProcessTree;
   /** stdout and stderr on pipes; the terminal alone (as stdout) in TTY mode. */
   readonly outputs: readonly OutputSource[];
   /**
@@ -45,6 +63,8 @@ export interface LaunchOptions {
   readonly runAs?: { readonly uid: number; readonly gid: number };
   readonly rows: number;
   readonly cols: number;
+  /** The cgroup the command must be in before it runs; none where cgroups are not used. */
+  readonly cgroup?: CommandCgroup;
 }
 
 /** A command that could not be started: 127 not found, 126 anything else. */

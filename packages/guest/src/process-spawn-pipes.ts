@@ -2,16 +2,18 @@
 //
 // Two ways, one result. posix_spawn (@guestkit/posix-spawn) does not copy the agent's
 // memory map as fork does, which made it the larger part of an exec's time in the agent
-// (bench/README.md); it serves every command it can. Node's spawn serves the rest: a
-// command run as another user (posix_spawn cannot switch users), a file the kernel
-// cannot execute that execvp would hand to /bin/sh (ENOEXEC), and a system without the
-// addon or without pidfds.
+// (bench/README.md); it serves every command, and puts it in its cgroup and switches
+// user between its clone and the exec. Node's spawn serves a system without the addon
+// or without pidfds; the command's cgroup is then joined by the trampoline
+// (exec-trampoline.ts), as Node cannot act between its fork and the exec.
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { posixSpawn, posixSpawnUnavailable } from "@guestkit/posix-spawn";
+import { trampolineInvocation } from "./exec-trampoline-env.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
-import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
+import { commandTree } from "./process-group.js";
+import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle, ProcessTree } from "./process-handle.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 import { signalNumberOf } from "./signal-names.js";
 
@@ -23,32 +25,43 @@ export const posixSpawnFallbackReason: string | undefined = posixSpawnUnavailabl
  * pipes. Resolves once it runs, or with the reason it could not start.
  */
 export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
-  if (!options.runAs && posixSpawnFallbackReason === undefined) {
-    const [command = ""] = options.argv;
-    try {
-      const child = posixSpawn({ file: options.file, argv: options.argv, env: options.env, cwd: options.cwd });
-      return { ok: true, process: pipeHandle(child.pid, child, child.exited) };
-    } catch (error) {
-      if (errnoCode(error) !== "ENOEXEC") return { ok: false, ...startFailureOf(command, error) };
-    }
+  if (posixSpawnFallbackReason !== undefined) return spawnWithFork(options);
+  const [command = ""] = options.argv;
+  try {
+    const child = posixSpawn({
+      file: options.file,
+      argv: options.argv,
+      env: options.env,
+      cwd: options.cwd,
+      ...(options.runAs ? { runAs: options.runAs } : {}),
+      ...(options.cgroup ? { cgroup: options.cgroup.path } : {}),
+    });
+    return { ok: true, process: pipeHandle(child.pid, child, child.exited, commandTree(child.pid, options.cgroup)) };
+  } catch (error) {
+    return { ok: false, ...startFailureOf(command, error) };
   }
-  return spawnWithFork(options);
 }
 
-async function spawnWithFork(options: LaunchOptions): Promise<LaunchResult> {
+/** Node's spawn: what serves when the addon cannot. Exported for its test. */
+export async function spawnWithFork(options: LaunchOptions): Promise<LaunchResult> {
   const [command = "", ...args] = options.argv;
   let child: ChildProcess;
   const leaks = inheritableFds();
   const devNull = leaks.length > 0 ? openSync("/dev/null", constants.O_RDWR) : -1;
   try {
-    child = spawn(command, args, {
-      argv0: command,
-      cwd: options.cwd,
-      env: options.env,
-      detached: true,
-      stdio: stdioCovering(leaks, devNull),
-      ...(options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {}),
-    });
+    const common = { cwd: options.cwd, detached: true, stdio: stdioCovering(leaks, devNull) };
+    if (options.cgroup) {
+      // Through the trampoline, which joins the cgroup and switches user before the exec.
+      const invocation = trampolineInvocation({ ...options, cgroup: options.cgroup.path });
+      child = spawn(process.execPath, invocation.args, { ...common, env: invocation.env });
+    } else {
+      child = spawn(command, args, {
+        ...common,
+        argv0: command,
+        env: options.env,
+        ...(options.runAs ? { uid: options.runAs.uid, gid: options.runAs.gid } : {}),
+      });
+    }
   } catch (error) {
     return { ok: false, code: 126, reason: `${command}: ${describeError(error)}` };
   } finally {
@@ -72,7 +85,7 @@ async function spawnWithFork(options: LaunchOptions): Promise<LaunchResult> {
     stdout: NonNullable<ChildProcess["stdout"]>;
     stderr: NonNullable<ChildProcess["stderr"]>;
   };
-  return { ok: true, process: pipeHandle(child.pid, stdio, exited) };
+  return { ok: true, process: pipeHandle(child.pid, stdio, exited, commandTree(child.pid, options.cgroup)) };
 }
 
 /** The ProcessHandle of a child on three pipes, however it was started. */
@@ -80,11 +93,13 @@ function pipeHandle(
   pid: number,
   { stdin, stdout, stderr }: { stdin: Writable; stdout: Readable; stderr: Readable },
   exited: Promise<ProcessExit>,
+  tree: ProcessTree,
 ): ProcessHandle {
   // EPIPE once the command closed its stdin or exited: the bytes have nowhere to go.
   stdin.on("error", () => {});
   return {
     pid,
+    tree,
     outputs: [
       { kind: "stdout", stream: stdout },
       { kind: "stderr", stream: stderr },
@@ -120,6 +135,10 @@ function stdioCovering(leaks: readonly number[], devNull: number): StdioOptions 
 
 function startFailureOf(command: string, error: unknown): { code: 126 | 127; reason: string } {
   const code = errnoCode(error);
+  // The step of posix_spawn's child that failed, when it was not the exec itself.
+  const step = (error as { syscall?: unknown } | null)?.syscall;
+  if (step === "cgroup") return { code: 126, reason: `${command}: cannot join its cgroup: ${code}` };
+  if (step === "chdir") return { code: 126, reason: `${command}: cannot enter the working directory: ${code}` };
   if (code === "ENOENT") return { code: 127, reason: `${command}: command not found` };
   if (code === "EACCES") return { code: 126, reason: `${command}: permission denied` };
   if (code === "EPERM") return { code: 126, reason: `${command}: cannot switch user: operation not permitted` };

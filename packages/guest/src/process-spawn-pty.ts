@@ -3,9 +3,9 @@
 // ^C delivers SIGINT and /dev/tty works.
 import { closeSync, constants, openSync } from "node:fs";
 import { ReadStream } from "node:tty";
-import { ENV_PREFIX, TRAMPOLINE_PATH } from "./exec-trampoline-env.js";
+import { trampolineInvocation } from "./exec-trampoline-env.js";
 import { describeError } from "./grpc-errors.js";
-import { sessionOf } from "./process-group.js";
+import { commandTree, sessionOf } from "./process-group.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
 import { inheritableFds, registerTerminalMaster } from "./process-inherited-fds.js";
 import { ptyNative } from "./process-pty-native.js";
@@ -32,20 +32,20 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
   const onExit = (code: number, signal: number) =>
     resolveExit(signal ? { code: null, signal } : { code, signal: null });
 
-  // Another command's terminal master, or anything else the agent holds without
-  // close-on-exec, would reach this child: then the trampoline closes it first, and
-  // also switches user (as root, so it can always read its own script).
-  const viaTrampoline = inheritableFds().length > 0;
+  // forkpty's child runs node-pty's code up to the exec, so whatever must happen before
+  // the command runs is done by the trampoline: joining the command's cgroup, closing
+  // another command's terminal master or anything else the agent holds without
+  // close-on-exec, and switching user (as root, so it can always read its own script).
+  const viaTrampoline = options.cgroup !== undefined || inheritableFds().length > 0;
   const runAs = options.runAs;
   let child: ReturnType<typeof native.fork>;
   try {
     if (viaTrampoline) {
-      const ids = runAs ? [String(runAs.uid), String(runAs.gid)] : ["-", "-"];
-      const argv = ["--no-warnings", TRAMPOLINE_PATH, ...ids, options.file, command, ...args];
-      const env = Object.entries(options.env).map(([name, value]) => `${ENV_PREFIX}${name}=${value}`);
+      const invocation = trampolineInvocation({ ...options, cgroup: options.cgroup?.path });
+      const env = Object.entries(invocation.env).map(([name, value]) => `${name}=${value}`);
       child = native.fork(
         process.execPath,
-        argv,
+        invocation.args,
         env,
         options.cwd,
         options.cols,
@@ -108,6 +108,7 @@ export async function spawnWithPty(options: LaunchOptions): Promise<LaunchResult
   let stdinClosed = false;
   const handle: ProcessHandle = {
     pid: child.pid,
+    tree: commandTree(child.pid, options.cgroup),
     outputs: [{ kind: "stdout", stream: terminal }],
     writeStdin(data) {
       if (stdinClosed || !terminal.writable || data.length === 0) return Promise.resolve();

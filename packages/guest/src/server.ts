@@ -11,6 +11,7 @@ import { allowStreamResets } from "./http2-stream-resets.js";
 import { widenHttp2Windows } from "./http2-window.js";
 import { grpcBindTarget, type ListenAddress } from "./listen-address.js";
 import { createForwardPortHandler } from "./port-forward.js";
+import { setUpCommandCgroups } from "./process-cgroup.js";
 import { addReflection } from "./reflection.js";
 import { RunningCommands } from "./running-commands.js";
 import { handleStatPath } from "./stat-path.js";
@@ -21,14 +22,22 @@ import { listenVsock } from "./vsock-listener.js";
 export interface AgentServerOptions {
   /** Every call must carry `authorization: Bearer <token>`. Required to listen on TCP. */
   token?: string;
+  /**
+   * false: do not put commands in cgroups (for an agent whose cgroup is not its own to
+   * divide). They are then ended by their session and process group, which what they
+   * start with setsid leaves.
+   */
+  cgroups?: boolean;
 }
 
 /** A running agent. */
 export interface AgentServer {
   readonly commands: RunningCommands;
+  /** One line for the start-up log: how the commands' processes are tracked, and ended. */
+  readonly processTracking: string;
   /** Starts listening; resolves once the address accepts connections. */
   listen(address: ListenAddress): Promise<void>;
-  /** Stops accepting, ends every running command's process group, closes connections. */
+  /** Stops accepting, ends everything every running command started, closes connections. */
   shutdown(): Promise<void>;
 }
 
@@ -56,10 +65,15 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
   allowStreamResets(server);
   logHttp2SessionErrors(server);
   const commands = new RunningCommands();
+  const cgroups = options.cgroups === false ? "--no-cgroups" : setUpCommandCgroups();
+  const processTracking =
+    typeof cgroups === "string"
+      ? `commands are not put in cgroups (${cgroups}): a timeout, cancel or stop ends a command's session and process group, and what it started in a session of its own runs on`
+      : cgroups.describe();
   server.addService(
     guestServiceDefinition as unknown as grpc.ServiceDefinition,
     {
-      exec: createExecHandler(commands),
+      exec: createExecHandler(commands, typeof cgroups === "string" ? undefined : cgroups),
       copyToGuest: handleCopyToGuest,
       copyFromGuest: handleCopyFromGuest,
       statPath: handleStatPath,
@@ -75,6 +89,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
 
   return {
     commands,
+    processTracking,
     async listen(address) {
       checkTokenFor(address, options.token);
       if (address.kind === "vsock") {
@@ -107,6 +122,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
       health.endWatches();
       for (const close of closers) close();
       await commands.terminateAll();
+      if (typeof cgroups !== "string") cgroups.close();
       await new Promise<void>((resolve) => {
         // Running calls got their exit already; give them a moment to flush, then cut.
         const timer = setTimeout(() => server.forceShutdown(), 2000);

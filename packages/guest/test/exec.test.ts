@@ -283,8 +283,7 @@ describe("environment, cwd and user", () => {
   });
 
   it("runs an executable script without a #! line with /bin/sh, as execvp does", async () => {
-    // execve refuses it (ENOEXEC); posix_spawn reports that, and the agent falls back to
-    // Node's spawn, whose execvp hands the file to /bin/sh.
+    // execve refuses it (ENOEXEC); the spawn then runs /bin/sh FILE, as execvp does.
     const file = join(dir, "no-shebang");
     writeFileSync(file, 'echo "ran as $0"\n');
     chmodSync(file, 0o755);

@@ -3,25 +3,31 @@
 // Node's child_process.spawn forks: the kernel copies the page tables of the whole
 // agent (tens of MiB of heap) and write-protects every page of it, only for the child
 // to exec a moment later. That copy was most of the agent's time per exec and grows
-// with its memory. glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK instead:
-// nothing is copied, so a spawn costs the same whatever the agent's size.
+// with its memory. Like glibc's posix_spawn, this clones with CLONE_VM | CLONE_VFORK
+// instead: nothing is copied, so a spawn costs the same whatever the agent's size.
+//
+// It does the clone itself rather than call posix_spawn for what posix_spawn cannot do
+// between clone and exec: join the command's cgroup first of all (glibc has a way only
+// since 2.39, and Debian 12 has 2.36), so that nothing the command starts can leave
+// it; and switch to the user the command runs as.
 //
 // libuv does not know these children, so their exits are watched here: a pidfd
 // (Linux 5.3) becomes readable when the child exits, a uv_poll_t on the loop sees it,
 // and waitid() reaps the child and gives its status. libuv's own SIGCHLD handling only
 // waits for the pids it spawned, so it never takes these.
 //
-// Every function reports failure as a negative errno, so the JavaScript side has one
-// place that turns them into errors.
+// Every function reports failure as a negative errno (spawn also names the step that
+// failed), so the JavaScript side has one place that turns them into errors.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,16 +87,6 @@ static char* string_arg(napi_env env, napi_value value) {
     return NULL;
   }
   return string;
-}
-
-// glibc's sigfillset leaves out its two internal signals (SIGCANCEL and SIGSETXID, 32
-// and 33), and its posix_spawn then leaves them ignored in the child, which execve keeps.
-// Set by hand, so the command starts with every disposition at the default, as it does
-// under Node's spawn.
-static void add_glibc_internal_signals(sigset_t* set) {
-  unsigned long* words = (unsigned long*)set;
-  const unsigned bits = 8 * sizeof *words;
-  for (unsigned sig = 32; sig <= 33; sig++) words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
 }
 
 // A running child: its pidfd watched on the loop until it exits.
@@ -177,68 +173,209 @@ static int watch_child(napi_env env, pid_t pid, napi_value callback) {
   return error;
 }
 
-// spawn(file, argv, envp, cwd, stdin, stdout, stderr, onExit) -> pid, or -errno.
-// `file` is a path (the caller has searched PATH); cwd "" keeps the agent's. The child
-// gets its own session (setsid), default dispositions for every signal and an empty
-// signal mask, the three fds as 0, 1 and 2, and no other descriptor of the agent's:
-// closefrom(3) also covers descriptors Node opened without O_CLOEXEC (node-pty's
-// terminal masters). onExit(code, signal) runs once: code -1 when a signal ended it.
-static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value args[8];
-  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  if (argc < 8) return make_number(env, -EINVAL);
-  int32_t fds[3];
-  for (int i = 0; i < 3; i++) {
-    if (napi_get_value_int32(env, args[4 + i], &fds[i]) != napi_ok || fds[i] < 3) return make_number(env, -EINVAL);
+// What the child needs, prepared by the parent: the child shares the parent's memory
+// (CLONE_VM) and must not allocate, lock or touch libc state, so everything is ready
+// before the clone, and the child reports a failure by writing `error` and `step` here.
+typedef struct {
+  const char* file;
+  char** argv;
+  char** envp;
+  // {"/bin/sh", file, argv[1]...}: what execvp runs when execve says ENOEXEC.
+  char** shell_argv;
+  const char* cwd;
+  int fds[3];
+  // cgroup.procs of the cgroup the child must join before anything else, or -1.
+  int cgroup_procs;
+  // -1: keep the agent's.
+  int uid, gid;
+  int error;
+  const char* step;
+} child_args;
+
+// The kernel's sigaction with SIG_DFL, no flags and an empty mask is all zeros,
+// whatever the architecture's layout; 64 bytes covers every layout.
+static const unsigned long default_action[8];
+
+// The child: runs on its own stack in the parent's memory while the parent thread waits
+// (CLONE_VFORK) until it has exec'd or exited. Only raw system calls: glibc's setuid
+// and setgid would signal the agent's threads to change their ids too, and its
+// sigaction refuses the two signals glibc keeps for itself.
+static int spawn_child(void* data) {
+  child_args* args = data;
+  // First of all, before the command can run, let alone fork: whatever it starts is
+  // then inside its cgroup, and a kill of the cgroup reaches it wherever it goes.
+  if (args->cgroup_procs >= 0 && write(args->cgroup_procs, "0", 1) != 1) {
+    args->step = "cgroup";
+    goto fail;
   }
+  if (setsid() < 0) {
+    args->step = "setsid";
+    goto fail;
+  }
+  // Node ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: the command
+  // starts with every disposition at its default, as it does under a shell.
+  for (int sig = 1; sig < 65; sig++) {
+    if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, default_action, NULL, 8);
+  }
+  for (int i = 0; i < 3; i++) {
+    if (dup2(args->fds[i], i) < 0) {
+      args->step = "dup2";
+      goto fail;
+    }
+  }
+  // Before dropping to the user, as Node's spawn does.
+  if (args->cwd[0] != '\0' && chdir(args->cwd) < 0) {
+    args->step = "chdir";
+    goto fail;
+  }
+  if (args->uid >= 0) {
+    gid_t groups[1] = {(gid_t)args->gid};
+    // GID as the only group. EPERM: an agent that is not root keeps its own groups,
+    // which are already the user's (the agent refuses any other user then).
+    if (syscall(SYS_setgroups, 1, groups) < 0 && errno != EPERM) {
+      args->step = "setgroups";
+      goto fail;
+    }
+    if (syscall(SYS_setgid, args->gid) < 0) {
+      args->step = "setgid";
+      goto fail;
+    }
+    if (syscall(SYS_setuid, args->uid) < 0) {
+      args->step = "setuid";
+      goto fail;
+    }
+  }
+  // Descriptors Node opened without O_CLOEXEC (node-pty's terminal masters) too.
+  // glibc's closefrom allocates nothing (close_range, else a walk of /proc/self/fd).
+  closefrom(3);
+  uint64_t none = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+  execve(args->file, args->argv, args->envp);
+  if (errno == ENOEXEC) execve(args->shell_argv[0], args->shell_argv, args->envp);
+  args->step = "execve";
+fail:
+  args->error = errno;
+  _exit(127);
+}
+
+// Room for the child's few calls; pages are only touched as used.
+#define CHILD_STACK_BYTES (64 * 1024)
+
+// Starts the child; its pid, or -errno with args->step naming what failed.
+static pid_t clone_child(child_args* args) {
+  void* stack = mmap(NULL, CHILD_STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    args->step = "mmap";
+    return -errno;
+  }
+  // Every signal blocked while the child runs in our memory: a handler of the agent's
+  // must not run there. The child sets its own mask before exec.
+  uint64_t all = ~(uint64_t)0, previous;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &previous, 8);
+  // Stacks grow down on every architecture Node runs on.
+  pid_t pid = clone(spawn_child, (char*)stack + CHILD_STACK_BYTES, CLONE_VM | CLONE_VFORK | SIGCHLD, args);
+  int clone_error = errno;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, NULL, 8);
+  munmap(stack, CHILD_STACK_BYTES);
+  if (pid < 0) {
+    args->step = "clone";
+    return -clone_error;
+  }
+  if (args->error != 0) {
+    // It exited (127) without exec'ing; reap it.
+    waitpid(pid, NULL, 0);
+    return -args->error;
+  }
+  return pid;
+}
+
+static napi_value make_failure(napi_env env, int negative_errno, const char* step) {
+  napi_value result, value;
+  if (napi_create_object(env, &result) != napi_ok || (value = make_number(env, negative_errno)) == NULL ||
+      napi_set_named_property(env, result, "errno", value) != napi_ok ||
+      napi_create_string_utf8(env, step, NAPI_AUTO_LENGTH, &value) != napi_ok ||
+      napi_set_named_property(env, result, "step", value) != napi_ok)
+    return NULL;
+  return result;
+}
+
+// spawn(file, argv, envp, cwd, stdin, stdout, stderr, uid, gid, cgroup, onExit) -> pid,
+// or {errno (negative), step} naming what failed ("execve", "chdir", "cgroup"...).
+// `file` is a path (the caller has searched PATH); cwd "" keeps the agent's; uid and gid
+// -1 keep the agent's; cgroup "" leaves the child in the agent's cgroup, else it is a
+// cgroup v2 directory the child joins before anything else. The child gets its own
+// session (setsid), default dispositions for every signal and an empty signal mask, the
+// three fds as 0, 1 and 2, and no other descriptor of the agent's. A file execve refuses
+// with ENOEXEC runs with /bin/sh, as execvp does. onExit(code, signal) runs once: code -1
+// when a signal ended it.
+static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value args[11];
+  CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
+  if (argc < 11) return make_failure(env, -EINVAL, "arguments");
+  child_args child;
+  memset(&child, 0, sizeof child);
+  child.cgroup_procs = -1;
+  for (int i = 0; i < 3; i++) {
+    if (napi_get_value_int32(env, args[4 + i], &child.fds[i]) != napi_ok || child.fds[i] < 3)
+      return make_failure(env, -EINVAL, "arguments");
+  }
+  if (napi_get_value_int32(env, args[7], &child.uid) != napi_ok ||
+      napi_get_value_int32(env, args[8], &child.gid) != napi_ok || (child.uid < 0) != (child.gid < 0))
+    return make_failure(env, -EINVAL, "arguments");
   char* file = string_arg(env, args[0]);
   char* cwd = string_arg(env, args[3]);
+  char* cgroup = string_arg(env, args[9]);
   char** argv = string_array(env, args[1]);
   char** envp = string_array(env, args[2]);
-  int result = -ENOMEM;
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attributes;
-  int have_actions = 0, have_attributes = 0;
-  if (file == NULL || cwd == NULL || argv == NULL || envp == NULL) goto done;
-  if ((result = -posix_spawn_file_actions_init(&actions)) != 0) goto done;
-  have_actions = 1;
-  if ((result = -posix_spawnattr_init(&attributes)) != 0) goto done;
-  have_attributes = 1;
-  sigset_t all, none;
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  add_glibc_internal_signals(&all);
-  sigemptyset(&none);
-  // Node ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec: the command
-  // must start with the defaults, as it does under a shell.
-  if ((result = -posix_spawnattr_setsigdefault(&attributes, &all)) != 0 ||
-      (result = -posix_spawnattr_setsigmask(&attributes, &none)) != 0 ||
-      (result = -posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
-                                                           POSIX_SPAWN_SETSIGMASK)) != 0)
-    goto done;
-  for (int i = 0; i < 3; i++) {
-    if ((result = -posix_spawn_file_actions_adddup2(&actions, fds[i], i)) != 0) goto done;
+  char** shell_argv = NULL;
+  napi_value result = NULL;
+  int error = -ENOMEM;
+  const char* step = "arguments";
+  if (file == NULL || cwd == NULL || cgroup == NULL || argv == NULL || envp == NULL) goto done;
+  size_t count = 0;
+  while (argv[count] != NULL) count++;
+  if ((shell_argv = calloc(count + 2, sizeof *shell_argv)) == NULL) goto done;
+  shell_argv[0] = "/bin/sh";
+  shell_argv[1] = file;
+  for (size_t i = 1; i < count; i++) shell_argv[i + 1] = argv[i];
+  if (cgroup[0] != '\0') {
+    size_t length = strlen(cgroup);
+    char* procs = malloc(length + sizeof "/cgroup.procs");
+    if (procs == NULL) goto done;
+    memcpy(procs, cgroup, length);
+    memcpy(procs + length, "/cgroup.procs", sizeof "/cgroup.procs");
+    child.cgroup_procs = open(procs, O_WRONLY | O_CLOEXEC);
+    free(procs);
+    if (child.cgroup_procs < 0) {
+      error = -errno;
+      step = "cgroup";
+      goto done;
+    }
   }
-  if (cwd[0] != '\0' && (result = -posix_spawn_file_actions_addchdir_np(&actions, cwd)) != 0) goto done;
-  if ((result = -posix_spawn_file_actions_addclosefrom_np(&actions, 3)) != 0) goto done;
-  pid_t pid;
-  int error = posix_spawn(&pid, file, &actions, &attributes, argv, envp);
-  if (error != 0) {
-    result = -error;
+  child.file = file;
+  child.argv = argv;
+  child.envp = envp;
+  child.shell_argv = shell_argv;
+  child.cwd = cwd;
+  pid_t pid = clone_child(&child);
+  if (pid < 0) {
+    error = pid;
+    step = child.step;
     goto done;
   }
-  error = watch_child(env, pid, args[7]);
-  result = error < 0 ? error : pid;
+  error = watch_child(env, pid, args[10]);
+  if (error < 0) step = "pidfd_open";
+  else result = make_number(env, pid);
 done:
-  if (have_actions) posix_spawn_file_actions_destroy(&actions);
-  if (have_attributes) posix_spawnattr_destroy(&attributes);
+  if (child.cgroup_procs >= 0) close(child.cgroup_procs);
   free(file);
   free(cwd);
+  free(cgroup);
+  free(shell_argv);
   free_string_array(argv);
   free_string_array(envp);
-  return make_number(env, result);
+  return result != NULL ? result : make_failure(env, error, step);
 }
 
 // pipe() -> [readFd, writeFd], both close-on-exec, or -errno.
@@ -272,8 +409,14 @@ static napi_value posix_spawn_supported(napi_env env, napi_callback_info info) {
   return make_number(env, 0);
 }
 
+// Bumped whenever a function's arguments change: the loader refuses a stale build.
+#define INTERFACE_VERSION 2
+
 static napi_value init(napi_env env, napi_value exports) {
+  napi_value version = make_number(env, INTERFACE_VERSION);
+  if (version == NULL) return NULL;
   napi_property_descriptor properties[] = {
+      {"interfaceVersion", NULL, NULL, NULL, NULL, version, napi_enumerable, NULL},
       {"spawn", NULL, posix_spawn_spawn, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pipe", NULL, posix_spawn_pipe, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, posix_spawn_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -6,7 +6,10 @@ import { createRequire } from "node:module";
 
 /** The addon's functions (native/posix_spawn.c). Each returns a negative errno on failure. */
 export interface PosixSpawnNative {
-  /** Starts `file`; onExit(code, signal) runs once it has exited and been reaped. Returns the pid. */
+  /**
+   * Starts `file` (uid and gid -1: the caller's; cgroup "": the caller's); onExit(code,
+   * signal) runs once it has exited and been reaped. Returns the pid, or what failed.
+   */
   spawn(
     file: string,
     argv: readonly string[],
@@ -15,14 +18,22 @@ export interface PosixSpawnNative {
     stdin: number,
     stdout: number,
     stderr: number,
+    uid: number,
+    gid: number,
+    cgroup: string,
     onExit: (code: number, signal: number) => void,
-  ): number;
+  ): number | { errno: number; step: string };
   /** A close-on-exec pipe: [readFd, writeFd]. */
   pipe(): [number, number] | number;
   closeFd(fd: number): number;
   /** 0 when the kernel has pidfds (Linux 5.3). */
   supported(): number;
+  /** INTERFACE_VERSION in posix_spawn.c: which arguments these functions take. */
+  readonly interfaceVersion?: number;
 }
+
+// The native/posix_spawn.c this code calls.
+const INTERFACE_VERSION = 2;
 
 const ADDON_PATH = "../build/Release/posix_spawn.node";
 
@@ -47,6 +58,11 @@ function load(): { native: PosixSpawnNative } | { reason: string } {
     native = require(ADDON_PATH) as PosixSpawnNative;
   } catch (error) {
     return { reason: `the @guestkit/posix-spawn addon failed to load: ${(error as Error).message}` };
+  }
+  if (native.interfaceVersion !== INTERFACE_VERSION) {
+    return {
+      reason: "the @guestkit/posix-spawn addon is an older build than its code (its install script rebuilds it)",
+    };
   }
   const support = native.supported();
   if (support < 0) return { reason: `this kernel has no pidfd_open (errno ${-support}); Linux 5.4 or later is needed` };

@@ -13,6 +13,13 @@ export interface PosixSpawnOptions {
   readonly env: Readonly<Record<string, string>>;
   /** The working directory; the caller's own when absent. */
   readonly cwd?: string;
+  /** The user and group to run as (the only group, too); the caller's when absent. Needs root. */
+  readonly runAs?: { readonly uid: number; readonly gid: number };
+  /**
+   * A cgroup v2 directory the child joins before anything else, so that every process
+   * the command starts is inside it from the first.
+   */
+  readonly cgroup?: string;
 }
 
 /** A started child: a session and process group of its own (pgid = sid = pid). */
@@ -33,8 +40,10 @@ export function posixSpawnUnavailable(): string | undefined {
 
 /**
  * Starts a process in a new session, with default signal dispositions, an empty signal
- * mask, and no descriptor of ours beyond its three pipes. Throws an Error with `code`
- * (ENOENT, EACCES, ENOEXEC...) when it cannot start; nothing is left open then.
+ * mask, and no descriptor of ours beyond its three pipes; a file without "#!" that
+ * execve refuses runs with /bin/sh, as execvp does. Throws an Error with `code` (ENOENT,
+ * EACCES...) and `syscall` (the step that failed: "execve", "chdir", "cgroup",
+ * "setuid"...) when it cannot start; nothing is left open then.
  */
 export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
   const loaded = loadNative();
@@ -48,7 +57,7 @@ export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
     const pipe = native.pipe();
     if (typeof pipe === "number") {
       closeAll(pipes.flat());
-      throw errnoError(pipe, "pipe");
+      throw errnoError(pipe, "pipe", "pipe");
     }
     pipes.push(pipe);
   }
@@ -66,13 +75,16 @@ export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
     envp,
     options.cwd ?? "",
     ...childEnds,
+    options.runAs?.uid ?? -1,
+    options.runAs?.gid ?? -1,
+    options.cgroup ?? "",
     (code: number, signal: number) => resolveExit({ code: code < 0 ? null : code, signal: signal > 0 ? signal : null }),
   );
   // The child has its copies (or there is no child).
   closeAll([...childEnds]);
-  if (pid < 0) {
+  if (typeof pid !== "number") {
     closeAll(ourEnds);
-    throw errnoError(pid, `spawn ${options.file}`);
+    throw errnoError(pid.errno, pid.step, `spawn ${options.file}: ${pid.step}`);
   }
   return {
     pid,
@@ -83,7 +95,11 @@ export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
   };
 }
 
-function errnoError(negativeErrno: number, syscall: string): Error & { code: string; errno: number } {
+function errnoError(
+  negativeErrno: number,
+  syscall: string,
+  what: string,
+): Error & { code: string; errno: number; syscall: string } {
   const code = getSystemErrorName(negativeErrno);
-  return Object.assign(new Error(`${syscall}: ${code}`), { code, errno: negativeErrno, syscall });
+  return Object.assign(new Error(`${what}: ${code}`), { code, errno: negativeErrno, syscall });
 }

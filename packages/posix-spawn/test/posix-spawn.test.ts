@@ -1,7 +1,7 @@
 // posixSpawn against real processes: what the command starts with (argv, env, cwd,
-// session, signals, descriptors), how its end is reported, and that failures leave
-// nothing open.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+// session, signals, descriptors, user, cgroup), how its end is reported, and that
+// failures leave nothing open.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -34,6 +34,23 @@ function sh(script: string, options: { cwd?: string; env?: Record<string, string
 }
 
 const openFds = () => readdirSync("/proc/self/fd").length;
+
+// A cgroup v2 directory under this process's own: `path` as /proc/PID/cgroup names it.
+function makeCgroup(): { dir: string; path: string; remove(): void } {
+  const own = readFileSync("/proc/self/cgroup", "utf8")
+    .split("\n")
+    .find((line) => line.startsWith("0::"))
+    ?.slice(3);
+  const mount = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" "))
+    .find((fields) => fields[fields.indexOf("-") + 1] === "cgroup2")?.[4];
+  if (own === undefined || mount === undefined) throw new Error("this test needs a cgroup v2 hierarchy");
+  const path = join(own, `posix-spawn-test-${process.pid}`);
+  const dir = join(mount, path);
+  mkdirSync(dir);
+  return { dir, path, remove: () => rmdirSync(dir) };
+}
 
 describe("posixSpawn", () => {
   it("is available on this machine", () => {
@@ -85,16 +102,31 @@ describe("posixSpawn", () => {
     expect(() => posixSpawn({ file: notExecutable, argv: ["data"], env })).toThrow(
       expect.objectContaining({ code: "EACCES" }),
     );
-    // No #! line: execve says ENOEXEC, which execvp (and so Node's spawn) would hand to /bin/sh.
-    const script = join(dir, "no-shebang");
-    writeFileSync(script, "echo hi\n", { mode: 0o755 });
-    expect(() => posixSpawn({ file: script, argv: ["no-shebang"], env })).toThrow(
-      expect.objectContaining({ code: "ENOEXEC" }),
-    );
     expect(() => posixSpawn({ file: "/bin/true", argv: ["true"], env, cwd: join(dir, "nowhere") })).toThrow(
-      expect.objectContaining({ code: "ENOENT" }),
+      expect.objectContaining({ code: "ENOENT", syscall: "chdir" }),
     );
     expect(openFds()).toBe(before);
+  });
+
+  it("runs a file without #! with /bin/sh, as execvp does", async () => {
+    // execve says ENOEXEC; execvp hands the file to /bin/sh, with its own argv after it.
+    const script = join(dir, "no-shebang");
+    writeFileSync(script, 'echo "$0 $1"\n', { mode: 0o755 });
+    const { stdout, code } = await collect(posixSpawn({ file: script, argv: ["no-shebang", "arg"], env }));
+    expect({ stdout, code }).toEqual({ stdout: `${script} arg\n`, code: 0 });
+  });
+
+  it("runs as the user and group it is given, with that group as the only one", async () => {
+    const { stdout } = await collect(
+      posixSpawn({
+        file: "/bin/sh",
+        argv: ["sh", "-c", "id -u; id -g; id -G"],
+        env,
+        cwd: "/",
+        runAs: { uid: 65534, gid: 65534 },
+      }),
+    );
+    expect(stdout).toBe("65534\n65534\n65534\n");
   });
 
   it("reports every exit of many children started at once, and frees their descriptors", async () => {
@@ -108,6 +140,36 @@ describe("posixSpawn", () => {
       child.stdin.destroy();
     }
     await new Promise((resolve) => setImmediate(resolve));
+    expect(openFds()).toBe(before);
+  });
+
+  it("puts the child in the cgroup it is given before the command runs", async () => {
+    const cgroup = makeCgroup();
+    try {
+      // The shell's own first line of output already sees itself inside.
+      const { stdout } = await collect(
+        posixSpawn({
+          file: "/bin/sh",
+          argv: ["sh", "-c", "grep ^0:: /proc/$$/cgroup; cat cgroup.procs"],
+          env,
+          cwd: cgroup.dir,
+          cgroup: cgroup.dir,
+        }),
+      );
+      const [line, ...procs] = stdout.trim().split("\n");
+      expect(line).toBe(`0::${cgroup.path}`);
+      // sh and cat, and nothing of the test's.
+      expect(procs).toHaveLength(2);
+    } finally {
+      cgroup.remove();
+    }
+  });
+
+  it("fails at the cgroup step for a cgroup that is not there, and leaves nothing open", () => {
+    const before = openFds();
+    expect(() => posixSpawn({ file: "/bin/true", argv: ["true"], env, cgroup: join(dir, "no-such-cgroup") })).toThrow(
+      expect.objectContaining({ code: "ENOENT", syscall: "cgroup" }),
+    );
     expect(openFds()).toBe(before);
   });
 

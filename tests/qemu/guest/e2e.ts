@@ -194,6 +194,32 @@ async function main(): Promise<number> {
     return undefined;
   });
 
+  await check("exec: each command in a cgroup of its own, and a timeout ends its setsid child", async () => {
+    const pid = agentPid();
+    const own = readFileSync(`/proc/${pid}/cgroup`, "utf8").trim();
+    const where = await client.run(["cat", "/proc/self/cgroup"]);
+    const expected = `0::${own.slice(3).replace(/\/$/, "")}/guest-agent-${pid}/exec-`;
+    if (!where.stdout.startsWith(expected))
+      throw new Error(`the command is in ${where.stdout.trim()}, not ${expected}N`);
+    const pidFile = "/tmp/e2e-setsid.pid";
+    const script = `setsid sh -c 'echo $$ >${pidFile}.tmp && mv ${pidFile}.tmp ${pidFile} && exec sleep 600' & while [ ! -e ${pidFile} ]; do sleep 0.05; done; sleep 600`;
+    const result = await client.run(["sh", "-c", script], { timeoutSeconds: 5 });
+    expectEqual([result.exit.code, result.exit.timedOut], [124, true], "exit");
+    const escapee = Number(readFileSync(pidFile, "utf8"));
+    await waitFor("the setsid child to be gone", 10_000, () => {
+      try {
+        const stat = readFileSync(`/proc/${escapee}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z") ? true : undefined;
+      } catch {
+        return true;
+      }
+    });
+    const mount = readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .find((line) => line.startsWith("none /sys/fs/cgroup cgroup2 "));
+    return `${where.stdout.trim()}; setsid child ${escapee} gone; mount: ${mount?.split(" ")[3]}`;
+  });
+
   await check("copy: upload and download a tree, modes and times kept", async () => {
     const src = "/tmp/e2e-src";
     mkdirSync(`${src}/bin`, { recursive: true });
