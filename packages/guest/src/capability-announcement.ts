@@ -12,6 +12,7 @@ export const AGENT_CAPABILITIES: readonly string[] = [
   // server.ts accepts pings at any rate (grpc-js servers enforce no ping policy).
   Capability.KEEPALIVE_PINGS,
   Capability.PORT_FORWARD,
+  Capability.DETACHED,
 ];
 
 /** A server interceptor that adds the capability header to every call's response headers. */

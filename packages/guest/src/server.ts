@@ -4,6 +4,7 @@ import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_
 import { createCapabilityInterceptor } from "./capability-announcement.js";
 import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
+import { DetachedCommands } from "./detached-commands.js";
 import { createExecHandler } from "./exec-service.js";
 import { addHealthService } from "./health-service.js";
 import { logHttp2SessionErrors } from "./http2-session-log.js";
@@ -70,14 +71,20 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
     typeof cgroups === "string"
       ? `commands are not put in cgroups (${cgroups}): a timeout, cancel or stop ends a command's session and process group, and what it started in a session of its own runs on`
       : cgroups.describe();
+  const commandCgroups = typeof cgroups === "string" ? undefined : cgroups;
+  const detached = new DetachedCommands(commands, commandCgroups);
   server.addService(
     guestServiceDefinition as unknown as grpc.ServiceDefinition,
     {
-      exec: createExecHandler(commands, typeof cgroups === "string" ? undefined : cgroups),
+      exec: createExecHandler(commands, commandCgroups),
       copyToGuest: handleCopyToGuest,
       copyFromGuest: handleCopyFromGuest,
       statPath: handleStatPath,
       forwardPort: createForwardPortHandler({ tcpPorts: () => tcpPorts }),
+      startDetached: detached.start,
+      listDetached: detached.list,
+      attachDetached: detached.attach,
+      controlDetached: detached.control,
     } as unknown as grpc.UntypedServiceImplementation,
   );
   const health = addHealthService(server, { "": "SERVING", [SERVICE_NAME]: "SERVING" });

@@ -6,6 +6,7 @@ import type * as grpc from "@grpc/grpc-js";
 import {
   Capability,
   CHUNK_SIZE,
+  type ExecExit,
   type ExecRequest,
   ExecRequestSchema,
   type ExecResponse,
@@ -97,6 +98,19 @@ const MAX_GUEST_TEXT = 4096;
 // With a timeout the agent ends the command itself; if no exit arrives this long after
 // it should have, the guest is not to be trusted to send one and the call is ended.
 const TIMEOUT_BACKSTOP_MS = 30_000;
+
+/** The ExitStatus an agent's ExecExit describes (its texts cut to a bound). */
+export function exitStatusOf(exit: ExecExit): ExitStatus {
+  return {
+    code: exit.code,
+    signal: exit.signal ? exit.signal.slice(0, 32) : null,
+    timedOut: exit.timedOut,
+    truncated: exit.outputTruncated,
+    startFailed: exit.startFailed,
+    startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
+    unknown: false,
+  };
+}
 
 /** Starts a command (connecting first if needed) and returns its handle at once. */
 export function startExec(context: ExecContext, start: ExecStart, options: ExecOptions): ExecHandle {
@@ -289,19 +303,9 @@ class RunningExec implements ExecHandle {
           this.#resolveStarted(this.#pid);
         }
         return;
-      case "exit": {
-        const exit = message.value;
-        this.#exitDetail = {
-          code: exit.code,
-          signal: exit.signal ? exit.signal.slice(0, 32) : null,
-          timedOut: exit.timedOut,
-          truncated: exit.outputTruncated,
-          startFailed: exit.startFailed,
-          startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
-          unknown: false,
-        };
+      case "exit":
+        this.#exitDetail = exitStatusOf(message.value);
         return;
-      }
       case "exitCode":
         this.#exitCode = message.value;
         // Nothing more to send: the command is gone.

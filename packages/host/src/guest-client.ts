@@ -5,6 +5,17 @@ import type { GuestServiceClient } from "@guestkit/protocol";
 import { type CopyFromOptions, copyFrom } from "./copy-from.js";
 import { type CopyToOptions, copyTo } from "./copy-to.js";
 import type { CopyResult } from "./copy-types.js";
+import {
+  type AttachHandle,
+  type AttachOptions,
+  attachDetached,
+  controlDetached,
+  type DetachedInfo,
+  type DetachedStarted,
+  listDetached,
+  type StartDetachedOptions,
+  startDetached,
+} from "./detached.js";
 import { type ExecHandle, startExec } from "./exec-handle.js";
 import { buildExecStart, type ExecOptions } from "./exec-request.js";
 import { GuestConnection, type GuestConnectionOptions } from "./guest-connection.js";
@@ -72,6 +83,19 @@ export interface GuestClient {
   forwardPort(port: number, options?: ForwardPortOptions): Promise<Duplex>;
   /** Listens on a local port and forwards every connection to a port inside the guest. */
   listenForward(options: ListenForwardOptions): Promise<ForwardListener>;
+  /**
+   * Starts a command that outlives this client (see StartDetached in guest.proto):
+   * resolves with its id and pid, or with `exit` when it could not start.
+   */
+  startDetached(argv: readonly string[], options?: StartDetachedOptions): Promise<DetachedStarted>;
+  /** The agent's detached commands, running and recently exited. */
+  listDetached(): Promise<DetachedInfo[]>;
+  /** Attaches to a detached command: what it kept, then live output and its exit. */
+  attach(id: string, options?: AttachOptions): AttachHandle;
+  /** Sends `signal` to a detached command; without one, ends it and everything it started (TERM, then KILL). */
+  killDetached(id: string, signal?: string | number): Promise<void>;
+  /** Forgets an exited detached command. */
+  removeDetached(id: string): Promise<void>;
   /**
    * Connects now (retrying like any call) and returns the raw grpc-js client on the
    * shared connection, for calls the library does not wrap. Its calls need the
@@ -167,6 +191,26 @@ class Client implements GuestClient {
 
   listenForward(options: ListenForwardOptions): Promise<ForwardListener> {
     return listenForward(this.#connection, options);
+  }
+
+  startDetached(argv: readonly string[], options: StartDetachedOptions = {}): Promise<DetachedStarted> {
+    return startDetached(this.#connection, argv, options);
+  }
+
+  listDetached(): Promise<DetachedInfo[]> {
+    return listDetached(this.#connection);
+  }
+
+  attach(id: string, options: AttachOptions = {}): AttachHandle {
+    return attachDetached(this.#connection, id, options);
+  }
+
+  killDetached(id: string, signal?: string | number): Promise<void> {
+    return controlDetached(this.#connection, id, signal === undefined ? { kill: true } : { signal });
+  }
+
+  removeDetached(id: string): Promise<void> {
+    return controlDetached(this.#connection, id, { remove: true });
   }
 
   async capabilities(options: ConnectOptions = {}): Promise<ReadonlySet<string>> {

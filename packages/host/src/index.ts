@@ -9,6 +9,13 @@ export {
   MAX_SKIPPED_LISTED,
   type SkippedEntry,
 } from "./copy-types.js";
+export type {
+  AttachHandle,
+  AttachOptions,
+  DetachedInfo,
+  DetachedStarted,
+  StartDetachedOptions,
+} from "./detached.js";
 export {
   DEFAULT_DIAL_TIMEOUT_MS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,

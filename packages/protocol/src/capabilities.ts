@@ -38,6 +38,8 @@ export const Capability = {
   KEEPALIVE_PINGS: "keepalive-pings",
   /** ForwardPort is served: TCP connections to ports inside the guest. */
   PORT_FORWARD: "port-forward",
+  /** Detached commands: StartDetached, ListDetached, AttachDetached, ControlDetached. */
+  DETACHED: "detached",
 } as const;
 
 export type CapabilityName = (typeof Capability)[keyof typeof Capability];

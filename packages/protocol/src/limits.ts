@@ -61,3 +61,16 @@ export const DEFAULT_PORT = 2222;
 
 /** The fully qualified service name, as reflection and health report it. */
 export const SERVICE_NAME = "guest.GuestService";
+
+/** Output each detached command keeps (the most recent; older output is dropped). */
+export const DETACHED_OUTPUT_BYTES = 1024 * 1024;
+
+/**
+ * Detached commands the agent holds at once, running or exited: with DETACHED_OUTPUT_BYTES
+ * each, the bound on what their output takes (64 MiB). Past it, the oldest exited one is
+ * forgotten; when all of them run, a new one is refused (RESOURCE_EXHAUSTED).
+ */
+export const MAX_DETACHED_COMMANDS = 64;
+
+/** How long an exited detached command stays listed with its exit. */
+export const DETACHED_EXITED_KEPT_MS = 60 * 60 * 1000;

@@ -7,6 +7,7 @@ import type { ExecHandle, ExitStatus } from "../exec-handle.js";
 import type { ExecOptions } from "../exec-request.js";
 import { createGuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions, parseSeconds } from "./connection-flags.js";
+import { execDetached } from "./detached-commands.js";
 import { CliError, EXIT_UNREACHABLE, messageOf, printable } from "./exit-status.js";
 import { openLocalTerminal } from "./local-terminal.js";
 import { OutputSink } from "./output-sink.js";
@@ -14,6 +15,8 @@ import { forwardSignals, SIGNALS_BEFORE_GIVING_UP, signalExitStatus } from "./si
 
 /** The options of `exec` as commander parses them. */
 export interface ExecFlags extends ConnectionFlags {
+  detach?: boolean;
+  name?: string;
   interactive?: boolean;
   tty?: boolean;
   env?: string[];
@@ -31,6 +34,8 @@ const KEY_SIGNALS = new Map<number, NodeJS.Signals>([
 /** Runs `argv` in the guest; resolves with the status guestctl exits with. */
 export async function execCommand(argv: string[], flags: ExecFlags): Promise<number> {
   const options = execOptions(flags);
+  if (flags.detach) return execDetached(argv, options, flags);
+  if (flags.name !== undefined) throw new CliError("--name goes with -d (a detached command)", EXIT_UNREACHABLE);
   const client = createGuestClient(ownFailure(() => clientOptions(flags)));
   const terminal = flags.tty ? openLocalTerminal() : undefined;
   const size = terminal?.size();

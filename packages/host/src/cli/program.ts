@@ -3,8 +3,17 @@
 import { readFileSync } from "node:fs";
 import { Command, type CommanderError } from "commander";
 import { TARGET_FORMS } from "../target.js";
-import { addConnectionOptions, TARGET_ENV, TOKEN_FILE_ENV } from "./connection-flags.js";
+import { addConnectionOptions, type ConnectionFlags, TARGET_ENV, TOKEN_FILE_ENV } from "./connection-flags.js";
 import { type CpFlags, cpCommand } from "./cp-command.js";
+import {
+  attachCommand,
+  type KillFlags,
+  killCommand,
+  type LogsFlags,
+  type PsFlags,
+  psCommand,
+  rmCommand,
+} from "./detached-commands.js";
 import { type ExecFlags, execCommand } from "./exec-command.js";
 import { CliError, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit-status.js";
 import { type PortForwardFlags, portForwardCommand } from "./port-forward-command.js";
@@ -74,6 +83,8 @@ export function createProgram(done: (status: number) => void): Command {
     .description("run a command in the guest")
     .usage("[options] [--] COMMAND [ARG...]")
     .option("-i, --interactive", "send stdin to the command (its EOF too)")
+    .option("-d, --detach", "start the command detached: print its id and leave it running (see ps, logs, attach)")
+    .option("--name <name>", "with -d: the id to give it (letters, digits, . _ -)")
     .option("-t, --tty", "run the command on a terminal; the local terminal goes raw and its size is followed")
     .option(
       "-e, --env <NAME=VALUE>",
@@ -137,6 +148,56 @@ export function createProgram(done: (status: number) => void): Command {
       done(await proxyCommand(self.optsWithGlobals<ProxyFlags>()));
     });
   addConnectionOptions(proxy);
+
+  const ps = program
+    .command("ps")
+    .description("list detached commands (running ones; -a for all)")
+    .option("--json", "print JSON")
+    .option("-a, --all", "also those that exited")
+    .action(async (_options: unknown, self: Command) => {
+      done(await psCommand(self.optsWithGlobals<PsFlags>()));
+    });
+  addConnectionOptions(ps);
+
+  const logs = program
+    .command("logs")
+    .description("print what a detached command wrote (the most recent 1 MiB); -f follows until it ends")
+    .argument("<id>", "the command's id")
+    .option("-f, --follow", "keep printing live output until the command ends (its exit status is ours)")
+    .action(async (id: string, _options: unknown, self: Command) => {
+      const flags = self.optsWithGlobals<LogsFlags>();
+      done(await attachCommand(id, flags, flags.follow === true));
+    });
+  addConnectionOptions(logs);
+
+  const attach = program
+    .command("attach")
+    .description("show a detached command's output, then follow it; Ctrl-C detaches and leaves it running")
+    .argument("<id>", "the command's id")
+    .option("-i, --interactive", "send stdin to the command")
+    .action(async (id: string, _options: unknown, self: Command) => {
+      done(await attachCommand(id, self.optsWithGlobals<LogsFlags & { interactive?: boolean }>(), true));
+    });
+  addConnectionOptions(attach);
+
+  const kill = program
+    .command("kill")
+    .description("end a detached command and everything it started (TERM, then KILL), or send it -s SIGNAL")
+    .argument("<id>", "the command's id")
+    .option("-s, --signal <signal>", "send this signal only")
+    .action(async (id: string, _options: unknown, self: Command) => {
+      done(await killCommand(id, self.optsWithGlobals<KillFlags>()));
+    });
+  addConnectionOptions(kill);
+
+  const rm = program
+    .command("rm")
+    .description("forget a detached command that exited")
+    .argument("<id>", "the command's id")
+    .action(async (id: string, _options: unknown, self: Command) => {
+      done(await rmCommand(id, self.optsWithGlobals<ConnectionFlags>()));
+    });
+  addConnectionOptions(rm);
 
   const portForward = program
     .command("port-forward")
