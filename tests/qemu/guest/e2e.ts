@@ -262,6 +262,54 @@ async function main(): Promise<number> {
     return undefined;
   });
 
+  await check("detached: outlives its client, keeps its output, kill ends it", async () => {
+    const starter = createGuestClient("vsock:1:2222");
+    const { id, pid } = await starter.startDetached(["sh", "-c", "echo detached-hello; exec sleep 600"], {
+      name: "e2e-job",
+    });
+    await starter.close();
+    let kept = "";
+    for (let i = 0; i < 100 && !kept.includes("detached-hello"); i++) {
+      kept = "";
+      for await (const { data } of client.attach(id, { follow: false })) kept += Buffer.from(data).toString();
+      if (!kept.includes("detached-hello")) await sleep(50);
+    }
+    expectEqual(kept, "detached-hello\n", "kept output");
+    const listed = (await client.listDetached()).find((command) => command.id === id);
+    expectEqual([listed?.running, listed?.pid], [true, pid], "listed");
+    await client.killDetached(id);
+    const after = (await client.listDetached()).find((command) => command.id === id);
+    expectEqual([after?.running, after?.exit?.code], [false, 143], "after kill");
+    return `pid ${pid}`;
+  });
+
+  await check("port forward: a TCP server inside the guest, through ForwardPort", async () => {
+    const { createServer } = await import("node:net");
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      let got = "";
+      socket.on("data", (data: Buffer) => {
+        got += data.toString();
+      });
+      socket.on("end", () => socket.end(`echo:${got}`));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const forwarded = await client.forwardPort(port);
+      let answer = "";
+      forwarded.on("data", (data: Buffer) => {
+        answer += data.toString();
+      });
+      const ended = new Promise((resolve) => forwarded.once("end", resolve));
+      forwarded.end("through the agent");
+      await ended;
+      expectEqual(answer, "echo:through the agent", "answer");
+      return undefined;
+    } finally {
+      server.close();
+    }
+  });
+
   await check("orphans are reaped: no zombie after background children exit", async () => {
     const result = await client.run([
       "sh",
