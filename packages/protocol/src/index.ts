@@ -1,5 +1,6 @@
 export { allocateBulkData } from "./bytes-message-encoding.js";
 export { COPY_BATCH_METADATA_KEY, COPY_BATCH_METADATA_VALUE } from "./copy-batch.js";
+export { cutText } from "./cut-text.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {
@@ -22,7 +23,12 @@ export {
   HTTP2_WINDOW_BYTES,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
+  MAX_GUEST_PATH,
   MAX_MESSAGE_BYTES,
+  MAX_QUOTED_PATH,
+  MAX_STDERR_EXCERPT,
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";
