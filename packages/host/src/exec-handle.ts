@@ -3,7 +3,16 @@
 import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { CHUNK_SIZE, type ExecRequest, ExecRequestSchema, type ExecResponse, type ExecStart } from "@guestkit/protocol";
+import {
+  CHUNK_SIZE,
+  cutText,
+  type ExecRequest,
+  ExecRequestSchema,
+  type ExecResponse,
+  type ExecStart,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
+} from "@guestkit/protocol";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
 import type { GuestConnection } from "./guest-connection.js";
@@ -75,8 +84,6 @@ export interface ExecContext {
 // Queued output above which the stream is paused while someone iterates.
 const OUTPUT_HIGH_WATER_BYTES = 1024 * 1024;
 const DEFAULT_UNCONSUMED_LIMIT_BYTES = 1024 * 1024;
-// A guest must not make the host hold arbitrary text in error fields.
-const MAX_GUEST_TEXT = 4096;
 // With a timeout the agent ends the command itself; if no exit arrives this long after
 // it should have, the guest is not to be trusted to send one and the call is ended.
 const TIMEOUT_BACKSTOP_MS = 30_000;
@@ -245,11 +252,11 @@ class RunningExec implements ExecHandle {
         const exit = message.value;
         this.#exitDetail = {
           code: exit.code,
-          signal: exit.signal ? exit.signal.slice(0, 32) : null,
+          signal: exit.signal ? cutText(exit.signal, MAX_GUEST_CODE) : null,
           timedOut: exit.timedOut,
           truncated: exit.outputTruncated,
           startFailed: exit.startFailed,
-          startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
+          startError: exit.startFailed ? cutText(exit.startError, MAX_GUEST_MESSAGE) || "could not start" : null,
         };
         return;
       }
