@@ -25,8 +25,13 @@ import {
   type CopyFromGuestBatch,
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
+  cutText,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
+  MAX_GUEST_PATH,
+  MAX_QUOTED_PATH,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { abortedError, callError } from "./copy-call.js";
@@ -140,14 +145,18 @@ export async function copyFrom(
         progress();
       } else if (response.case === "skipped") {
         const { path, reason, code } = response.value;
-        skipped.add({ path: path.slice(0, 4096), reason: reason.slice(0, 1000), code: code.slice(0, 100) });
+        skipped.add({
+          path: cutText(path, MAX_GUEST_PATH),
+          reason: cutText(reason, MAX_GUEST_MESSAGE),
+          code: cutText(code, MAX_GUEST_CODE),
+        });
         // A skip of the file being received (it shrank, or a read failed): drop it and go on.
         droppedBytes += (await writer.dropFile(path)) ?? 0;
       } else if (response.case === "error") {
         const { message: text, path, code } = response.value;
-        throw new CopyError("SOURCE", `guest: ${text.slice(0, 1000) || "copy failed"}`, {
-          path: path.slice(0, 4096) || guestPath,
-          ...(code === "" ? {} : { guestCode: code.slice(0, 100) }),
+        throw new CopyError("SOURCE", `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`, {
+          path: cutText(path, MAX_GUEST_PATH) || guestPath,
+          ...(code === "" ? {} : { guestCode: cutText(code, MAX_GUEST_CODE) }),
         });
       } else {
         throw new CopyError("PROTOCOL", "protocol error: an empty or unknown message from the guest");
@@ -213,18 +222,17 @@ function checkBatch(batch: CopyFromGuestBatch): void {
   let bytes = 0;
   for (const { header, data } of batch.entries) {
     bytes += data.byteLength;
-    const path = header?.path.slice(0, 4096) ?? "";
     if (bytes > MAX_BATCH_BYTES) {
       throw new CopyError("PROTOCOL", `protocol error: a batch with more than ${MAX_BATCH_BYTES} bytes of data`, {
-        path,
+        path: cutText(header?.path ?? "", MAX_GUEST_PATH),
       });
     }
     // A batch holds whole files in memory: only small ones belong in it.
     if (header && header.size > BigInt(SMALL_FILE_BYTES)) {
       throw new CopyError(
         "PROTOCOL",
-        `protocol error at entry ${JSON.stringify(path.slice(0, 300))}: a file of ${header.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
-        { path },
+        `protocol error at entry ${JSON.stringify(cutText(header.path, MAX_QUOTED_PATH))}: a file of ${header.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
+        { path: cutText(header.path, MAX_GUEST_PATH) },
       );
     }
   }

@@ -41,7 +41,7 @@ import {
 import { type FileHandle, lchown, lstat, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CopyFromGuestHeader } from "@guestkit/protocol";
-import { SMALL_FILE_BYTES } from "@guestkit/protocol";
+import { cutText, MAX_GUEST_PATH, MAX_QUOTED_PATH, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { errnoOf } from "./guest-error.js";
@@ -378,7 +378,8 @@ export class LocalTreeWriter {
 
   private checkLinkTarget(header: CopyFromGuestHeader, depth: number): void {
     const problem = linkTargetProblem(header.linkTarget, depth);
-    if (problem) throw unsafe(header.path, `${problem}: ${JSON.stringify(header.linkTarget.slice(0, 200))}`);
+    if (problem)
+      throw unsafe(header.path, `${problem}: ${JSON.stringify(cutText(header.linkTarget, MAX_QUOTED_PATH))}`);
   }
 
   /** Renames a finished temp entry over its final name, which must not be a directory. */
@@ -526,13 +527,16 @@ function tempName(): string {
   return `${tempPrefix}${tempCounter}.part`;
 }
 
+// These two are about entries not checked yet: their paths may be any length.
 function unsafe(path: string, problem: string): CopyError {
-  return new CopyError("UNSAFE_ENTRY", `refused entry ${JSON.stringify(path.slice(0, 300))}: ${problem}`, { path });
+  return new CopyError("UNSAFE_ENTRY", `refused entry ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))}: ${problem}`, {
+    path: cutText(path, MAX_GUEST_PATH),
+  });
 }
 
 function protocol(path: string, problem: string): CopyError {
-  const where = path === "" ? "" : ` at entry ${JSON.stringify(path.slice(0, 300))}`;
-  return new CopyError("PROTOCOL", `protocol error${where}: ${problem}`, { path });
+  const where = path === "" ? "" : ` at entry ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))}`;
+  return new CopyError("PROTOCOL", `protocol error${where}: ${problem}`, { path: cutText(path, MAX_GUEST_PATH) });
 }
 
 const TEMP_FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;

@@ -31,8 +31,12 @@ import {
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
+  cutText,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
+  MAX_GUEST_PATH,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
@@ -46,12 +50,6 @@ import { sanitizeMode } from "./path-safety.js";
 
 /** Options of copyTo. */
 export type CopyToOptions = CopyOptions;
-
-// How much of each text the guest sends back in a failure is kept, as copyFrom does: the
-// guest is not trusted to keep them short.
-const MAX_GUEST_MESSAGE = 1000;
-const MAX_GUEST_PATH = 4096;
-const MAX_GUEST_CODE = 100;
 
 // How long the upload loop may run before it lets other work on the event loop in.
 const MAX_TURN_MS = 10;
@@ -108,8 +106,8 @@ export async function copyTo(
     if (destState.error !== "") {
       throw new CopyError(
         "DESTINATION",
-        `guest: cannot examine ${destination.path}: ${destState.error.slice(0, MAX_GUEST_MESSAGE)}`,
-        { path: destination.path, guestCode: destState.errorCode.slice(0, MAX_GUEST_CODE) },
+        `guest: cannot examine ${destination.path}: ${cutText(destState.error, MAX_GUEST_MESSAGE)}`,
+        { path: destination.path, guestCode: cutText(destState.errorCode, MAX_GUEST_CODE) },
       );
     }
     const placement = placeCopy(source, first.kind === "dir", basename(absSource), destination, destState);
@@ -535,15 +533,15 @@ function guestFailure(
   counts?: { entriesCompleted: number; bytesCompleted: number },
   entryPath?: string,
 ): CopyError {
-  const errorPath = result.errorPath.slice(0, MAX_GUEST_PATH) || entryPath || "";
+  const errorPath = cutText(result.errorPath, MAX_GUEST_PATH) || entryPath || "";
   const where = errorPath ? ` (${errorPath})` : "";
   const committed = counts?.entriesCompleted ?? Number(result.entriesWritten);
   return new CopyError(
     "GUEST",
-    `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
+    `guest: ${cutText(result.error, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
     {
       path: errorPath,
-      guestCode: result.errorCode.slice(0, MAX_GUEST_CODE),
+      guestCode: cutText(result.errorCode, MAX_GUEST_CODE),
       entriesCompleted: committed,
       bytesCompleted: counts?.bytesCompleted ?? Number(result.bytesWritten),
     },

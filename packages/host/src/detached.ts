@@ -11,9 +11,11 @@ import {
   Capability,
   CHUNK_SIZE,
   ControlDetachedRequestSchema,
+  cutText,
   type DetachedCommand,
   ListDetachedRequestSchema,
   type ListDetachedResponse,
+  MAX_GUEST_CODE,
   StartDetachedRequestSchema,
   type StartDetachedResponse,
 } from "@guestkit/protocol";
@@ -118,7 +120,7 @@ export async function startDetached(
     where,
   );
   return {
-    id: response.id.slice(0, 80),
+    id: cutText(response.id, MAX_GUEST_CODE),
     pid: response.pid,
     ...(response.exit?.startFailed ? { exit: exitStatusOf(response.exit) } : {}),
   };
@@ -136,9 +138,9 @@ export async function listDetached(connection: GuestConnection): Promise<Detache
 
 function infoOf(command: DetachedCommand): DetachedInfo {
   return {
-    id: command.id.slice(0, 80),
+    id: cutText(command.id, MAX_GUEST_CODE),
     pid: command.pid,
-    command: command.command.slice(0, 256),
+    command: cutText(command.command, MAX_GUEST_CODE),
     running: command.running,
     startedAt: new Date(Number(command.startedAtMs)),
     exitedAt: command.exitedAtMs > 0n ? new Date(Number(command.exitedAtMs)) : null,

@@ -6,11 +6,14 @@ import type * as grpc from "@grpc/grpc-js";
 import {
   Capability,
   CHUNK_SIZE,
+  cutText,
   type ExecExit,
   type ExecRequest,
   ExecRequestSchema,
   type ExecResponse,
   type ExecStart,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
 } from "@guestkit/protocol";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
@@ -93,8 +96,6 @@ export interface ExecContext {
 // Queued output above which the stream is paused while someone iterates.
 const OUTPUT_HIGH_WATER_BYTES = 1024 * 1024;
 const DEFAULT_UNCONSUMED_LIMIT_BYTES = 1024 * 1024;
-// A guest must not make the host hold arbitrary text in error fields.
-const MAX_GUEST_TEXT = 4096;
 // With a timeout the agent ends the command itself; if no exit arrives this long after
 // it should have, the guest is not to be trusted to send one and the call is ended.
 const TIMEOUT_BACKSTOP_MS = 30_000;
@@ -103,11 +104,11 @@ const TIMEOUT_BACKSTOP_MS = 30_000;
 export function exitStatusOf(exit: ExecExit): ExitStatus {
   return {
     code: exit.code,
-    signal: exit.signal ? exit.signal.slice(0, 32) : null,
+    signal: exit.signal ? cutText(exit.signal, MAX_GUEST_CODE) : null,
     timedOut: exit.timedOut,
     truncated: exit.outputTruncated,
     startFailed: exit.startFailed,
-    startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
+    startError: exit.startFailed ? cutText(exit.startError, MAX_GUEST_MESSAGE) || "could not start" : null,
     unknown: false,
   };
 }
@@ -361,7 +362,7 @@ class RunningExec implements ExecHandle {
         timedOut: false,
         truncated: false,
         startFailed: true,
-        startError: text.slice(0, MAX_GUEST_TEXT),
+        startError: cutText(text, MAX_GUEST_MESSAGE),
         unknown: false,
       });
       return;

@@ -3,6 +3,7 @@
 // rejects with is a GuestError, so callers switch on `code` (a gRPC status code) or
 // the finer `reason`, and never parse message text.
 import { status as Code, type StatusObject } from "@grpc/grpc-js";
+import { cutText, MAX_GUEST_MESSAGE } from "@guestkit/protocol";
 
 export { Code };
 
@@ -179,11 +180,12 @@ export function guestReportedError(message: string, errno: string, context: stri
 
 /**
  * A failed call's status. Calls start only on a ready connection, so an UNAVAILABLE
- * here means the connection dropped under the call: its outcome is unknown.
+ * here means the connection dropped under the call: its outcome is unknown. The
+ * details are most often the agent's own words, and cut like any text from the guest.
  */
 export function errorFromStatus(status: Partial<StatusObject>, context: string): GuestError {
   const code = typeof status.code === "number" ? (status.code as Code) : Code.UNKNOWN;
-  const details = status.details || Code[code] || "unknown error";
+  const details = cutText(status.details || Code[code] || "unknown error", MAX_GUEST_MESSAGE);
   const reason: GuestErrorReason | undefined =
     code === Code.UNAVAILABLE ? "connection-lost" : code === Code.DEADLINE_EXCEEDED ? "deadline" : undefined;
   return new GuestError(code, details, { cause: status, context, ...(reason ? { reason } : {}) });

@@ -14,9 +14,12 @@ import type * as grpc from "@grpc/grpc-js";
 import {
   Capability,
   CHUNK_SIZE,
+  cutText,
   type ForwardPortRequest,
   ForwardPortRequestSchema,
   type ForwardPortResponse,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
 } from "@guestkit/protocol";
 import type { GuestConnection } from "./guest-connection.js";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
@@ -78,9 +81,8 @@ export async function forwardPort(
       }
       call.cancel();
       if (message.case === "connectError") {
-        // Guest text: kept short.
-        const code = message.value.code.slice(0, 32);
-        const text = message.value.message.slice(0, 500);
+        const code = cutText(message.value.code, MAX_GUEST_CODE);
+        const text = cutText(message.value.message, MAX_GUEST_MESSAGE);
         reject(
           new GuestError(Code.FAILED_PRECONDITION, `${text} (${code})`, { reason: "forward-failed", context: where }),
         );

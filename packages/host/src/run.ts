@@ -1,5 +1,6 @@
 // run(): exec that collects the output, for the common "run this and give me what it
 // printed" case.
+import { cutText, MAX_STDERR_EXCERPT } from "@guestkit/protocol";
 import type { ExecHandle, ExitStatus } from "./exec-handle.js";
 import type { ExecOptions } from "./exec-request.js";
 import { Code, GuestError } from "./guest-error.js";
@@ -96,5 +97,6 @@ function describeFailure(result: RunResult): string {
           ? `killed by ${exit.signal} (${exit.code})`
           : `exited with code ${exit.code}`;
   const stderr = result.stderr.trim();
-  return stderr ? `${how}: ${stderr.length > 500 ? `...${stderr.slice(-500)}` : stderr}` : how;
+  if (!stderr) return how;
+  return `${how}: ${stderr.length > MAX_STDERR_EXCERPT ? "..." : ""}${cutText(stderr, MAX_STDERR_EXCERPT, "end")}`;
 }

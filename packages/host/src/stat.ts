@@ -1,6 +1,13 @@
 // StatPath as a plain object.
 import { create } from "@bufbuild/protobuf";
-import { FileType, StatPathRequestSchema, type StatPathResponse } from "@guestkit/protocol";
+import {
+  cutText,
+  FileType,
+  MAX_GUEST_MESSAGE,
+  MAX_GUEST_PATH,
+  StatPathRequestSchema,
+  type StatPathResponse,
+} from "@guestkit/protocol";
 import type { GuestConnection } from "./guest-connection.js";
 import { Code, cancelledError, errorFromStatus, GuestError, guestReportedError } from "./guest-error.js";
 
@@ -97,7 +104,7 @@ export async function statPath(
 
 /** Turns a StatPathResponse into a GuestStat; throws the in-band error, if any. */
 export function statFromResponse(response: StatPathResponse, where: string): GuestStat {
-  if (response.error) throw guestReportedError(response.error.slice(0, 4096), response.errorCode, where);
+  if (response.error) throw guestReportedError(cutText(response.error, MAX_GUEST_MESSAGE), response.errorCode, where);
   if (!response.exists) return { exists: false };
   // An agent that knows only the original fields leaves file_type unset, and its zero
   // mtime/uid/gid mean "not reported", not the epoch and root.
@@ -121,6 +128,6 @@ export function statFromResponse(response: StatPathResponse, where: string): Gue
     mtimeNs,
     uid: extended ? response.uid : null,
     gid: extended ? response.gid : null,
-    linkTarget: response.isSymlink || type === "symlink" ? response.linkTarget : null,
+    linkTarget: response.isSymlink || type === "symlink" ? cutText(response.linkTarget, MAX_GUEST_PATH) : null,
   };
 }

@@ -6,6 +6,7 @@ export {
   formatCapabilities,
   parseCapabilities,
 } from "./capabilities.js";
+export { cutText } from "./cut-text.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {
@@ -31,7 +32,12 @@ export {
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_DETACHED_COMMANDS,
+  MAX_GUEST_CODE,
+  MAX_GUEST_MESSAGE,
+  MAX_GUEST_PATH,
   MAX_MESSAGE_BYTES,
+  MAX_QUOTED_PATH,
+  MAX_STDERR_EXCERPT,
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";

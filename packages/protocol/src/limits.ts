@@ -56,6 +56,22 @@ export const SMALL_FILE_BYTES = 64 * 1024;
 export const MAX_BATCH_BYTES = 256 * 1024;
 export const MAX_BATCH_ENTRIES = 1024;
 
+/**
+ * How much of each text a peer sends back the receiver keeps, in UTF-16 code units: the
+ * peer is not trusted to keep them short, and every cut goes through cutText. A path
+ * (an entry, the path of an error, a symlink target) is kept up to PATH_MAX; a message
+ * (an error, the reason an entry was skipped, why a command could not start) up to
+ * MAX_GUEST_MESSAGE (the path it is about travels beside it, or the receiver knows it);
+ * a machine-readable name (an errno name, "SIZE_MISMATCH", a signal name) up to
+ * MAX_GUEST_CODE. Within a message the host writes itself, a guest path is quoted up to
+ * MAX_QUOTED_PATH, and CommandFailedError quotes the last MAX_STDERR_EXCERPT of stderr.
+ */
+export const MAX_GUEST_PATH = 4096;
+export const MAX_GUEST_MESSAGE = 1000;
+export const MAX_GUEST_CODE = 100;
+export const MAX_QUOTED_PATH = 300;
+export const MAX_STDERR_EXCERPT = 500;
+
 /** The vsock port the agent listens on and clients dial by default. */
 export const DEFAULT_PORT = 2222;
 

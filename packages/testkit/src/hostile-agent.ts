@@ -2,7 +2,9 @@
 // guest.GuestService on a temp Unix socket, in its own process (so a test measuring the
 // host's memory measures the host alone), and its CopyFromGuest sends one scripted
 // attack, chosen per test. The host's copyFrom must refuse every one of them without
-// writing outside its destination.
+// writing outside its destination. Any scenario can also pad every message with
+// unknown fields (`padding`), so that what the host keeps of a message is a sliver of
+// what it received.
 //
 // This file is both the library side (startHostileAgent) and the server process: run
 // as a script, it serves the scenario given as JSON in argv[2].
@@ -27,6 +29,7 @@ import {
 } from "@guestkit/protocol";
 import {
   announceWhenBound,
+  padded,
   type RunningScriptAgent,
   runIfMain,
   sendWhenWritable,
@@ -62,6 +65,8 @@ export const HOSTILE_SCENARIOS = {
     "`root`, `root/a` (mode 0555), `root/b`, then `root/a/late`: legal but out of order, after `root/a` was left",
   setuid: "`root` (mode 02775), `root/suid` (04755), `root/sgid` (02755), `root/both` (06755), final end",
   benign: "`root`, `root/file` (5 bytes), `root/link -> file`, final end: a well-behaved transfer",
+  file: "a file `root` of `count` bytes in data messages of `chunkSize` bytes, then the final end",
+  "giant-skipped": "a directory `root`, then `count` `skipped` entries whose path, reason and code are 4 MiB each",
   "batch-oversize": "a batch: `root`, then `root/f` declaring 4 bytes with 8 bytes of data",
   "batch-undersize": "a batch: `root`, then `root/f` declaring 100 bytes with 10 bytes of data",
   "batch-traversal": "a batch: `root`, then a file `root/../../escaped`",
@@ -89,6 +94,8 @@ export interface HostileAgentOptions {
   count?: number;
   /** Bytes per data message; default CHUNK_SIZE. */
   chunkSize?: number;
+  /** Bytes of unknown fields added to every message; default 0. */
+  padding?: number;
 }
 
 /** A running hostile agent. */
@@ -107,6 +114,7 @@ export async function startHostileAgent(options: HostileAgentOptions): Promise<H
     outsideDir: options.outsideDir ?? join(dir, "outside"),
     count: options.count ?? 1_000_000,
     chunkSize: options.chunkSize ?? CHUNK_SIZE,
+    padding: options.padding ?? 0,
   };
   return startScriptAgent("hostile agent", SCRIPT, config, dir);
 }
@@ -117,6 +125,7 @@ interface ServeConfig {
   outsideDir: string;
   count: number;
   chunkSize: number;
+  padding: number;
 }
 
 type Message = MessageInitShape<typeof CopyFromGuestResponseSchema>;
@@ -246,6 +255,24 @@ function* script(config: ServeConfig): Generator<Message> {
     case "benign":
       yield* [dir("root"), end(), file("root/file", 5), data(5), end(), link("root/link", "file"), end(true)];
       return;
+    case "file":
+      yield file("root", config.count);
+      for (let sent = 0; sent < config.count; sent += config.chunkSize) {
+        yield data(Math.min(config.chunkSize, config.count - sent));
+      }
+      yield end(true);
+      return;
+    case "giant-skipped": {
+      yield* [dir("root"), end()];
+      const text = (letter: string) => letter.repeat(4 * 1024 * 1024);
+      for (let i = 0; i < config.count; i += 1) {
+        yield {
+          response: { case: "skipped", value: { path: `root/${text("p")}`, reason: text("r"), code: text("c") } },
+        };
+      }
+      yield end(true);
+      return;
+    }
     case "batch-oversize":
       yield* [batch(["root", DIR], ["root/f", { size: 4n }, bytes(8)]), end(true)];
       return;
@@ -323,7 +350,8 @@ async function serve(config: ServeConfig): Promise<void> {
   const copyFromGuest = async (call: grpc.ServerWritableStream<CopyFromGuestRequest, CopyFromGuestResponse>) => {
     call.on("error", () => undefined);
     for (const message of script(config)) {
-      if (!(await sendWhenWritable(call, create(CopyFromGuestResponseSchema, message)))) return;
+      const response = padded(create(CopyFromGuestResponseSchema, message), config.padding);
+      if (!(await sendWhenWritable(call, response))) return;
     }
     call.end();
   };

@@ -30,6 +30,7 @@ import {
 } from "@guestkit/protocol";
 import {
   announceWhenBound,
+  padded,
   type RunningScriptAgent,
   runIfMain,
   sendWhenWritable,
@@ -39,6 +40,8 @@ import {
 /** The misdeeds, by name; each one's description says what the agent does. */
 export const ROGUE_SCENARIOS = {
   "exec-endless-output": "Exec: `started`, then 256 KiB of stdout after 256 KiB, forever, and never an exit",
+  "exec-padded-output":
+    "Exec: `started`, `count` stdout messages of one byte, exit 0; every message padded with `padding` bytes of unknown fields",
   "exec-no-exit-code": "Exec: `started`, some stdout, then the call ends with status OK and no `exit_code`",
   "exec-giant-texts": "Exec: an exit whose start_error is 14 MiB and signal name 1 MiB long (within the message limit)",
   "exec-oversized-message": "Exec: one stdout message larger than MAX_MESSAGE_BYTES",
@@ -61,6 +64,10 @@ export interface RogueAgentOptions {
   scenario: RogueScenario;
   /** Nesting for `copyfrom-deep`; default 5000. */
   depth?: number;
+  /** Output messages for `exec-padded-output`; default 100. */
+  count?: number;
+  /** Bytes of unknown fields `exec-padded-output` adds to each message; default 8 MiB. */
+  padding?: number;
 }
 
 /** A running rogue agent. */
@@ -73,7 +80,13 @@ const MiB = 1024 * 1024;
 export async function startRogueAgent(options: RogueAgentOptions): Promise<RogueAgent> {
   const dir = mkdtempSync(join(tmpdir(), "guestkit-rogue-"));
   const socketPath = join(dir, "agent.sock");
-  const config: ServeConfig = { socketPath, scenario: options.scenario, depth: options.depth ?? 5000 };
+  const config: ServeConfig = {
+    socketPath,
+    scenario: options.scenario,
+    depth: options.depth ?? 5000,
+    count: options.count ?? 100,
+    padding: options.padding ?? 8 * MiB,
+  };
   return startScriptAgent("rogue agent", SCRIPT, config, dir);
 }
 
@@ -81,6 +94,8 @@ interface ServeConfig {
   socketPath: string;
   scenario: RogueScenario;
   depth: number;
+  count: number;
+  padding: number;
 }
 
 type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
@@ -107,6 +122,18 @@ async function exec(config: ServeConfig, call: ExecCall): Promise<void> {
       await sendWhenWritable(call, started);
       const chunk = Buffer.alloc(256 * 1024, 0x78);
       while (await sendWhenWritable(call, execResponse({ case: "stdout", value: chunk })));
+      return;
+    }
+    case "exec-padded-output": {
+      const send = (response: ExecResponseInit) =>
+        sendWhenWritable(call, padded(execResponse(response), config.padding));
+      await send({ case: "started", value: { pid: 4242 } });
+      for (let i = 0; i < config.count; i += 1) {
+        if (!(await send({ case: "stdout", value: Buffer.from("o") }))) return;
+      }
+      await send({ case: "exit", value: { code: 0 } });
+      await send({ case: "exitCode", value: 0 });
+      call.end();
       return;
     }
     case "exec-no-exit-code":

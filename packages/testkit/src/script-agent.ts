@@ -3,6 +3,8 @@
 // misbehaving server cannot disturb the test's event loop.
 import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
+import type { Message } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import { stopChild } from "./stop-child.js";
 
@@ -79,6 +81,24 @@ export async function sendWhenWritable<T>(
     call.on("close", finish);
   });
   return !call.cancelled;
+}
+
+// A field number no message of the protocol uses.
+const PADDING_FIELD = 9999;
+// The encoded padding field's value, kept for the next message of the same size.
+let padding: { bytes: number; data: Uint8Array } | undefined;
+
+/**
+ * The script side: `message` with `bytes` of a field the protocol does not know added to
+ * it, which a receiver skips. A hostile guest pads with it to make what the host keeps
+ * from a message (one byte of output, say) look small beside what it received.
+ */
+export function padded<T extends Message>(message: T, bytes: number): T {
+  if (bytes <= 0) return message;
+  if (padding?.bytes !== bytes) padding = { bytes, data: new BinaryWriter().bytes(Buffer.alloc(bytes, 0x70)).finish() };
+  const { data } = padding;
+  message.$unknown = [...(message.$unknown ?? []), { no: PADDING_FIELD, wireType: WireType.LengthDelimited, data }];
+  return message;
 }
 
 /** The script side: binds `server` on `socketPath`, then tells the parent it is ready. */
