@@ -23,6 +23,13 @@ export {
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_MESSAGE_BYTES,
+  MAX_SYNTHETIC_FILE_BYTES,
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";
+export {
+  createSyntheticFileCheck,
+  readWholeFile,
+  type SyntheticFileCheck,
+  type WholeFile,
+} from "./synthetic-files.js";
