@@ -29,16 +29,26 @@ import {
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
+  createSyntheticFileCheck,
   type GuestServiceClient,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  readWholeFile,
   SMALL_FILE_BYTES,
+  type SyntheticFileCheck,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
-import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
+import {
+  ACCEPT_HINT,
+  type CopyOptions,
+  type CopyResult,
+  EntryList,
+  notifyProgress,
+  type SkippedEntry,
+} from "./copy-types.js";
 import { errnoOf } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
@@ -58,8 +68,11 @@ const MAX_TURN_MS = 10;
  * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
  * with the `docker cp` destination rules (see placeCopy). `guestPath` must be absolute.
  * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
- * skipped and listed in the result, which is then `partial`. Each guest file is
- * committed atomically by the agent; on failure or abort, entries already committed
+ * skipped and listed in the result, which is then `partial`. A file that shrinks while
+ * it is read, or changes otherwise (see `acceptChangingFiles`), fails the copy with
+ * SOURCE_CHANGED before its `end` is sent, so the agent commits nothing of it. Files of
+ * procfs, sysfs and the like are read whole and sent with what they hold. Each guest file
+ * is committed atomically by the agent; on failure or abort, entries already committed
  * stay and the error says how many there were.
  */
 export async function copyTo(
@@ -130,7 +143,9 @@ async function upload(
   const { target, mergeIntoExisting: skipRoot } = placement;
   // Paths in progress, skips and errors name the root as CopyFromGuest headers do: "root/dir/file".
   const displayPath = (entry: LocalEntry) => (entry.relPath === "" ? rootName : `${rootName}/${entry.relPath}`);
-  const skipped = new SkippedList();
+  const skipped = new EntryList<SkippedEntry>();
+  const changed = new EntryList<string>();
+  const isSynthetic = createSyntheticFileCheck();
   let bytes = 0;
   let entries = 0;
   let currentPath = "";
@@ -199,6 +214,31 @@ async function upload(
 
   const endMessage = create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } });
 
+  // A file read whole: batched when the agent takes batches, else start, data, end.
+  const sendWhole = async (start: CopyToGuestStart, data: Uint8Array): Promise<void> => {
+    if (batching) {
+      await addToBatch(start, data);
+    } else {
+      await sendInOrder(startRequest(start));
+      if (data.length > 0) await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: data } }));
+      await send(endMessage);
+    }
+  };
+
+  // Before the file's `end` goes out: unless accepted, the upload fails and the agent
+  // discards what it received of the file.
+  const changedWhileRead = (before: BigIntStats, after: BigIntStats): void => {
+    if (before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs) return;
+    if (options.acceptChangingFiles !== true) {
+      throw new CopyError(
+        "SOURCE_CHANGED",
+        `${currentPath} changed while it was read (its size or times differed after the read), so what was read may mix old and new content; it was not copied ${ACCEPT_HINT}`,
+        { path: currentPath, entriesCompleted: entries, bytesCompleted: bytes },
+      );
+    }
+    changed.add(currentPath);
+  };
+
   const sendEntry = async (entry: LocalEntry): Promise<void> => {
     if (entry.kind === "skipped") {
       skipped.add({ path: displayPath(entry), reason: entry.reason, code: entry.code });
@@ -208,7 +248,7 @@ async function upload(
     const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
     currentPath = displayPath(entry);
     if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
-      const file = readSmallSource(entry, options.followLinks === true || entry.relPath === "");
+      const file = readSmallSource(entry, options.followLinks === true || entry.relPath === "", isSynthetic);
       if ("skip" in file) {
         if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
         skipped.add({ path: currentPath, ...file.skip });
@@ -216,22 +256,14 @@ async function upload(
       }
       if ("data" in file) {
         if (file.data.length < file.stats.size) {
-          throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+          throw new CopyError("SOURCE_CHANGED", `${entry.absPath} shrank while it was being copied`, {
             path: currentPath,
             entriesCompleted: entries,
             bytesCompleted: bytes,
           });
         }
-        const start = startOf(guestPath, file.stats, false, "", options);
-        if (batching) {
-          await addToBatch(start, file.data);
-        } else {
-          await sendInOrder(startRequest(start));
-          if (file.data.length > 0) {
-            await send(create(CopyToGuestRequestSchema, { request: { case: "data", value: file.data } }));
-          }
-          await send(endMessage);
-        }
+        changedWhileRead(file.stats, file.after);
+        await sendWhole(startOf(guestPath, file.stats, false, "", options), file.data);
         bytes += file.data.length;
         entries += 1;
         progress();
@@ -239,10 +271,25 @@ async function upload(
       }
     }
     if (entry.kind === "file") {
-      const file = await openSource(entry, options.followLinks === true || entry.relPath === "");
+      const file = await openSource(entry, options.followLinks === true || entry.relPath === "", isSynthetic);
       if ("skip" in file) {
         if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${file.skip.reason}`);
         skipped.add({ path: currentPath, ...file.skip });
+        return;
+      }
+      if (file.synthetic) {
+        const whole = await readWholeFile(file.handle).finally(() => file.handle.close());
+        if (whole.kind === "too-large") {
+          const reason = `a file of a synthetic file system (procfs, sysfs...) that holds more than ${whole.limit} bytes is not copied`;
+          if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${reason}`);
+          skipped.add({ path: currentPath, reason, code: "EFBIG" });
+          return;
+        }
+        // Its size is what was read; it is never `changed`, its content is made by the read.
+        await sendWhole(startOf(guestPath, file.stats, false, "", options, BigInt(whole.data.length)), whole.data);
+        bytes += whole.data.length;
+        entries += 1;
+        progress();
         return;
       }
       try {
@@ -255,7 +302,7 @@ async function upload(
           const chunk = allocateBulkData(length);
           const { bytesRead } = await file.handle.read(chunk, 0, length, null);
           if (bytesRead === 0) {
-            throw new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+            throw new CopyError("SOURCE_CHANGED", `${entry.absPath} shrank while it was being copied`, {
               path: currentPath,
               entriesCompleted: entries,
               bytesCompleted: bytes,
@@ -269,6 +316,7 @@ async function upload(
           bytes += bytesRead;
           progress();
         }
+        changedWhileRead(file.stats, await file.handle.stat({ bigint: true }));
       } finally {
         await file.handle.close();
       }
@@ -353,7 +401,15 @@ async function upload(
       },
     );
   }
-  return { bytes, entries, skipped: skipped.listed, skippedCount: skipped.count, partial: skipped.count > 0 };
+  return {
+    bytes,
+    entries,
+    skipped: skipped.listed,
+    skippedCount: skipped.count,
+    partial: skipped.count > 0,
+    changed: changed.listed,
+    changedCount: changed.count,
+  };
 }
 
 /** Thrown inside the send loop when the guest answered before the upload was over. */
@@ -365,12 +421,14 @@ function startRequest(start: CopyToGuestStart): CopyToGuestRequest {
   return create(CopyToGuestRequestSchema, { request: { case: "start", value: start } });
 }
 
+/** The start of an entry; `size` overrides a file's stat size (a synthetic file's is what was read). */
 function startOf(
   path: string,
   stats: BigIntStats,
   isSymlink: boolean,
   linkTarget: string,
   options: CopyToOptions,
+  size?: bigint,
 ): CopyToGuestStart {
   // Floor division, so times before 1970 still get nanos in 0..999999999.
   let seconds = stats.mtimeNs / 1_000_000_000n;
@@ -384,7 +442,7 @@ function startOf(
     path,
     mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
     isDir: stats.isDirectory(),
-    size: stats.isFile() ? stats.size : 0n,
+    size: stats.isFile() ? (size ?? stats.size) : 0n,
     mtime: seconds,
     mtimeNanos: Number(nanos),
     uid: own ? Number(stats.uid) : 0,
@@ -395,13 +453,15 @@ function startOf(
   });
 }
 
-type OpenedSource = { handle: FileHandle; stats: BigIntStats } | { skip: { reason: string; code: string } };
+type OpenedSource =
+  | { handle: FileHandle; stats: BigIntStats; synthetic: boolean }
+  | { skip: { reason: string; code: string } };
 
 /**
  * Opens a file the walk found. O_NONBLOCK keeps a file swapped for a FIFO since the walk
  * from hanging the open; the fstat afterwards checks that it is still a regular file.
  */
-async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSource> {
+async function openSource(entry: LocalEntry, follow: boolean, isSynthetic: SyntheticFileCheck): Promise<OpenedSource> {
   const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
   let handle: FileHandle;
   try {
@@ -414,17 +474,22 @@ async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSou
     await handle.close();
     return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
   }
-  return { handle, stats };
+  return { handle, stats, synthetic: isSynthetic(handle.fd, entry.absPath, stats.dev) };
 }
 
 /**
- * openSource for a small file, synchronously, reading it whole. `{ large }` when the file
- * grew past SMALL_FILE_BYTES since the walk: it is then streamed as any large file.
+ * openSource for a small file, synchronously, reading it whole, with its fstat before and
+ * after the read. `{ large }` when the file grew past SMALL_FILE_BYTES since the walk, or
+ * is synthetic (procfs, sysfs: its size says nothing): it then goes through openSource.
  */
 function readSmallSource(
   entry: LocalEntry,
   follow: boolean,
-): { stats: BigIntStats; data: Buffer } | { large: true } | { skip: { reason: string; code: string } } {
+  isSynthetic: SyntheticFileCheck,
+):
+  | { stats: BigIntStats; data: Buffer; after: BigIntStats }
+  | { large: true }
+  | { skip: { reason: string; code: string } } {
   const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
   let fd: number;
   try {
@@ -435,7 +500,7 @@ function readSmallSource(
   try {
     const stats = fstatSync(fd, { bigint: true });
     if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
-    if (stats.size > SMALL_FILE_BYTES) return { large: true };
+    if (stats.size > SMALL_FILE_BYTES || isSynthetic(fd, entry.absPath, stats.dev)) return { large: true };
     const data = Buffer.allocUnsafe(Number(stats.size));
     let offset = 0;
     while (offset < data.length) {
@@ -443,7 +508,7 @@ function readSmallSource(
       if (read === 0) break;
       offset += read;
     }
-    return { stats, data: data.subarray(0, offset) };
+    return { stats, data: data.subarray(0, offset), after: fstatSync(fd, { bigint: true }) };
   } finally {
     closeSync(fd);
   }
