@@ -7,7 +7,7 @@ import { constants } from "node:fs";
 import { type FileHandle, lchown, lstat, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Timestamp } from "./file-metadata.js";
-import { checkTimeKept, nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 import { makeParents } from "./make-parents.js";
 
 /** What is applied to an entry when it is committed. */
@@ -82,7 +82,9 @@ export class StagedFile {
       await this.#handle.chmod(attributes.mode);
       if (attributes.mtime) {
         await this.#handle.utimes(nowArgument(), timeArgument(attributes.mtime));
-        checkTimeKept(attributes.mtime, (await this.#handle.stat({ bigint: true })).mtimeNs);
+        if (timeMayBeClamped(attributes.mtime)) {
+          checkTimeKept(attributes.mtime, (await this.#handle.stat({ bigint: true })).mtimeNs);
+        }
       }
       await this.#handle.sync();
     } finally {
@@ -123,7 +125,9 @@ export async function replaceWithSymlink(
     if (attributes.owner) await lchown(temporary, attributes.owner.uid, attributes.owner.gid);
     if (attributes.mtime) {
       await lutimes(temporary, nowArgument(), timeArgument(attributes.mtime));
-      checkTimeKept(attributes.mtime, (await lstat(temporary, { bigint: true })).mtimeNs);
+      if (timeMayBeClamped(attributes.mtime)) {
+        checkTimeKept(attributes.mtime, (await lstat(temporary, { bigint: true })).mtimeNs);
+      }
     }
     await rename(temporary, target);
   } catch (error) {

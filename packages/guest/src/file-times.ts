@@ -46,9 +46,22 @@ function largestBelow(value: number): number {
 // file system keeps a time within that of what was asked, unless it clamped it.
 const KEPT_WITHIN_NS = 2_000_000_000n;
 
+// Every Linux file system stores the times from 1980 (where FAT's range starts) to 2038
+// (where 32-bit ones end: ext4 with small inodes, XFS without bigtime), a day of margin
+// each side for FAT's local time. Nearly every file's time is in there, and reading it
+// back would cost a stat per file of a tree.
+const SURELY_KEPT_FROM = 315_619_200n; // 1980-01-02
+const SURELY_KEPT_UNTIL = 2_147_397_247n; // 2038-01-18
+
+/** Whether `time` may be clamped by some file system, so checkTimeKept must look. */
+export function timeMayBeClamped(time: Timestamp): boolean {
+  return time.seconds < SURELY_KEPT_FROM || time.seconds >= SURELY_KEPT_UNTIL;
+}
+
 /**
  * Throws (code EINVAL) when the file system did not keep `asked`: `keptNs` (the mtimeNs
- * of a stat after setting it) is further from it than any file system's rounding.
+ * of a stat after setting it, taken only when timeMayBeClamped) is further from it than
+ * any file system's rounding.
  */
 export function checkTimeKept(asked: Timestamp, keptNs: bigint): void {
   const askedNs = asked.seconds * 1_000_000_000n + BigInt(asked.nanos);

@@ -22,7 +22,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import { type EntryAttributes, temporaryNameFor } from "./atomic-file.js";
-import { checkTimeKept, nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 
 /** Files staged before a batch is synced and renamed; each holds an open descriptor until then. */
 export const BATCH_FILES = 128;
@@ -79,7 +79,9 @@ export class SmallFileBatch {
       fchmodSync(fd, attributes.mode);
       if (attributes.mtime) {
         futimesSync(fd, nowArgument(), timeArgument(attributes.mtime));
-        checkTimeKept(attributes.mtime, fstatSync(fd, { bigint: true }).mtimeNs);
+        if (timeMayBeClamped(attributes.mtime)) {
+          checkTimeKept(attributes.mtime, fstatSync(fd, { bigint: true }).mtimeNs);
+        }
       }
     } catch (error) {
       closeQuietly(fd);

@@ -9,7 +9,7 @@ import { type EntryAttributes, replaceWithSymlink, StagedFile } from "./atomic-f
 import { CommitPipeline } from "./commit-pipeline.js";
 import { applyDirectoryEntry } from "./directory-entry.js";
 import type { Timestamp } from "./file-metadata.js";
-import { checkTimeKept, MAX_TIME_SECONDS, nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, MAX_TIME_SECONDS, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
@@ -299,7 +299,7 @@ export class UploadSession {
     for (const [path, mtime] of byDepth) {
       try {
         await utimes(path, nowArgument(), timeArgument(mtime));
-        checkTimeKept(mtime, (await lstat(path, { bigint: true })).mtimeNs);
+        if (timeMayBeClamped(mtime)) checkTimeKept(mtime, (await lstat(path, { bigint: true })).mtimeNs);
       } catch (error) {
         failure ??= UploadError.from(error, path);
       }

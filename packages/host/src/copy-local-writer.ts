@@ -252,7 +252,9 @@ export class LocalTreeWriter {
           await symlink(header.linkTarget, tempPath);
           if (this.options.preserveOwnership) await lchown(tempPath, header.uid, header.gid);
           await lutimes(tempPath, nowSeconds(), mtimeOf(header));
-          checkTimeKept(header.mtime, header.mtimeNanos, (await lstat(tempPath, { bigint: true })).mtimeNs);
+          if (timeMayBeClamped(header.mtime)) {
+            checkTimeKept(header.mtime, header.mtimeNanos, (await lstat(tempPath, { bigint: true })).mtimeNs);
+          }
         });
         await this.replace(tempPath, finalPath, header.path);
       } catch (error) {
@@ -438,7 +440,9 @@ export class LocalTreeWriter {
         // After chown, which clears setuid and setgid.
         fchmodSync(fd, sanitizeMode(header.mode, this.options.keepSetuid));
         futimesSync(fd, nowSeconds(), mtimeOf(header));
-        checkTimeKept(header.mtime, header.mtimeNanos, fstatSync(fd, { bigint: true }).mtimeNs);
+        if (timeMayBeClamped(header.mtime)) {
+          checkTimeKept(header.mtime, header.mtimeNanos, fstatSync(fd, { bigint: true }).mtimeNs);
+        }
       } catch (error) {
         throw ioError(header.path, error);
       } finally {
@@ -475,7 +479,9 @@ export class LocalTreeWriter {
           // After chown, which clears setuid and setgid.
           await handle.chmod(sanitizeMode(header.mode, this.options.keepSetuid));
           await handle.utimes(nowSeconds(), mtimeOf(header));
-          checkTimeKept(header.mtime, header.mtimeNanos, (await handle.stat({ bigint: true })).mtimeNs);
+          if (timeMayBeClamped(header.mtime)) {
+            checkTimeKept(header.mtime, header.mtimeNanos, (await handle.stat({ bigint: true })).mtimeNs);
+          }
         });
       } finally {
         await handle.close().catch(() => undefined);
@@ -510,8 +516,10 @@ export class LocalTreeWriter {
       if (final.chown) lchownSync(frame.local, final.uid, final.gid);
       chmodSync(frame.local, final.mode);
       utimesSync(frame.local, final.atime, final.mtime);
-      if (final.sent)
-        checkTimeKept(final.sent.seconds, final.sent.nanos, lstatSync(frame.local, { bigint: true }).mtimeNs);
+      const sent = final.sent;
+      if (sent && timeMayBeClamped(sent.seconds)) {
+        checkTimeKept(sent.seconds, sent.nanos, lstatSync(frame.local, { bigint: true }).mtimeNs);
+      }
     });
   }
 }
@@ -551,11 +559,21 @@ function nowSeconds(): number {
 // system keeps a time within that of what was asked, unless it clamped it.
 const KEPT_WITHIN_NS = 2_000_000_000n;
 
+// Every file system stores the times from 1980 (where FAT's range starts) to 2038 (where
+// 32-bit ones end), a day of margin each side for FAT's local time: nearly every file's
+// time is in there, and reading it back would cost a stat per file of a tree.
+const SURELY_KEPT_FROM = 315_619_200n; // 1980-01-02
+const SURELY_KEPT_UNTIL = 2_147_397_247n; // 2038-01-18
+
+function timeMayBeClamped(seconds: bigint): boolean {
+  return seconds < SURELY_KEPT_FROM || seconds >= SURELY_KEPT_UNTIL;
+}
+
 /**
  * Throws (errno EINVAL) when the local file system did not keep the guest's mtime: the
  * kernel clamps a time past what it stores (2038 on XFS without bigtime, 2446 on ext4)
  * without an error, and a copy must not report success for a time it did not apply.
- * `keptNs` is the mtimeNs of a stat after setting it.
+ * `keptNs` is the mtimeNs of a stat after setting it, taken only when timeMayBeClamped.
  */
 function checkTimeKept(seconds: bigint, nanos: number, keptNs: bigint): void {
   const askedNs = seconds * 1_000_000_000n + BigInt(nanos);
