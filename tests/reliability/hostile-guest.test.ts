@@ -103,6 +103,7 @@ const REFUSED: Array<[HostileScenario, CopyError["kind"]]> = [
   ["endless", "SIZE_MISMATCH"],
   ["no-final", "PROTOCOL"],
   ["data-first", "PROTOCOL"],
+  ["only-final-end", "PROTOCOL"],
 ];
 
 describe("escape tricks through the full client", () => {

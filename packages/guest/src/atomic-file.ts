@@ -4,10 +4,10 @@
 // renamed over the target. Until that rename, an existing target is untouched.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { type FileHandle, lchown, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
+import { type FileHandle, lchown, lstat, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Timestamp } from "./file-metadata.js";
-import { nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 import { makeParents } from "./make-parents.js";
 
 /** What is applied to an entry when it is committed. */
@@ -72,15 +72,20 @@ export class StagedFile {
 
   /**
    * Makes the content final under the temporary name: owner, then mode (chown clears
-   * setuid/setgid, so the mode comes after it), then times; fsync; close. Independent of
-   * other files, so several can run at once. On failure the file is closed; `discard`
-   * removes it.
+   * setuid/setgid, so the mode comes after it), then times, checked to have been kept
+   * (see checkTimeKept); fsync; close. Independent of other files, so several can run at
+   * once. On failure the file is closed; `discard` removes it.
    */
   async prepare(attributes: EntryAttributes): Promise<void> {
     try {
       if (attributes.owner) await this.#handle.chown(attributes.owner.uid, attributes.owner.gid);
       await this.#handle.chmod(attributes.mode);
-      if (attributes.mtime) await this.#handle.utimes(nowArgument(), timeArgument(attributes.mtime));
+      if (attributes.mtime) {
+        await this.#handle.utimes(nowArgument(), timeArgument(attributes.mtime));
+        if (timeMayBeClamped(attributes.mtime)) {
+          checkTimeKept(attributes.mtime, (await this.#handle.stat({ bigint: true })).mtimeNs);
+        }
+      }
       await this.#handle.sync();
     } finally {
       this.#closed = true;
@@ -118,7 +123,12 @@ export async function replaceWithSymlink(
   await symlink(linkTarget, temporary);
   try {
     if (attributes.owner) await lchown(temporary, attributes.owner.uid, attributes.owner.gid);
-    if (attributes.mtime) await lutimes(temporary, nowArgument(), timeArgument(attributes.mtime));
+    if (attributes.mtime) {
+      await lutimes(temporary, nowArgument(), timeArgument(attributes.mtime));
+      if (timeMayBeClamped(attributes.mtime)) {
+        checkTimeKept(attributes.mtime, (await lstat(temporary, { bigint: true })).mtimeNs);
+      }
+    }
     await rename(temporary, target);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);

@@ -13,21 +13,32 @@ import {
   type CopyFromGuestRequest,
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
+  createSyntheticFileCheck,
   type GuestServiceHandlers,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
+  readWholeFile,
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metadata.js";
 import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
 import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
 import { logError } from "./log.js";
-import { type OpenSourceOptions, openSourceFile, readSmallSourceFile, type SourceFile } from "./source-file.js";
+import {
+  changedWhileRead,
+  type OpenSourceOptions,
+  openSourceFile,
+  readSmallSourceFile,
+  type SourceFile,
+} from "./source-file.js";
 import { CallClosedError, writeMessage } from "./stream-writer.js";
 import { SPECIAL_FILE_CODE, walkTree } from "./tree-walk.js";
 
 /** Code of a `skipped` file that shrank while it was read (see handleCopyFromGuest). */
 export const SHRANK_CODE = "SIZE_MISMATCH";
+
+/** Code of a synthetic file larger than MAX_SYNTHETIC_FILE_BYTES, which is not sent. */
+export const TOO_LARGE_CODE = "EFBIG";
 
 /**
  * The CopyFromGuest handler.
@@ -52,16 +63,23 @@ export const SHRANK_CODE = "SIZE_MISMATCH";
  *
  * A file is sent with exactly the size its header declares: if it grew meanwhile, the
  * rest is not sent; if it shrank, the bytes that were there are sent, then a `skipped`
- * for that same path with code SIZE_MISMATCH, then its `end`. The host must drop that
- * file (it also sees fewer bytes than the header's size); the transfer goes on.
+ * for that same path with code SIZE_MISMATCH, then its `end`. No copy of that file
+ * exists: the host must not keep it (it also sees fewer bytes than the header's size).
+ * A file whose size, mtime or ctime after the read differ from before it (grown, or
+ * written in place) is sent as read, and its `end` has changed=true: the host decides.
+ *
+ * A synthetic file (procfs, sysfs...; see the protocol package's synthetic-files.ts),
+ * whose size says nothing, is read to EOF before its header, which declares what was
+ * read; one larger than MAX_SYNTHETIC_FILE_BYTES is skipped (as the root: an `error`)
+ * with code EFBIG. Its content is made by the read, so it is never `changed`.
  *
  * When the request sets `batch`, directories, symlinks and small files read whole travel
  * as entries of `batch` messages (at most MAX_BATCH_ENTRIES entries and MAX_BATCH_BYTES
  * of data each) instead of header, data, end: one message through gRPC's per-message
- * machinery instead of three. Everything else (larger files, a small file that shrank,
- * `skipped`) keeps the original framing, and the transfer still ends with a final `end`,
- * bare when the last entry came in a batch. Without `batch`, which existing hosts never
- * set, the framing is the original one throughout.
+ * machinery instead of three. Everything else (larger files, a small file that shrank
+ * or changed, `skipped`) keeps the original framing, and the transfer still ends with a
+ * final `end`, bare when the last entry came in a batch. Without `batch`, which existing
+ * hosts never set, the framing is the original one throughout.
  *
  * A problem with the root itself (bad path, missing, unreadable, a special file) is one
  * `error` message (message, path, code) and a normal end of the call, as existing hosts
@@ -96,10 +114,15 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
   const rootName = await baseNameOf(root);
   // Where each file really is, to notice a directory swapped for a symlink mid-walk.
   const realRoot = followLinks ? undefined : await realpath(root).catch(() => undefined);
-  const realPathOf = (path: string) =>
+  const isSynthetic = createSyntheticFileCheck();
+  const sourceOptions = (path: string): OpenSourceOptions =>
     realRoot === undefined
-      ? {}
-      : { realPath: realRoot.replace(/\/$/, "") + path.slice(root === "/" ? 0 : root.length) };
+      ? { followLinks, isSynthetic }
+      : {
+          followLinks,
+          isSynthetic,
+          realPath: realRoot.replace(/\/$/, "") + path.slice(root === "/" ? 0 : root.length),
+        };
 
   const special = specialFileKind(stats);
   if (special) return out.error(`${root} is a ${special}, which is never opened`, root, SPECIAL_FILE_CODE);
@@ -114,9 +137,9 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
     return out.finish();
   }
   if (stats.isFile()) {
-    const source = await openSourceFile(root, stats, { followLinks, ...realPathOf(root) });
-    if (source.kind === "refused") return out.error(`${root}: ${source.reason}`, root, source.code);
-    await sendFile(out, rootName, source);
+    await sendRegularFile(out, root, rootName, stats, sourceOptions(root), (code, reason) =>
+      out.error(`${root}: ${reason}`, root, code),
+    );
     return out.finish();
   }
 
@@ -138,7 +161,9 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
     if (item.kind === "skipped") {
       await out.skipped(item.relativePath, item.code, item.reason);
     } else if (item.stats.isFile()) {
-      await sendTreeFile(out, item.path, item.relativePath, item.stats, { followLinks, ...realPathOf(item.path) });
+      await sendRegularFile(out, item.path, item.relativePath, item.stats, sourceOptions(item.path), (code, reason) =>
+        out.skipped(item.relativePath, code, reason),
+      );
     } else {
       await out.entry(headerOf(item.relativePath, item.stats, item.linkTarget));
     }
@@ -155,22 +180,26 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
 // How long the walk may run before it lets other work on the event loop in.
 const MAX_TURN_MS = 10;
 
-/** Sends a regular file the walk found: small ones read whole at once, others streamed. */
-async function sendTreeFile(
+/**
+ * Sends a regular file: a small one read whole at once, a synthetic one read to EOF
+ * first, others streamed. `refuse` reports a file that cannot be sent at all (before its
+ * header): `skipped` in a tree, `error` for the root.
+ */
+async function sendRegularFile(
   out: TransferWriter,
   path: string,
   relativePath: string,
   seen: BigIntStats,
   options: OpenSourceOptions,
+  refuse: (code: string, reason: string) => Promise<void>,
 ): Promise<void> {
   if (seen.size <= SMALL_FILE_BYTES) {
     const small = readSmallSourceFile(path, seen, options);
-    if (small.kind === "refused") return await out.skipped(relativePath, small.code, small.reason);
+    if (small.kind === "refused") return await refuse(small.code, small.reason);
     if (small.kind === "read") {
-      if (small.data.length === Number(small.stats.size)) {
-        return await out.entry(headerOf(relativePath, small.stats, ""), small.data);
-      }
-      await out.header(headerOf(relativePath, small.stats, ""));
+      const header = headerOf(relativePath, small.stats, "");
+      if (small.data.length === Number(small.stats.size) && !small.changed) return await out.entry(header, small.data);
+      await out.header(header);
       if (small.data.length > 0) await out.data(small.data);
       if (small.data.length < small.stats.size) {
         await out.skipped(
@@ -178,12 +207,15 @@ async function sendTreeFile(
           SHRANK_CODE,
           `the file shrank to ${small.data.length} of ${small.stats.size} bytes while it was read`,
         );
+      } else {
+        out.markChanged();
       }
       return;
     }
   }
   const source = await openSourceFile(path, seen, options);
-  if (source.kind === "refused") await out.skipped(relativePath, source.code, source.reason);
+  if (source.kind === "refused") return await refuse(source.code, source.reason);
+  if (source.synthetic) await sendSyntheticFile(out, relativePath, source, refuse);
   else await sendFile(out, relativePath, source);
 }
 
@@ -216,12 +248,56 @@ async function sendFile(out: TransferWriter, relativePath: string, source: Sourc
       await out.data(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
       offset += bytesRead;
     }
+    let after: BigIntStats;
+    try {
+      after = await handle.stat({ bigint: true });
+    } catch (error) {
+      return await out.skipped(relativePath, errnoCode(error) || "EIO", `cannot examine it: ${describeError(error)}`);
+    }
+    if (changedWhileRead(stats, after)) out.markChanged();
   } finally {
     await handle.close().catch(() => undefined);
   }
 }
 
-function headerOf(relativePath: string, stats: BigIntStats, linkTarget: string): Header {
+/**
+ * Sends a synthetic file: read to EOF (at most MAX_SYNTHETIC_FILE_BYTES) before its
+ * header, which declares what was read. Never `changed`: its stat says nothing about a
+ * content the kernel makes afresh for each read.
+ */
+async function sendSyntheticFile(
+  out: TransferWriter,
+  relativePath: string,
+  source: SourceFile & { kind: "opened" },
+  refuse: (code: string, reason: string) => Promise<void>,
+): Promise<void> {
+  const { handle, stats } = source;
+  let whole: Awaited<ReturnType<typeof readWholeFile>>;
+  try {
+    whole = await readWholeFile(handle);
+  } catch (error) {
+    return await refuse(errnoCode(error) || "EIO", `reading failed: ${describeError(error)}`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+  if (whole.kind === "too-large") {
+    return await refuse(
+      TOO_LARGE_CODE,
+      `a file of a synthetic file system (procfs, sysfs...) that holds more than ${whole.limit} bytes is not copied`,
+    );
+  }
+  const { data } = whole;
+  const header = headerOf(relativePath, stats, "", BigInt(data.length));
+  if (data.length <= SMALL_FILE_BYTES) return await out.entry(header, data);
+  await out.header(header);
+  // The buffer is not touched again, so its chunks can go as views of it.
+  for (let offset = 0; offset < data.length; offset += CHUNK_SIZE) {
+    await out.data(data.subarray(offset, offset + CHUNK_SIZE));
+  }
+}
+
+/** The header of an entry; `size` overrides a file's stat size (a synthetic file's is what was read). */
+function headerOf(relativePath: string, stats: BigIntStats, linkTarget: string, size?: bigint): Header {
   const mtime = splitNanoseconds(stats.mtimeNs);
   return {
     path: relativePath,
@@ -229,7 +305,7 @@ function headerOf(relativePath: string, stats: BigIntStats, linkTarget: string):
     isDir: stats.isDirectory(),
     isSymlink: stats.isSymbolicLink(),
     linkTarget,
-    size: stats.isFile() ? stats.size : 0n,
+    size: stats.isFile() ? (size ?? stats.size) : 0n,
     mtime: mtime.seconds,
     mtimeNanos: mtime.nanos,
     uid: Number(stats.uid),
@@ -260,6 +336,8 @@ class TransferWriter {
   readonly #call: CopyFromGuestCall;
   readonly #batching: boolean;
   #endOwed = false;
+  // The entry whose `end` is owed changed while it was read.
+  #endChanged = false;
   #partial = false;
   #batch: CopyFromGuestBatchEntry[] = [];
   #batchBytes = 0;
@@ -281,8 +359,7 @@ class TransferWriter {
       if (data.length > 0) await this.data(data);
       return;
     }
-    if (this.#endOwed) await this.#send({ case: "end", value: { final: false } });
-    this.#endOwed = false;
+    await this.#sendOwedEnd();
     if (this.#batch.length >= MAX_BATCH_ENTRIES || this.#batchBytes + data.length > MAX_BATCH_BYTES) {
       await this.#flush();
     }
@@ -297,10 +374,14 @@ class TransferWriter {
   }
 
   async header(header: Header): Promise<void> {
-    // Another entry follows, so the previous one was not the final one.
-    if (this.#endOwed) await this.#send({ case: "end", value: { final: false } });
+    await this.#sendOwedEnd();
     this.#endOwed = true;
     await this.#send({ case: "header", value: header });
+  }
+
+  /** The file whose header went last changed while it was read: its `end` says so. */
+  markChanged(): void {
+    this.#endChanged = true;
   }
 
   async data(bytes: Uint8Array): Promise<void> {
@@ -315,8 +396,19 @@ class TransferWriter {
   /** Sends the last entry's `end` with final=true (a bare one when that entry was batched). */
   async finish(): Promise<void> {
     if (!this.#endOwed && !this.#batchedSinceEnd) return;
+    const changed = this.#endOwed && this.#endChanged;
     this.#endOwed = false;
-    await this.#send({ case: "end", value: { final: true, partial: this.#partial } });
+    this.#endChanged = false;
+    await this.#send({ case: "end", value: { final: true, partial: this.#partial, changed } });
+  }
+
+  // Another entry follows, so the previous one was not the final one.
+  async #sendOwedEnd(): Promise<void> {
+    if (!this.#endOwed) return;
+    const changed = this.#endChanged;
+    this.#endOwed = false;
+    this.#endChanged = false;
+    await this.#send({ case: "end", value: { final: false, changed } });
   }
 
   // Every other message goes after the entries waiting in the batch, keeping stream order.

@@ -32,8 +32,9 @@ import { UploadError, UploadSession } from "./upload-session.js";
  * with mode 0755.
  *
  * Failure: the stream stops at the first entry that fails (a bad start, a file system
- * error, SIZE_MISMATCH when more or fewer bytes than `size` arrive, PROTOCOL for framing
- * errors such as data before start or a new start before end). That entry's temporary
+ * error, an mtime the file system does not keep (EINVAL, see file-times.ts), SIZE_MISMATCH
+ * when more or fewer bytes than `size` arrive, PROTOCOL for framing errors such as data
+ * before start or a new start before end). That entry's temporary
  * file is removed and its target is left as it was; entries committed before it stay,
  * with their directory times applied. The response says success=false with `error`,
  * `error_path`, `error_code`, and counts only what was committed in `entries_written`

@@ -6,6 +6,14 @@
 // 2038); whole seconds are kept exact. Node also replaces any negative time with "now",
 // so instants before 1970 cannot be set at all and are refused as bad input. Exact
 // nanoseconds and pre-1970 times would need utimensat() through a native addon.
+//
+// The kernel clamps a time past what the file system stores (ext4 and tmpfs: 2446-05-10;
+// ext4 with small inodes and XFS without bigtime: 2038) without an error, so an upload
+// would report success for a time it did not apply. The time is read back after it is
+// set (checkTimeKept) and the entry refused when it was not kept: most likely the time
+// was bogus to begin with, and an error names it, where a silently different time
+// would be found much later, if ever. Reporting the time applied instead would need a
+// per-entry answer that every host would have to read.
 import type { Timestamp } from "./file-metadata.js";
 
 /** Largest seconds value a double carries exactly; later instants are refused as bad input. */
@@ -32,4 +40,43 @@ function largestBelow(value: number): number {
   scratch.setFloat64(0, value);
   scratch.setBigUint64(0, scratch.getBigUint64(0) - 1n);
   return scratch.getFloat64(0);
+}
+
+// FAT keeps even seconds, the coarsest modification times of a Linux file system; any
+// file system keeps a time within that of what was asked, unless it clamped it.
+const KEPT_WITHIN_NS = 2_000_000_000n;
+
+// Every Linux file system stores the times from 1980 (where FAT's range starts) to 2038
+// (where 32-bit ones end: ext4 with small inodes, XFS without bigtime), a day of margin
+// each side for FAT's local time. Nearly every file's time is in there, and reading it
+// back would cost a stat per file of a tree.
+const SURELY_KEPT_FROM = 315_619_200n; // 1980-01-02
+const SURELY_KEPT_UNTIL = 2_147_397_247n; // 2038-01-18
+
+/** Whether `time` may be clamped by some file system, so checkTimeKept must look. */
+export function timeMayBeClamped(time: Timestamp): boolean {
+  return time.seconds < SURELY_KEPT_FROM || time.seconds >= SURELY_KEPT_UNTIL;
+}
+
+/**
+ * Throws (code EINVAL) when the file system did not keep `asked`: `keptNs` (the mtimeNs
+ * of a stat after setting it, taken only when timeMayBeClamped) is further from it than
+ * any file system's rounding.
+ */
+export function checkTimeKept(asked: Timestamp, keptNs: bigint): void {
+  const askedNs = asked.seconds * 1_000_000_000n + BigInt(asked.nanos);
+  const difference = keptNs > askedNs ? keptNs - askedNs : askedNs - keptNs;
+  if (difference < KEPT_WITHIN_NS) return;
+  throw Object.assign(
+    new Error(
+      `mtime ${asked.seconds} (${describeSeconds(asked.seconds)}) is outside what the file system can store: it would be ${keptNs / 1_000_000_000n} (${describeSeconds(keptNs / 1_000_000_000n)})`,
+    ),
+    { code: "EINVAL" },
+  );
+}
+
+// An ISO date where Date can show it (up to the year 275760), else the seconds alone.
+function describeSeconds(seconds: bigint): string {
+  const date = new Date(Number(seconds) * 1000);
+  return Number.isNaN(date.getTime()) ? `${seconds} s after 1970` : date.toISOString();
 }

@@ -11,6 +11,7 @@ import {
   constants,
   fchmodSync,
   fchownSync,
+  fstatSync,
   fsync,
   futimesSync,
   openSync,
@@ -21,7 +22,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import { type EntryAttributes, temporaryNameFor } from "./atomic-file.js";
-import { nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 
 /** Files staged before a batch is synced and renamed; each holds an open descriptor until then. */
 export const BATCH_FILES = 128;
@@ -59,7 +60,8 @@ export class SmallFileBatch {
 
   /**
    * Writes `chunks` to a new temporary file beside `target` and applies owner, mode (after
-   * the owner, which clears setuid/setgid) and times. Synchronous: the whole file is at
+   * the owner, which clears setuid/setgid) and times (checked to have been kept, see
+   * checkTimeKept). Synchronous: the whole file is at
    * most SMALL_FILE_BYTES. On failure nothing of this file is left and the error is thrown.
    */
   stage(target: string, chunks: readonly Uint8Array[], attributes: EntryAttributes): void {
@@ -75,7 +77,12 @@ export class SmallFileBatch {
       }
       if (attributes.owner) fchownSync(fd, attributes.owner.uid, attributes.owner.gid);
       fchmodSync(fd, attributes.mode);
-      if (attributes.mtime) futimesSync(fd, nowArgument(), timeArgument(attributes.mtime));
+      if (attributes.mtime) {
+        futimesSync(fd, nowArgument(), timeArgument(attributes.mtime));
+        if (timeMayBeClamped(attributes.mtime)) {
+          checkTimeKept(attributes.mtime, fstatSync(fd, { bigint: true }).mtimeNs);
+        }
+      }
     } catch (error) {
       closeQuietly(fd);
       unlinkQuietly(temporary);

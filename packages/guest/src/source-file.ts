@@ -2,25 +2,33 @@
 // walk saw a regular file, but by the time it is opened it may have been replaced by a
 // FIFO (which would block the open forever), a device, or a symlink to a file the host
 // should not get (the agent runs as root; the tree may belong to an unprivileged user).
+// Also what the opened file is: an ordinary one, whose size is its content and whose
+// stat before and after the read tells whether it changed meanwhile, or a synthetic one
+// (procfs, sysfs: see the protocol package's synthetic-files.ts), read to EOF.
 import type { BigIntStats } from "node:fs";
 import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { type FileHandle, open, readlink } from "node:fs/promises";
-import { SMALL_FILE_BYTES } from "@guestkit/protocol";
+import { SMALL_FILE_BYTES, type SyntheticFileCheck } from "@guestkit/protocol";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { identityOf } from "./tree-walk.js";
 
 /** Code of an entry that changed between the walk and the open. */
 export const CHANGED_CODE = "CHANGED";
 
-/** The opened file and its stats as of the open, or why it was not opened. */
+/**
+ * The opened file and its stats as of the open, or why it was not opened. `synthetic`:
+ * its size says nothing (procfs, sysfs), so it must be read to EOF.
+ */
 export type SourceFile =
-  | { kind: "opened"; handle: FileHandle; stats: BigIntStats }
+  | { kind: "opened"; handle: FileHandle; stats: BigIntStats; synthetic: boolean }
   | { kind: "refused"; code: string; reason: string };
 
 /** How to check what was opened. */
 export interface OpenSourceOptions {
   /** The walk followed symlinks, so the final component may be one. */
   followLinks: boolean;
+  /** Recognises synthetic files; one per transfer (see createSyntheticFileCheck). */
+  isSynthetic: SyntheticFileCheck;
   /**
    * Where the file must really be (the copy root's realpath joined with the entry's
    * path). When the kernel says the opened file is elsewhere, a directory on the way was
@@ -65,17 +73,29 @@ export async function openSourceFile(path: string, seen: BigIntStats, options: O
       return refuse(CHANGED_CODE, "a directory on its path was replaced during the copy");
     }
   }
-  return { kind: "opened", handle, stats };
+  return { kind: "opened", handle, stats, synthetic: options.isSynthetic(handle.fd, path, stats.dev) };
 }
 
 /**
- * A small file read whole, or why not, or `large` when it has grown past SMALL_FILE_BYTES
- * since the walk (then it is streamed through openSourceFile). `data` is shorter than
- * `stats.size` when the file shrank while it was read.
+ * Whether a file changed between two fstats of it taken around its read: its size,
+ * mtime or ctime moved, as tar checks for "file changed as we read it". A write in place
+ * moves mtime and ctime even when the size stays; nanosecond times make a change within
+ * the same second visible on the file systems that keep them.
+ */
+export function changedWhileRead(before: BigIntStats, after: BigIntStats): boolean {
+  return before.size !== after.size || before.mtimeNs !== after.mtimeNs || before.ctimeNs !== after.ctimeNs;
+}
+
+/**
+ * A small file read whole, or why not, or `stream` when it is to go through
+ * openSourceFile instead: it has grown past SMALL_FILE_BYTES since the walk, or it is
+ * synthetic (its size says nothing, and making its content can take a while, which must
+ * not hold the event loop). `data` is shorter than `stats.size` when the file shrank
+ * while it was read; `changed` says it changed otherwise (see changedWhileRead).
  */
 export type SmallSourceFile =
-  | { kind: "read"; stats: BigIntStats; data: Buffer }
-  | { kind: "large" }
+  | { kind: "read"; stats: BigIntStats; data: Buffer; changed: boolean }
+  | { kind: "stream" }
   | { kind: "refused"; code: string; reason: string };
 
 /** openSourceFile and reading the whole file, synchronously, with the same checks. */
@@ -111,7 +131,7 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
         return { kind: "refused", code: CHANGED_CODE, reason: "a directory on its path was replaced during the copy" };
       }
     }
-    if (stats.size > SMALL_FILE_BYTES) return { kind: "large" };
+    if (stats.size > SMALL_FILE_BYTES || options.isSynthetic(fd, path, stats.dev)) return { kind: "stream" };
     const data = Buffer.allocUnsafe(Number(stats.size));
     let offset = 0;
     while (offset < data.length) {
@@ -128,7 +148,13 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
       if (read === 0) break;
       offset += read;
     }
-    return { kind: "read", stats, data: data.subarray(0, offset) };
+    let after: BigIntStats;
+    try {
+      after = fstatSync(fd, { bigint: true });
+    } catch (error) {
+      return { kind: "refused", code: errnoCode(error) || "EIO", reason: `cannot examine it: ${describeError(error)}` };
+    }
+    return { kind: "read", stats, data: data.subarray(0, offset), changed: changedWhileRead(stats, after) };
   } finally {
     try {
       closeSync(fd);

@@ -1,7 +1,7 @@
 // The receiving side of one CopyToGuest stream: a state machine over start / data / end
 // that commits each entry when its `end` arrives and stops at the first failure.
 import { constants } from "node:fs";
-import { open, utimes } from "node:fs/promises";
+import { lstat, open, utimes } from "node:fs/promises";
 import { dirname, posix } from "node:path";
 import type { CopyToGuestBatch, CopyToGuestRequest, CopyToGuestStart } from "@guestkit/protocol";
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SMALL_FILE_BYTES } from "@guestkit/protocol";
@@ -9,7 +9,7 @@ import { type EntryAttributes, replaceWithSymlink, StagedFile } from "./atomic-f
 import { CommitPipeline } from "./commit-pipeline.js";
 import { applyDirectoryEntry } from "./directory-entry.js";
 import type { Timestamp } from "./file-metadata.js";
-import { MAX_TIME_SECONDS, nowArgument, timeArgument } from "./file-times.js";
+import { checkTimeKept, MAX_TIME_SECONDS, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
@@ -288,17 +288,23 @@ export class UploadSession {
   }
 
   // Directory times are set only here, once nothing more is written into them, deepest
-  // first as tar does; setting a directory's time does not touch its parent's.
+  // first as tar does; setting a directory's time does not touch its parent's. So a time
+  // the file system does not keep (checkTimeKept) is found only now, after the
+  // directory's contents: the upload then fails naming the directory.
   async #settle(durable: boolean): Promise<void> {
     const byDepth = [...this.#directoryTimes].sort(([a], [b]) => depth(b) - depth(a));
     this.#directoryTimes.clear();
+    // Every directory gets its time even after one failed; the first failure is the answer.
+    let failure: UploadError | undefined;
     for (const [path, mtime] of byDepth) {
       try {
         await utimes(path, nowArgument(), timeArgument(mtime));
+        if (timeMayBeClamped(mtime)) checkTimeKept(mtime, (await lstat(path, { bigint: true })).mtimeNs);
       } catch (error) {
-        throw UploadError.from(error, path);
+        failure ??= UploadError.from(error, path);
       }
     }
+    if (failure) throw failure;
     if (!durable) return;
     for (const directory of this.#touchedDirectories) {
       // Nothing to make durable on a memory-backed file system.

@@ -3,12 +3,16 @@ import { randomBytes } from "node:crypto";
 import {
   appendFileSync,
   chmodSync,
+  closeSync,
   mkdirSync,
+  openSync,
+  readFileSync,
   renameSync,
   rmSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
@@ -426,7 +430,59 @@ describe("CopyFromGuest", () => {
     expect(transfer.entries[0]?.header.size).toBe(BigInt(size));
     expect(transfer.entries[0]?.data.length).toBe(size);
     expect(transfer.entries[0]?.data.includes(2)).toBe(false);
-    expect(transfer.final).toMatchObject({ final: true, partial: false });
+    // What was sent is a prefix of the file, but the file it came from changed: the host decides.
+    expect(transfer.final).toMatchObject({ final: true, partial: false, changed: true });
+  });
+
+  it("marks a file written in place during the copy as changed, and sends what it read", async () => {
+    const file = join(suite.dir, "rewritten");
+    const size = 64 * 1024 * 1024;
+    writeFileSync(file, Buffer.alloc(size, 1));
+    const tail = 1024 * 1024;
+    const messages = await downloadWithPause(
+      suite.agent,
+      file,
+      (message) => message.response.case === "data",
+      () => {
+        // Same size, new last MiB: the agent is held back at most a few MiB into the file.
+        const fd = openSync(file, "r+");
+        writeSync(fd, Buffer.alloc(tail, 2), 0, tail, size - tail);
+        closeSync(fd);
+      },
+    );
+    const transfer = collate(messages);
+    const [entry] = transfer.entries as [ReceivedEntry];
+    expect(entry.data.length).toBe(size);
+    // Old head, new tail: a file that never existed, which is why the end says so.
+    expect(entry.data[0]).toBe(1);
+    expect(entry.data[size - 1]).toBe(2);
+    expect(transfer.skipped).toEqual([]);
+    expect(transfer.final).toMatchObject({ final: true, partial: false, changed: true });
+
+    // Left alone, the same file is not marked.
+    const again = collate(await download(suite.agent.client, file));
+    expect(again.final).toMatchObject({ final: true, changed: false });
+  });
+
+  it("marks the changed file of a tree on its own end, and only that one", async () => {
+    const root = join(suite.dir, "root");
+    mkdirSync(root);
+    const size = 64 * 1024 * 1024;
+    writeFileSync(join(root, "a-big"), Buffer.alloc(size, 1));
+    const messages = await downloadWithPause(
+      suite.agent,
+      root,
+      (message) => message.response.case === "data",
+      () => {
+        appendFileSync(join(root, "a-big"), "more");
+        // Created after the walk began: it may or may not be listed, but it never changes.
+        writeFileSync(join(root, "z-small"), "z");
+      },
+    );
+    const entries = byPath(collate(messages));
+    expect(entries.get("root/a-big")?.end.changed).toBe(true);
+    expect(entries.get("root")?.end.changed).toBe(false);
+    for (const [path, entry] of entries) if (path !== "root/a-big") expect(entry.end.changed, path).toBe(false);
   });
 
   it("reports a file that shrank during the copy as skipped, with the bytes that were there", async () => {
@@ -447,6 +503,46 @@ describe("CopyFromGuest", () => {
       expect.objectContaining({ path: "shrinking", code: "SIZE_MISMATCH", reason: expect.stringMatching(/shrank/) }),
     ]);
     expect(transfer.final).toMatchObject({ final: true, partial: true });
+  });
+
+  it("sends /proc and /sys files whole, with the size of what they hold, as a root and in a tree", async () => {
+    // procfs says 0 bytes, sysfs 4096 for every attribute; neither is what reading gives.
+    for (const path of ["/proc/cpuinfo", "/proc/self/status", "/sys/devices/system/cpu/online"]) {
+      for (const batch of [false, true]) {
+        const transfer = collate(await download(suite.agent.client, path, false, batch));
+        expect(transfer.errors, path).toEqual([]);
+        expect(transfer.skipped, path).toEqual([]);
+        const [entry] = transfer.entries as [ReceivedEntry];
+        if (path !== "/proc/self/status") expect(entry.data.toString(), path).toBe(readFileSync(path, "utf8"));
+        // The agent's own status, which cannot be compared with a read from here.
+        else expect(entry.data.toString()).toMatch(new RegExp(`\nPid:\t${suite.agent.agent.pid}\n[^]*\nVmRSS:`));
+        expect(entry.header.size, path).toBe(BigInt(entry.data.length));
+        expect(entry.data.length, path).toBeGreaterThan(0);
+        expect(transfer.final).toMatchObject({ final: true, partial: false, changed: false });
+      }
+    }
+    const topology = "/sys/devices/system/cpu/cpu0/topology";
+    const tree = byPath(collate(await download(suite.agent.client, topology, false, true)));
+    const files = [...tree.values()].filter((entry) => !entry.header.isDir);
+    expect(files.length).toBeGreaterThan(3);
+    for (const entry of files) {
+      const direct = readFileSync(join(topology, entry.header.path.slice("topology/".length)));
+      expect(entry.data.equals(direct), entry.header.path).toBe(true);
+      expect(entry.header.size).toBe(BigInt(direct.length));
+    }
+  });
+
+  it("refuses a synthetic file that holds more than MAX_SYNTHETIC_FILE_BYTES, with EFBIG", async () => {
+    // The agent's own page map: 8 bytes per page of its address space, far past 64 MiB.
+    const transfer = collate(await download(suite.agent.client, "/proc/self/pagemap"));
+    expect(transfer.entries).toEqual([]);
+    expect(transfer.errors).toEqual([
+      expect.objectContaining({
+        path: "/proc/self/pagemap",
+        code: "EFBIG",
+        message: expect.stringMatching(/67108864/),
+      }),
+    ]);
   });
 
   it("does not read through a directory swapped for a symlink during the walk", async () => {

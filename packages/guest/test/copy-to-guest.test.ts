@@ -9,9 +9,11 @@ import {
   readlinkSync,
   rmSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
@@ -42,6 +44,21 @@ import {
 const TEMP_MARKER = ".guestkit-";
 
 type BatchEntryInit = MessageInitShape<typeof CopyToGuestBatchEntrySchema>;
+
+/** 10000-01-01T00:00:00Z, past what ext4 stores (2446-05-10); tmpfs and btrfs hold it. */
+const YEAR_10000 = 253_402_300_800n;
+
+/** Whether the temp dirs' file system clamps YEAR_10000, as ext4 does (the refusal needs one that does). */
+const TMPDIR_CLAMPS_YEAR_10000 = (() => {
+  const dir = mkdtempSync(join(tmpdir(), "guestkit-time-probe-"));
+  try {
+    writeFileSync(join(dir, "probe"), "");
+    utimesSync(join(dir, "probe"), Number(YEAR_10000), Number(YEAR_10000));
+    return statSync(join(dir, "probe"), { bigint: true }).mtimeNs / 1_000_000_000n !== YEAR_10000;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
 
 function leftovers(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.includes(TEMP_MARKER));
@@ -283,6 +300,65 @@ setInterval(() => {}, 1000);
     expectTime(sub, 1_500_000_001n, 222_222_222);
     expectTime(join(sub, "file"), 1_700_000_000n, 123_456_789);
     expectTime(join(top, "late"), 1_400_000_000n, 999_999_999);
+  });
+
+  it.skipIf(!TMPDIR_CLAMPS_YEAR_10000)(
+    "refuses an mtime the file system cannot store (year 10000), naming the entry, with nothing under its name",
+    async () => {
+      const dir = suite.dir;
+      writeFileSync(join(dir, "precious"), "old");
+      const cases: Array<[string, RequestInit[]]> = [
+        ["small", fileMessages(join(dir, "small"), "x", { mtime: YEAR_10000 })],
+        ["large", fileMessages(join(dir, "large"), Buffer.alloc(SMALL_FILE_BYTES + 1, 7), { mtime: YEAR_10000 })],
+        ["precious", fileMessages(join(dir, "precious"), "new", { mtime: YEAR_10000 })],
+        ["link", entryMessages({ path: join(dir, "link"), isSymlink: true, linkTarget: "x", mtime: YEAR_10000 })],
+      ];
+      for (const [name, messages] of cases) {
+        const response = await upload(suite.agent.client, messages);
+        expect(response, name).toMatchObject({
+          success: false,
+          errorCode: "EINVAL",
+          errorPath: join(dir, name),
+          entriesWritten: 0n,
+        });
+        expect(response.error).toMatch(
+          /mtime 253402300800 \(\+010000-01-01T00:00:00\.000Z\) is outside what the file system can store: it would be 15032385535 \(2446-05-10/,
+        );
+      }
+      expect(readFileSync(join(dir, "precious"), "utf8")).toBe("old");
+      expect(readdirSync(dir).sort()).toEqual(["precious"]);
+      expect(leftovers(dir)).toEqual([]);
+
+      // A directory's time is set once its contents are in, so it fails last, naming it.
+      const tree = join(dir, "tree");
+      const response = await upload(suite.agent.client, [
+        ...entryMessages({ path: tree, isDir: true, mtime: YEAR_10000 }),
+        ...fileMessages(join(tree, "inside"), "in", { mtime: 1_700_000_000n }),
+      ]);
+      expect(response).toMatchObject({ success: false, errorCode: "EINVAL", errorPath: tree, entriesWritten: 2n });
+      expect(response.error).toMatch(/outside what the file system can store/);
+      // The latest time ext4 holds is still fine.
+      const latest = await upload(suite.agent.client, fileMessages(join(dir, "late"), "x", { mtime: 15_032_385_535n }));
+      expect(latest).toMatchObject({ success: true });
+      expectTime(join(dir, "late"), 15_032_385_535n, 0);
+    },
+  );
+
+  it("applies year 10000 where the file system holds it (tmpfs)", async () => {
+    const shm = mkdtempSync("/dev/shm/guestkit-copy-");
+    try {
+      const response = await upload(suite.agent.client, [
+        ...entryMessages({ path: join(shm, "dir"), isDir: true, mtime: YEAR_10000 }),
+        ...fileMessages(join(shm, "dir", "small"), "x", { mtime: YEAR_10000, mtimeNanos: 5 }),
+        ...fileMessages(join(shm, "large"), Buffer.alloc(SMALL_FILE_BYTES + 1, 7), { mtime: YEAR_10000 }),
+      ]);
+      expect(response).toMatchObject({ success: true, entriesWritten: 3n });
+      for (const path of ["dir", "dir/small", "large"]) {
+        expect(lstatSync(join(shm, path), { bigint: true }).mtimeNs / 1_000_000_000n).toBe(YEAR_10000);
+      }
+    } finally {
+      rmSync(shm, { recursive: true, force: true });
+    }
   });
 
   it("keeps the file's time when mtime is 0 (now)", async () => {

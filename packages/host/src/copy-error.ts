@@ -10,6 +10,9 @@ import { Code, GuestError, type GuestErrorReason, guestReportedError } from "./g
  * - `DESTINATION`: the destination rules refuse the copy (a directory onto a file...);
  * - `UNSAFE_ENTRY`: the guest sent a path or link the host refuses to write;
  * - `SIZE_MISMATCH`: a file's data did not match its declared size;
+ * - `SOURCE_CHANGED`: a source file changed while it was read (it shrank, or, unless the
+ *   caller accepts changing files, it was written to), so no copy of it exists that was
+ *   ever its content; the destination keeps what it had under that name;
  * - `PROTOCOL`: messages out of order, or a stream that ended without the final `end`;
  * - `GUEST`: the guest reported a failure (its errno name, when it gave one, is in `guestCode`);
  * - `LOCAL_IO`: reading or writing a local file failed (its errno name is in `errno`);
@@ -21,6 +24,7 @@ export type CopyErrorKind =
   | "DESTINATION"
   | "UNSAFE_ENTRY"
   | "SIZE_MISMATCH"
+  | "SOURCE_CHANGED"
   | "PROTOCOL"
   | "GUEST"
   | "LOCAL_IO"
@@ -84,6 +88,9 @@ function classify(kind: CopyErrorKind, details: CopyErrorDetails): { code: Code;
       return { code: Code.PERMISSION_DENIED };
     case "SIZE_MISMATCH":
       return { code: Code.DATA_LOSS, reason: "protocol" };
+    case "SOURCE_CHANGED":
+      // gRPC's code for a concurrency conflict that a retry at a higher level may resolve.
+      return { code: Code.ABORTED };
     case "PROTOCOL":
       return { code: Code.INTERNAL, reason: "protocol" };
     case "TRANSPORT":

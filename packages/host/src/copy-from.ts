@@ -13,6 +13,12 @@
 // MAX_BATCH_BYTES of data, or with a file larger than SMALL_FILE_BYTES in it. An agent
 // that does not know the request's flag answers in the original framing.
 //
+// A file the guest says changed while it read it (`end.changed`) is refused, or kept
+// and listed when the caller accepts changing files; one it says shrank (a `skipped`
+// with SIZE_MISMATCH for the file being received) is always refused: no copy of it
+// exists. A transfer that ends without a single entry is a protocol error, not an empty
+// success.
+//
 // On failure the entry being written is removed (it only ever existed under a temp
 // name); entries completed before the failure stay where they are, and the error says
 // the transfer is incomplete and how many there were.
@@ -38,7 +44,15 @@ import { abortedError, callError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { LocalTreeWriter } from "./copy-local-writer.js";
-import { type CopyOptions, type CopyResult, callMetadata, notifyProgress, SkippedList } from "./copy-types.js";
+import {
+  ACCEPT_HINT,
+  type CopyOptions,
+  type CopyResult,
+  callMetadata,
+  EntryList,
+  notifyProgress,
+  type SkippedEntry,
+} from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
 import { errnoOf } from "./guest-error.js";
 
@@ -49,7 +63,11 @@ export type CopyFromOptions = CopyOptions;
  * Copies `guestPath` (absolute; a file, a symlink or a whole tree) out of the guest to
  * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
  * guest sends can write outside the destination: unsafe names, links and sizes fail the
- * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). Setuid and setgid
+ * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). A file that changed
+ * while the guest read it fails it with SOURCE_CHANGED, leaving what was under its name,
+ * unless `acceptChangingFiles` (then it is kept as read and listed in `changed`); one
+ * that shrank always does. A time the local file system cannot store (the kernel would
+ * clamp it) fails it with LOCAL_IO, errno EINVAL. Setuid and setgid
  * bits are dropped unless `keepSetuid`; ownership is applied only with
  * `preserveOwnership`. Symlink targets must stay inside the copied tree (or, for a
  * single link, inside the directory that receives it): relative, with their `..` only
@@ -94,7 +112,8 @@ export async function copyFrom(
   call.on("error", () => {});
   let succeeded = false;
 
-  const skipped = new SkippedList();
+  const skipped = new EntryList<SkippedEntry>();
+  const changed = new EntryList<string>();
   let bytes = 0;
   let entries = 0;
   let currentPath = "";
@@ -115,8 +134,16 @@ export async function copyFrom(
         bytes += response.value.byteLength;
         progress();
       } else if (response.case === "end") {
-        // A bare final `end` closes a transfer with nothing (left) to send, e.g. a skipped root.
+        if (response.value.final && !writer.hasRoot) {
+          throw new CopyError("PROTOCOL", "protocol error: the guest ended the transfer without sending any entry");
+        }
+        // A bare final `end` closes a transfer whose last entry came in a batch.
         if (writer.hasOpenEntry || !response.value.final) {
+          const changedPath = response.value.changed ? writer.openFilePath : undefined;
+          if (changedPath !== undefined) {
+            if (options.acceptChangingFiles !== true) throw changedError(changedPath);
+            changed.add(changedPath);
+          }
           await writer.end();
           entries = writer.entriesCompleted;
           progress();
@@ -145,12 +172,19 @@ export async function copyFrom(
         progress();
       } else if (response.case === "skipped") {
         const { path, reason, code } = response.value;
+        if (code === SHRANK_CODE && path === writer.openFilePath) {
+          throw new CopyError(
+            "SOURCE_CHANGED",
+            `guest: ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))} shrank while it was read (${cutText(reason, MAX_GUEST_MESSAGE)}): no complete copy of it exists`,
+            { path: cutText(path, MAX_GUEST_PATH), guestCode: cutText(code, MAX_GUEST_CODE) },
+          );
+        }
         skipped.add({
           path: cutText(path, MAX_GUEST_PATH),
           reason: cutText(reason, MAX_GUEST_MESSAGE),
           code: cutText(code, MAX_GUEST_CODE),
         });
-        // A skip of the file being received (it shrank, or a read failed): drop it and go on.
+        // A skip of the file being received (a read failed part-way): drop it and go on.
         droppedBytes += (await writer.dropFile(path)) ?? 0;
       } else if (response.case === "error") {
         const { message: text, path, code } = response.value;
@@ -191,7 +225,20 @@ export async function copyFrom(
     skipped: skipped.listed,
     skippedCount: skipped.count,
     partial: partial || skipped.count > 0,
+    changed: changed.listed,
+    changedCount: changed.count,
   };
+}
+
+/** The code of a `skipped` for a file that shrank while the guest read it. */
+const SHRANK_CODE = "SIZE_MISMATCH";
+
+function changedError(path: string): CopyError {
+  return new CopyError(
+    "SOURCE_CHANGED",
+    `guest: ${JSON.stringify(path.slice(0, 300))} changed while it was read (its size or times differed after the read), so what arrived may mix old and new content; it was not written ${ACCEPT_HINT}`,
+    { path: path.slice(0, 4096) },
+  );
 }
 
 /**

@@ -28,6 +28,7 @@ import {
   fchmodSync,
   fchownSync,
   constants as fsConstants,
+  fstatSync,
   futimesSync,
   lchownSync,
   lstatSync,
@@ -67,8 +68,21 @@ interface DirFrame {
   rel: string;
   depth: number;
   local: string;
-  /** Attributes to apply on leaving; undefined leaves the directory as it is. */
-  final: { mode: number; uid: number; gid: number; chown: boolean; atime: number; mtime: number } | undefined;
+  /**
+   * Attributes to apply on leaving; undefined leaves the directory as it is. `sent` is
+   * the guest's time exactly, to check it was kept; a time restored is not checked.
+   */
+  final:
+    | {
+        mode: number;
+        uid: number;
+        gid: number;
+        chown: boolean;
+        atime: number;
+        mtime: number;
+        sent?: { seconds: bigint; nanos: number };
+      }
+    | undefined;
 }
 
 interface OpenFile {
@@ -114,6 +128,16 @@ export class LocalTreeWriter {
   /** An entry was begun and its `end` has not come yet. */
   get hasOpenEntry(): boolean {
     return this.file !== undefined || this.pendingLink !== undefined || this.pendingDir || this.droppedFile;
+  }
+
+  /** The file being received (begun, its `end` still to come), by the path its header gave. */
+  get openFilePath(): string | undefined {
+    return this.file?.header.path;
+  }
+
+  /** The copy root has arrived: a transfer without it copied nothing at all. */
+  get hasRoot(): boolean {
+    return this.rootName !== undefined;
   }
 
   /** Starts an entry. Throws a CopyError (UNSAFE_ENTRY, PROTOCOL, DESTINATION, LOCAL_IO) if it is refused. */
@@ -228,6 +252,9 @@ export class LocalTreeWriter {
           await symlink(header.linkTarget, tempPath);
           if (this.options.preserveOwnership) await lchown(tempPath, header.uid, header.gid);
           await lutimes(tempPath, nowSeconds(), mtimeOf(header));
+          if (timeMayBeClamped(header.mtime)) {
+            checkTimeKept(header.mtime, header.mtimeNanos, (await lstat(tempPath, { bigint: true })).mtimeNs);
+          }
         });
         await this.replace(tempPath, finalPath, header.path);
       } catch (error) {
@@ -362,6 +389,7 @@ export class LocalTreeWriter {
         chown: this.options.preserveOwnership,
         atime: nowSeconds(),
         mtime: mtimeOf(header),
+        sent: { seconds: header.mtime, nanos: header.mtimeNanos },
       },
     });
     this.pendingDir = true;
@@ -413,6 +441,9 @@ export class LocalTreeWriter {
         // After chown, which clears setuid and setgid.
         fchmodSync(fd, sanitizeMode(header.mode, this.options.keepSetuid));
         futimesSync(fd, nowSeconds(), mtimeOf(header));
+        if (timeMayBeClamped(header.mtime)) {
+          checkTimeKept(header.mtime, header.mtimeNanos, fstatSync(fd, { bigint: true }).mtimeNs);
+        }
       } catch (error) {
         throw ioError(header.path, error);
       } finally {
@@ -449,6 +480,9 @@ export class LocalTreeWriter {
           // After chown, which clears setuid and setgid.
           await handle.chmod(sanitizeMode(header.mode, this.options.keepSetuid));
           await handle.utimes(nowSeconds(), mtimeOf(header));
+          if (timeMayBeClamped(header.mtime)) {
+            checkTimeKept(header.mtime, header.mtimeNanos, (await handle.stat({ bigint: true })).mtimeNs);
+          }
         });
       } finally {
         await handle.close().catch(() => undefined);
@@ -483,6 +517,10 @@ export class LocalTreeWriter {
       if (final.chown) lchownSync(frame.local, final.uid, final.gid);
       chmodSync(frame.local, final.mode);
       utimesSync(frame.local, final.atime, final.mtime);
+      const sent = final.sent;
+      if (sent && timeMayBeClamped(sent.seconds)) {
+        checkTimeKept(sent.seconds, sent.nanos, lstatSync(frame.local, { bigint: true }).mtimeNs);
+      }
     });
   }
 }
@@ -516,6 +554,38 @@ function mtimeOf(header: CopyFromGuestHeader): number {
 
 function nowSeconds(): number {
   return Date.now() / 1000;
+}
+
+// FAT keeps even seconds, the coarsest modification times of a file system; any file
+// system keeps a time within that of what was asked, unless it clamped it.
+const KEPT_WITHIN_NS = 2_000_000_000n;
+
+// Every file system stores the times from 1980 (where FAT's range starts) to 2038 (where
+// 32-bit ones end), a day of margin each side for FAT's local time: nearly every file's
+// time is in there, and reading it back would cost a stat per file of a tree.
+const SURELY_KEPT_FROM = 315_619_200n; // 1980-01-02
+const SURELY_KEPT_UNTIL = 2_147_397_247n; // 2038-01-18
+
+function timeMayBeClamped(seconds: bigint): boolean {
+  return seconds < SURELY_KEPT_FROM || seconds >= SURELY_KEPT_UNTIL;
+}
+
+/**
+ * Throws (errno EINVAL) when the local file system did not keep the guest's mtime: the
+ * kernel clamps a time past what it stores (2038 on XFS without bigtime, 2446 on ext4)
+ * without an error, and a copy must not report success for a time it did not apply.
+ * `keptNs` is the mtimeNs of a stat after setting it, taken only when timeMayBeClamped.
+ */
+function checkTimeKept(seconds: bigint, nanos: number, keptNs: bigint): void {
+  const askedNs = seconds * 1_000_000_000n + BigInt(nanos);
+  const difference = keptNs > askedNs ? keptNs - askedNs : askedNs - keptNs;
+  if (difference < KEPT_WITHIN_NS) return;
+  // Node sets "now" for any time before 1970.
+  const problem =
+    seconds < 0n
+      ? "is before 1970, which cannot be set from here"
+      : `is outside what the local file system can store (it would be ${keptNs / 1_000_000_000n} s)`;
+  throw Object.assign(new Error(`the mtime ${seconds} s ${problem}`), { code: "EINVAL" });
 }
 
 // Dot-prefixed so it stays out of sight; a random prefix per process so two copies into

@@ -31,19 +31,30 @@ import {
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
+  createSyntheticFileCheck,
   cutText,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
+  readWholeFile,
   SMALL_FILE_BYTES,
+  type SyntheticFileCheck,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
-import { type CopyOptions, type CopyResult, callMetadata, notifyProgress, SkippedList } from "./copy-types.js";
+import {
+  ACCEPT_HINT,
+  type CopyOptions,
+  type CopyResult,
+  callMetadata,
+  EntryList,
+  notifyProgress,
+  type SkippedEntry,
+} from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
 import { errnoOf } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
@@ -62,8 +73,11 @@ const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
  * Copies `localPath` (a file, a symlink, or a whole tree) to `guestPath` in the guest,
  * with the `docker cp` destination rules (see placeCopy). `guestPath` must be absolute.
  * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
- * skipped and listed in the result, which is then `partial`. Each guest file is
- * committed atomically by the agent; on failure or abort, entries already committed
+ * skipped and listed in the result, which is then `partial`. A file that shrinks while
+ * it is read, or changes otherwise (see `acceptChangingFiles`), fails the copy with
+ * SOURCE_CHANGED before its `end` is sent, so the agent commits nothing of it. Files of
+ * procfs, sysfs and the like are read whole and sent with what they hold. Each guest file
+ * is committed atomically by the agent; on failure or abort, entries already committed
  * stay and the error says how many there were.
  */
 export async function copyTo(
@@ -147,7 +161,11 @@ type PreparedEntry =
  * read; throws a CopyError for the root or for a file that shrinks while it is read.
  */
 class EntryReader {
-  readonly skipped = new SkippedList();
+  readonly skipped = new EntryList<SkippedEntry>();
+  // Files that changed while read and were kept, because the caller accepts that.
+  readonly changed = new EntryList<string>();
+  // procfs, sysfs...: read whole before their start, whose size is what was read.
+  readonly #isSynthetic = createSyntheticFileCheck();
   readonly #plan: UploadPlan;
   readonly #options: CopyToOptions;
   readonly #symlinks: boolean;
@@ -186,27 +204,53 @@ class EntryReader {
       this.skipped.add({ path: this.currentPath, reason, code });
       return { kind: "skip" };
     };
+    const counts = () => ({ entriesCompleted: entriesDone, bytesCompleted: this.bytesSent });
     const shrank = () =>
-      new CopyError("SOURCE", `${entry.absPath} shrank while it was being copied`, {
+      new CopyError("SOURCE_CHANGED", `${entry.absPath} shrank while it was being copied`, {
         path: this.currentPath,
-        entriesCompleted: entriesDone,
-        bytesCompleted: this.bytesSent,
+        ...counts(),
       });
+    // Unless accepted, a file whose size or times differ after the read fails the upload
+    // before its `end` goes out, so the agent commits nothing of it.
+    const changedWhileRead = (before: BigIntStats, after: BigIntStats): void => {
+      if (before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs) return;
+      if (options.acceptChangingFiles !== true) {
+        throw new CopyError(
+          "SOURCE_CHANGED",
+          `${this.currentPath} changed while it was read (its size or times differed after the read), so what was read may mix old and new content; it was not copied ${ACCEPT_HINT}`,
+          { path: this.currentPath, ...counts() },
+        );
+      }
+      this.changed.add(this.currentPath);
+    };
     if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
-      const file = readSmallSource(entry, follow);
+      const file = readSmallSource(entry, follow, this.#isSynthetic);
       if ("skip" in file) return skip(file.skip.reason, file.skip.code);
       if ("data" in file) {
         if (file.data.length < file.stats.size) throw shrank();
+        changedWhileRead(file.stats, file.after);
         return { kind: "whole", start: startOf(guestPath, file.stats, false, "", options), data: file.data };
       }
     }
     if (entry.kind === "file") {
-      const file = await openSource(entry, follow);
+      const file = await openSource(entry, follow, this.#isSynthetic);
       if ("skip" in file) return skip(file.skip.reason, file.skip.code);
+      if (file.synthetic) {
+        const whole = await readWholeFile(file.handle).finally(() => file.handle.close());
+        if (whole.kind === "too-large") {
+          return skip(
+            `a file of a synthetic file system (procfs, sysfs...) that holds more than ${whole.limit} bytes is not copied`,
+            "EFBIG",
+          );
+        }
+        // Its size is what was read; it is never `changed`: its content is made by the read.
+        const start = startOf(guestPath, file.stats, false, "", options, BigInt(whole.data.length));
+        return { kind: "whole", start, data: whole.data };
+      }
       return {
         kind: "streamed",
         start: startOf(guestPath, file.stats, false, "", options),
-        chunks: this.#chunks(file.handle, file.stats.size, shrank, entriesDone),
+        chunks: this.#chunks(file.handle, file.stats, shrank, changedWhileRead, entriesDone),
       };
     }
     if (entry.kind === "symlink" && !this.#symlinks) {
@@ -220,12 +264,13 @@ class EntryReader {
   // A file's data, CHUNK_SIZE at a time; the handle is closed however the reading ends.
   async *#chunks(
     handle: FileHandle,
-    size: bigint,
+    stats: BigIntStats,
     shrank: () => CopyError,
+    changedWhileRead: (before: BigIntStats, after: BigIntStats) => void,
     entriesDone: number,
   ): AsyncGenerator<Uint8Array> {
     try {
-      let remaining = size;
+      let remaining = stats.size;
       while (remaining > 0n) {
         const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
         // A fresh buffer per chunk: the message may still be queued when the next read
@@ -240,6 +285,8 @@ class EntryReader {
         this.bytesSent += bytesRead;
         this.progress(entriesDone);
       }
+      // Before the caller sends the file's `end`.
+      changedWhileRead(stats, await handle.stat({ bigint: true }));
     } finally {
       await handle.close();
     }
@@ -500,13 +547,15 @@ async function uploadStreamPerEntry(
 }
 
 function finished(reader: EntryReader, entries: number): CopyResult {
-  const { skipped } = reader;
+  const { skipped, changed } = reader;
   return {
     bytes: reader.bytesSent,
     entries,
     skipped: skipped.listed,
     skippedCount: skipped.count,
     partial: skipped.count > 0,
+    changed: changed.listed,
+    changedCount: changed.count,
   };
 }
 
@@ -562,12 +611,14 @@ function dataRequest(data: Uint8Array): CopyToGuestRequest {
   return create(CopyToGuestRequestSchema, { request: { case: "data", value: data } });
 }
 
+/** The start of an entry; `size` overrides a file's stat size (a synthetic file's is what was read). */
 function startOf(
   path: string,
   stats: BigIntStats,
   isSymlink: boolean,
   linkTarget: string,
   options: CopyToOptions,
+  size?: bigint,
 ): CopyToGuestStart {
   // Floor division, so times before 1970 still get nanos in 0..999999999.
   let seconds = stats.mtimeNs / 1_000_000_000n;
@@ -581,7 +632,7 @@ function startOf(
     path,
     mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
     isDir: stats.isDirectory(),
-    size: stats.isFile() ? stats.size : 0n,
+    size: stats.isFile() ? (size ?? stats.size) : 0n,
     mtime: seconds,
     mtimeNanos: Number(nanos),
     uid: own ? Number(stats.uid) : 0,
@@ -592,13 +643,15 @@ function startOf(
   });
 }
 
-type OpenedSource = { handle: FileHandle; stats: BigIntStats } | { skip: { reason: string; code: string } };
+type OpenedSource =
+  | { handle: FileHandle; stats: BigIntStats; synthetic: boolean }
+  | { skip: { reason: string; code: string } };
 
 /**
  * Opens a file the walk found. O_NONBLOCK keeps a file swapped for a FIFO since the walk
  * from hanging the open; the fstat afterwards checks that it is still a regular file.
  */
-async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSource> {
+async function openSource(entry: LocalEntry, follow: boolean, isSynthetic: SyntheticFileCheck): Promise<OpenedSource> {
   const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
   let handle: FileHandle;
   try {
@@ -611,17 +664,22 @@ async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSou
     await handle.close();
     return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
   }
-  return { handle, stats };
+  return { handle, stats, synthetic: isSynthetic(handle.fd, entry.absPath, stats.dev) };
 }
 
 /**
- * openSource for a small file, synchronously, reading it whole. `{ large }` when the file
- * grew past SMALL_FILE_BYTES since the walk: it is then streamed as any large file.
+ * openSource for a small file, synchronously, reading it whole, with its fstat before and
+ * after the read. `{ large }` when the file grew past SMALL_FILE_BYTES since the walk, or
+ * is synthetic (procfs, sysfs: its size says nothing): it then goes through openSource.
  */
 function readSmallSource(
   entry: LocalEntry,
   follow: boolean,
-): { stats: BigIntStats; data: Buffer } | { large: true } | { skip: { reason: string; code: string } } {
+  isSynthetic: SyntheticFileCheck,
+):
+  | { stats: BigIntStats; data: Buffer; after: BigIntStats }
+  | { large: true }
+  | { skip: { reason: string; code: string } } {
   const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
   let fd: number;
   try {
@@ -632,7 +690,7 @@ function readSmallSource(
   try {
     const stats = fstatSync(fd, { bigint: true });
     if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
-    if (stats.size > SMALL_FILE_BYTES) return { large: true };
+    if (stats.size > SMALL_FILE_BYTES || isSynthetic(fd, entry.absPath, stats.dev)) return { large: true };
     const data = Buffer.allocUnsafe(Number(stats.size));
     let offset = 0;
     while (offset < data.length) {
@@ -640,7 +698,7 @@ function readSmallSource(
       if (read === 0) break;
       offset += read;
     }
-    return { stats, data: data.subarray(0, offset) };
+    return { stats, data: data.subarray(0, offset), after: fstatSync(fd, { bigint: true }) };
   } finally {
     closeSync(fd);
   }

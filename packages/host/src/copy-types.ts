@@ -35,9 +35,19 @@ export interface CopyResult {
   skippedCount: number;
   /** Some entries were skipped: the destination is not a complete copy. */
   partial: boolean;
+  /**
+   * Files that changed while they were read and were kept as read, because the caller
+   * set `acceptChangingFiles` (paths as in `skipped`; the first MAX_SKIPPED_LISTED of
+   * them, `changedCount` has the total). Empty otherwise: a changing file fails the copy.
+   */
+  changed: string[];
+  changedCount: number;
 }
 
-/** How many skipped entries a CopyResult lists one by one. */
+/** What a SOURCE_CHANGED error says about keeping such files, for library and CLI users alike. */
+export const ACCEPT_HINT = "(acceptChangingFiles, or guestctl cp --accept-changing-files, keeps such files as read)";
+
+/** How many skipped (or changed) entries a CopyResult lists one by one. */
 export const MAX_SKIPPED_LISTED = 1000;
 
 /** Options of both copy directions. */
@@ -54,6 +64,15 @@ export interface CopyOptions {
    * the receiver's user (root, often) is a privilege escalation waiting to happen.
    */
   keepSetuid?: boolean;
+  /**
+   * Keep a file that changed while it was read (written to in place, or grown: its size,
+   * mtime or ctime differed after the read from before it) as it was read, and list it
+   * in the result's `changed`, as tar does with "file changed as we read it". Default: such
+   * a file fails the copy with a CopyError of kind SOURCE_CHANGED, because what was read
+   * may mix old and new content, a file that never existed. A file that shrank while it
+   * was read always fails the copy: it cannot be sent at the size it was announced with.
+   */
+  acceptChangingFiles?: boolean;
   /** Called after every chunk of data and every completed entry. */
   onProgress?: (progress: CopyProgress) => void;
   /** Stops the transfer; the partly written entry is removed and the copy rejects with code ABORTED. */
@@ -80,12 +99,12 @@ export function notifyProgress(options: CopyOptions, progress: CopyProgress): vo
   }
 }
 
-/** Collects skipped entries up to MAX_SKIPPED_LISTED and counts the rest. */
-export class SkippedList {
-  readonly listed: SkippedEntry[] = [];
+/** Collects skipped (or changed) entries up to MAX_SKIPPED_LISTED and counts the rest. */
+export class EntryList<T> {
+  readonly listed: T[] = [];
   count = 0;
 
-  add(entry: SkippedEntry): void {
+  add(entry: T): void {
     this.count += 1;
     if (this.listed.length < MAX_SKIPPED_LISTED) this.listed.push(entry);
   }

@@ -91,6 +91,8 @@ describe("cp", () => {
       skipped: [],
       skippedCount: 0,
       partial: false,
+      changed: [],
+      changedCount: 0,
     });
     expect(readdirSync(join(suite.dir, "guest")).sort()).toEqual(["bin", "etc", "tool-link"]);
   });

@@ -2,7 +2,7 @@
 // clear error, nothing may appear outside the destination, no temp file may be left
 // behind, and memory must stay bounded however much the agent sends.
 
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +13,20 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import type { CopyOptions } from "../src/copy-types.js";
+import { runCli } from "./cli-support.js";
 import { type CopyClient, connectCopyClient, peakRssGrowth } from "./copy-fixture.js";
+
+/** Whether the temp dirs' file system clamps the year 10000 (ext4 stops at 2446; tmpfs holds it). */
+const TMPDIR_CLAMPS_YEAR_10000 = (() => {
+  const dir = mkdtempSync(join(tmpdir(), "guestkit-time-probe-"));
+  try {
+    writeFileSync(join(dir, "probe"), "");
+    utimesSync(join(dir, "probe"), 253_402_300_800, 253_402_300_800);
+    return statSync(join(dir, "probe")).mtimeMs !== 253_402_300_800_000;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
 
 let work: string;
 let dest: string;
@@ -87,6 +100,7 @@ describe("copyFrom refuses a hostile guest", () => {
     ["endless", "SIZE_MISMATCH", /sent more data than the 1048576 bytes its header declared/],
     ["no-final", "PROTOCOL", /closed the stream without the final `end`: the transfer is incomplete/],
     ["data-first", "PROTOCOL", /data outside a file/],
+    ["only-final-end", "PROTOCOL", /protocol error: the guest ended the transfer without sending any entry/],
     ["batch-oversize", "SIZE_MISMATCH", /sent more data than the 4 bytes its header declared/],
     ["batch-undersize", "SIZE_MISMATCH", /ended the file after 10 of the 100 bytes its header declared/],
     ["batch-traversal", "UNSAFE_ENTRY", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
@@ -139,13 +153,46 @@ describe("copyFrom refuses a hostile guest", () => {
     await expectContained();
   });
 
-  it("shrunk-file: a file the guest skips part-way is dropped, never committed, and the rest goes on", async () => {
-    const guest = await connect("shrunk-file");
-    const result = await copyFrom(guest, "/srv/root", dest);
-    expect(result).toMatchObject({ entries: 2, bytes: 2, partial: true, skippedCount: 1 });
-    expect(result.skipped).toEqual([{ path: "root/f", code: "SIZE_MISMATCH", reason: "shrank" }]);
-    expect(await tree(dest)).toEqual(["root", "root/g"]);
+  it("shrunk-file: a file the guest says shrank part-way fails the copy, and is never committed", async () => {
+    for (const options of [{}, { acceptChangingFiles: true }]) {
+      const error = await refused("shrunk-file", options);
+      expect(error.kind).toBe("SOURCE_CHANGED");
+      expect(error.message).toMatch(
+        /guest: "root\/f" shrank while it was read \(shrank\): no complete copy of it exists/,
+      );
+      expect(error.entriesCompleted).toBe(1);
+      expect(await tree(dest)).toEqual(["root"]);
+      await rm(join(dest, "root"), { recursive: true });
+      client?.close();
+      client = undefined;
+      await agent?.stop();
+      agent = undefined;
+    }
   });
+
+  it("only-final-end: guestctl cp exits 1 with the protocol error, and the destination stays empty", async () => {
+    agent = await startHostileAgent({ scenario: "only-final-end", outsideDir: outside });
+    const result = await runCli(["--target", `unix:${agent.socketPath}`, "cp", "guest:/srv/root", `${dest}/`]);
+    expect(result).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: "guestctl: protocol error: the guest ended the transfer without sending any entry\n",
+    });
+    expect(await tree(dest)).toEqual([]);
+  });
+
+  it.skipIf(!TMPDIR_CLAMPS_YEAR_10000)(
+    "far-future-mtime: a time the local file system cannot store is refused, nothing written",
+    async () => {
+      const error = await refused("far-future-mtime");
+      expect(error).toMatchObject({ kind: "LOCAL_IO", errno: "EINVAL", path: "root" });
+      expect(error.message).toMatch(
+        /writing root: the mtime 253402300800 s is outside what the local file system can store \(it would be 15032385535 s\)/,
+      );
+      await expectContained();
+      expect(await tree(dest)).toEqual([]);
+    },
+  );
 
   it("out-of-order: a directory entered again gets its mode and time back when it is left", async () => {
     const guest = await connect("out-of-order");

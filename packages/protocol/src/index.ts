@@ -38,7 +38,14 @@ export {
   MAX_MESSAGE_BYTES,
   MAX_QUOTED_PATH,
   MAX_STDERR_EXCERPT,
+  MAX_SYNTHETIC_FILE_BYTES,
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";
+export {
+  createSyntheticFileCheck,
+  readWholeFile,
+  type SyntheticFileCheck,
+  type WholeFile,
+} from "./synthetic-files.js";
 export { readTokenFile, TokenFileError } from "./token-file.js";

@@ -72,6 +72,14 @@ export const MAX_GUEST_CODE = 100;
 export const MAX_QUOTED_PATH = 300;
 export const MAX_STDERR_EXCERPT = 500;
 
+/**
+ * Largest synthetic file (procfs, sysfs...; see synthetic-files.ts) a copy reads: such a
+ * file is held whole in memory before its header, since its size is known only once it
+ * has been read. Far above what /proc and /sys files hold (a few KiB; /proc/kallsyms
+ * some MiB); /proc/kcore, which declares the whole address space, is refused.
+ */
+export const MAX_SYNTHETIC_FILE_BYTES = 64 * 1024 * 1024;
+
 /** The vsock port the agent listens on and clients dial by default. */
 export const DEFAULT_PORT = 2222;
 

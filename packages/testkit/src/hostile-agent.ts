@@ -58,6 +58,8 @@ export const HOSTILE_SCENARIOS = {
   "endless-huge": "a file whose header declares 2^62 bytes, then data forever",
   "no-final": "`root`, a file `root/f`, its `end` without `final`, then the stream closes",
   "data-first": "data before any header",
+  "only-final-end": "a final `end` and nothing else: no entry at all, not even the root",
+  "far-future-mtime": "a file `root` of 4 bytes whose mtime is the year 10000 (253402300800), final end",
   "many-entries": "`root`, then `count` empty files `root/d<i/1000>/f<i>` in directories of 1000, then the final end",
   "shrunk-file":
     "`root`, `root/f` declaring 100 bytes, 10 bytes, a `skipped` for `root/f` (as the agent reports a file that shrank), its `end`, then `root/g`",
@@ -224,6 +226,13 @@ function* script(config: ServeConfig): Generator<Message> {
       return;
     case "data-first":
       yield* [data(4), file("root", 4), data(4), end(true)];
+      return;
+    case "only-final-end":
+      yield end(true);
+      return;
+    case "far-future-mtime":
+      yield { response: { case: "header", value: { ...headerValue("root", { size: 4n }), mtime: 253_402_300_800n } } };
+      yield* [data(4), end(true)];
       return;
     case "many-entries": {
       yield dir("root");

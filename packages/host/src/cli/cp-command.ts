@@ -1,7 +1,9 @@
 // `guestctl cp SRC DST`: one side written `guest:PATH`, the other a local path, with
 // `docker cp` semantics (the library's copyTo/copyFrom implement them). Quiet on
 // success; skipped entries (FIFOs, sockets, devices, unreadable files) are listed on
-// stderr as tar lists what it left out, and the copy still succeeds; --json prints
+// stderr as tar lists what it left out, and the copy still succeeds; so are files that
+// changed while they were read, kept as read with --accept-changing-files (without it
+// the copy fails, as tar's "file changed as we read it" makes it exit 1); --json prints
 // what was done.
 import { lstat, stat } from "node:fs/promises";
 import type { WriteStream } from "node:tty";
@@ -16,6 +18,7 @@ import { ProgressBar } from "./progress-bar.js";
 export interface CpFlags extends ConnectionFlags {
   archive?: boolean;
   followLink?: boolean;
+  acceptChangingFiles?: boolean;
   json?: boolean;
 }
 
@@ -43,6 +46,7 @@ export async function cpCommand(source: string, destination: string, flags: CpFl
     // source; without it they would be granted by the receiver's user (root), so the
     // library drops them.
     keepSetuid: flags.archive === true,
+    acceptChangingFiles: flags.acceptChangingFiles === true,
   };
   let bar: ProgressBar | undefined;
   const stderr = process.stderr as WriteStream;
@@ -68,6 +72,7 @@ export async function cpCommand(source: string, destination: string, flags: CpFl
   } finally {
     await client.close();
   }
+  reportChanged(result);
   reportSkipped(result);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ source, destination, direction, ...result })}\n`);
@@ -92,6 +97,16 @@ async function sourceSize(
     return info.exists && info.type === "file" ? info.size : undefined;
   } catch {
     return undefined;
+  }
+}
+
+function reportChanged(result: CopyResult): void {
+  for (const path of result.changed.slice(0, SKIPPED_SHOWN)) {
+    process.stderr.write(`guestctl: warning: ${printable(path)} changed while it was read; copied as read\n`);
+  }
+  const rest = result.changedCount - Math.min(result.changed.length, SKIPPED_SHOWN);
+  if (rest > 0) {
+    process.stderr.write(`guestctl: warning: ${rest} more ${rest === 1 ? "file" : "files"} changed while read\n`);
   }
 }
 

@@ -53,7 +53,9 @@ As docker cp: a directory is copied as a whole; SRC/. copies its contents; a DST
 is an existing directory receives SRC inside it. Regular files, directories and
 symlinks are copied with their modes and modification times; FIFOs, sockets and
 devices are skipped and listed. Without -a, the copy belongs to the receiving user and
-setuid/setgid bits are dropped.
+setuid/setgid bits are dropped. A file that changes while it is read fails the copy
+(exit 1) and is not written, unless --accept-changing-files; one that shrinks always
+does. Files of /proc, /sys and the like are read whole and copied with what they hold.
 `;
 
 /** guestctl's version (the host package's). */
@@ -110,6 +112,10 @@ export function createProgram(done: (status: number) => void): Command {
     .usage("[options] SRC DST")
     .option("-a, --archive", "keep ownership (uid and gid) exactly, and with it setuid/setgid bits")
     .option("-L, --follow-link", "follow symlinks in SRC (copy what they point to)")
+    .option(
+      "--accept-changing-files",
+      "copy a file that changes while it is read as it was read, with a warning (default: the copy fails)",
+    )
     .option("--json", "print what was copied as JSON")
     .argument("<src>", "a local path or guest:PATH")
     .argument("<dst>", "a local path or guest:PATH")
