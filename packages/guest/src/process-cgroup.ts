@@ -149,7 +149,9 @@ export class CommandCgroups {
   /**
    * Takes over the subtrees that agents no longer running left in `parent` (one that was
    * SIGKILLed could not remove its own): each cgroup in them goes once it is empty,
-   * as this agent's own do. A subtree whose agent's pid is in use is left alone.
+   * as this agent's own do. A subtree whose agent's pid is in use is left alone (the
+   * pid is read in this agent's pid namespace: an agent in another one, in the same
+   * cgroup, would look gone).
    */
   adoptLeftovers(parent: string): void {
     for (const name of subdirectories(parent)) {
