@@ -2,14 +2,14 @@
 //
 // A command's session and process group do not hold its whole tree: `setsid cmd &`, or
 // a daemon that double-forks, leaves both, and a timeout or a cancel that signals the
-// session misses it. A cgroup cannot be left: a process is in its parent's cgroup from
-// the fork on, and only a write to cgroup.procs (which the agent never lets a command
-// make elsewhere) moves it. So each command joins a fresh cgroup before it runs (the
-// spawn modules see to that: the window between spawn and a write from the agent would
-// let `setsid cmd &` escape), and a timeout, cancel, lost client or the agent's stop
-// kills the cgroup: cgroup.kill (Linux 5.14) where the kernel has it, else the
-// cgroup is frozen (cgroup.freeze, 5.2: nothing in it can fork any more) and each
-// member SIGKILLed until none is left.
+// session misses it. A cgroup is not left by accident: a process is in its parent's
+// cgroup from the fork on, and only a write to some cgroup.procs moves it (a command
+// running as root can do that, but then it leaves on purpose). So each command joins
+// a fresh cgroup before it runs (the spawn modules see to that: a write from the agent
+// after the spawn would leave a window in which `setsid cmd &` escapes), and a timeout,
+// cancel, lost client or the agent's stop kills the cgroup: cgroup.kill (Linux 5.14)
+// where the kernel has it, else the cgroup is frozen (cgroup.freeze, 5.2: nothing in it
+// can fork any more) and each member SIGKILLed until none is left.
 //
 // The agent's subtree is guest-agent-PID under its own cgroup (found from the "0::"
 // line of /proc/self/cgroup and the cgroup2 mount in /proc/self/mountinfo); commands
@@ -18,7 +18,8 @@
 //
 // A command that exits by itself may leave daemons behind on purpose (as under ssh):
 // its cgroup is then kept until they are gone, looked at every LINGER_SWEEP_MS, and
-// removed; an empty one is removed at once, so none pile up.
+// removed; an empty one is removed at once, so none pile up. The subtrees of agents that
+// died without removing theirs (SIGKILL) are taken over the same way at start-up.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeError, errnoCode } from "./grpc-errors.js";
@@ -65,7 +66,9 @@ export function setUpCommandCgroups(options: CommandCgroupsOptions = {}): Comman
     removeDirectory(root);
     return "this kernel has neither cgroup.kill (Linux 5.14) nor cgroup.freeze (5.2)";
   }
-  return new CommandCgroups(root, options.killMethod ?? best);
+  const cgroups = new CommandCgroups(root, options.killMethod ?? best);
+  cgroups.adoptLeftovers(own.dir);
+  return cgroups;
 }
 
 // The agent's own cgroup directory, or why there is none.
@@ -140,7 +143,27 @@ export class CommandCgroups {
   #release(cgroup: CommandCgroup): void {
     if (removeDirectory(cgroup.path)) return;
     this.#lingering.add(cgroup.path);
-    this.#sweep ??= setInterval(() => this.#sweepLingering(), LINGER_SWEEP_MS).unref();
+    this.#sweepFromTimeToTime();
+  }
+
+  /**
+   * Takes over the subtrees that agents no longer running left in `parent` (one that was
+   * SIGKILLed could not remove its own): each cgroup in them goes once it is empty,
+   * as this agent's own do. A subtree whose agent's pid is in use is left alone (the
+   * pid is read in this agent's pid namespace: an agent in another one, in the same
+   * cgroup, would look gone).
+   */
+  adoptLeftovers(parent: string): void {
+    for (const name of subdirectories(parent)) {
+      const pid = /^guest-agent-(\d+)$/.exec(name)?.[1];
+      if (!pid || Number(pid) === process.pid || existsSync(`/proc/${pid}`)) continue;
+      const dir = join(parent, name);
+      // Children first: a cgroup with children cannot be removed.
+      for (const child of subdirectories(dir)) this.#lingering.add(join(dir, child));
+      this.#lingering.add(dir);
+    }
+    this.#sweepLingering();
+    if (this.#lingering.size > 0) this.#sweepFromTimeToTime();
   }
 
   /** How many cgroups of finished commands still hold processes. */
@@ -153,16 +176,12 @@ export class CommandCgroups {
     this.#sweepLingering();
     clearInterval(this.#sweep);
     this.#sweep = undefined;
-    let names: string[] = [];
-    try {
-      names = readdirSync(this.root, { withFileTypes: true })
-        .filter((entry) => entry.isDirectory())
-        .map((entry) => entry.name);
-    } catch {
-      // Gone already.
-    }
-    for (const name of names) removeDirectory(join(this.root, name));
+    for (const name of subdirectories(this.root)) removeDirectory(join(this.root, name));
     removeDirectory(this.root);
+  }
+
+  #sweepFromTimeToTime(): void {
+    this.#sweep ??= setInterval(() => this.#sweepLingering(), LINGER_SWEEP_MS).unref();
   }
 
   #sweepLingering(): void {
@@ -267,6 +286,16 @@ export class CommandCgroup {
     } catch {
       // Removed already, so empty.
     }
+  }
+}
+
+function subdirectories(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
+  } catch {
+    return [];
   }
 }
 

@@ -11,7 +11,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { ExecRequestSchema, GuestServiceClient } from "@guestkit/protocol";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startAgent } from "../../testkit/src/agent-process.js";
+import { type AgentProcess, startAgent } from "../../testkit/src/agent-process.js";
 import {
   alive,
   cgroupDir,
@@ -72,11 +72,11 @@ async function escapeesOf(dir: string, commandPid?: number): Promise<Escapee[]> 
   return found;
 }
 
-/** The agent's subtree, as its start-up line names it. */
-function commandCgroupsRoot(stderr: string): string {
-  const match = /commands run in cgroups under (\S+) /.exec(stderr);
-  if (!match?.[1]) throw new Error(`no cgroup start-up line in: ${stderr}`);
-  return match[1];
+/** The agent's subtree, as its start-up line names it (written just after it listens). */
+async function commandCgroupsRoot(agent: AgentProcess): Promise<string> {
+  const pattern = /commands run in cgroups under (\S+) /;
+  await waitFor(() => pattern.test(agent.stderr()), 5000, `the cgroup start-up line in: ${agent.stderr()}`);
+  return pattern.exec(agent.stderr())?.[1] ?? "";
 }
 
 function childCgroups(dir: string): string[] {
@@ -181,8 +181,8 @@ describe("in cgroups", () => {
   });
 
   it("names the mechanism at start-up, and runs each command in a cgroup of its own under the agent's", async () => {
+    const subtree = await commandCgroupsRoot(env.agent);
     expect(env.agent.stderr()).toMatch(/commands run in cgroups under \S+ \(killed with cgroup\.kill\)/);
-    const subtree = commandCgroupsRoot(env.agent.stderr());
     expect(dirname(subtree)).toBe(cgroupDirOf(env.agent.pid));
     const seen: string[] = [];
     for (const tty of [false, true, false]) {
@@ -195,7 +195,7 @@ describe("in cgroups", () => {
   });
 
   it("leaves no cgroup behind after many execs, and removes a finished command's once its daemons are gone", async () => {
-    const subtree = commandCgroupsRoot(env.agent.stderr());
+    const subtree = await commandCgroupsRoot(env.agent);
     // Found and executable, so it gets a cgroup, but execve fails (ENOENT).
     const badInterpreter = join(root, "bad-interpreter");
     writeFileSync(badInterpreter, "#!/no/such/interpreter\n", { mode: 0o755 });
@@ -222,13 +222,43 @@ describe("in cgroups", () => {
     expect(readdirSync(`/proc/${env.agent.pid}/fd`).length).toBeLessThanOrEqual(fds + 2);
   });
 
-  it("removes its cgroups when it stops", async () => {
+  it("removes its cgroups when it stops, and those of an agent that was SIGKILLed when it starts", async () => {
     const own = await startAgentClient();
-    const subtree = commandCgroupsRoot(own.agent.stderr());
-    await runExec(own.client, { command: ["true"] });
-    expect(existsSync(subtree)).toBe(true);
-    await own.close();
+    let subtree: string;
+    try {
+      subtree = await commandCgroupsRoot(own.agent);
+      await runExec(own.client, { command: ["true"] });
+      expect(existsSync(subtree)).toBe(true);
+    } finally {
+      await own.close();
+    }
     expect(existsSync(subtree)).toBe(false);
+
+    const killed = await startAgentClient();
+    let left: string;
+    try {
+      left = await commandCgroupsRoot(killed.agent);
+      const call = killed.client.exec(new grpc.Metadata());
+      let pid = 0;
+      const result = collect(call, (response) => {
+        if (response.response.case === "started") pid = response.response.value.pid;
+      });
+      call.write(startRequest({ command: ["sleep", "0.5"] }));
+      await waitFor(() => pid > 0, 5000, "started");
+      killed.agent.process.kill("SIGKILL");
+      await result;
+      expect(childCgroups(left)).toHaveLength(1);
+    } finally {
+      await killed.close();
+    }
+    // The next agent takes the subtree over, and removes it once the command is gone.
+    const next = await startAgentClient();
+    try {
+      await commandCgroupsRoot(next.agent);
+      await waitFor(() => !existsSync(left), 8000, "the SIGKILLed agent's cgroups to be removed");
+    } finally {
+      await next.close();
+    }
   });
 });
 
@@ -237,7 +267,7 @@ describe("without cgroups (--no-cgroups)", () => {
     const agent = await startAgent({ args: ["--no-cgroups"] });
     const client = new GuestServiceClient(`unix:${agent.socketPath}`, grpc.credentials.createInsecure());
     try {
-      expect(agent.stderr()).toMatch(/commands are not put in cgroups \(--no-cgroups\)/);
+      await waitFor(() => /commands are not put in cgroups \(--no-cgroups\)/.test(agent.stderr()), 5000, "the line");
       for (const tty of [false, true]) {
         const result = await runExec(client, {
           command: ["sh", "-c", "sleep 100 & sleep 100"],

@@ -2,9 +2,9 @@
 // a cgroup (cgroup.kill, and the freeze-then-SIGKILL that kernels before 5.14 need),
 // Node's spawn through the trampoline (the path where the posix-spawn addon is missing),
 // and what happens to the directories.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { posixSpawn } from "@guestkit/posix-spawn";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // The built modules: the trampoline runs as a file of its own, next to them.
@@ -156,6 +156,19 @@ describe("the agent's subtree", () => {
     for (const cgroup of made) cgroup.release();
     expect(readdirSync(cgroups.root).filter((name) => name.startsWith("exec-"))).toHaveLength(0);
     cgroups.close();
+  });
+
+  it("takes over the subtree an agent that is gone left behind, and removes it", async () => {
+    // A pid no process has any more.
+    const gone = posixSpawn({ file: "/bin/true", argv: ["true"], env });
+    await gone.exited;
+    const own = setUp();
+    const parent = dirname(own.root);
+    own.close();
+    const stale = join(parent, `guest-agent-${gone.pid}`);
+    mkdirSync(join(stale, "exec-1"), { recursive: true });
+    setUp();
+    expect(existsSync(stale)).toBe(false);
   });
 
   it("says why when the directory it is given is not a cgroup", () => {

@@ -197,9 +197,10 @@ typedef struct {
 static const unsigned long default_action[8];
 
 // The child: runs on its own stack in the parent's memory while the parent thread waits
-// (CLONE_VFORK) until it has exec'd or exited. Only raw system calls: glibc's setuid
-// and setgid would signal the agent's threads to change their ids too, and its
-// sigaction refuses the two signals glibc keeps for itself.
+// (CLONE_VFORK) until it has exec'd or exited. System calls only, nothing that
+// allocates or locks; raw ones where glibc's wrapper does more: its setuid and setgid
+// would signal the agent's threads to change their ids too, and its sigaction refuses
+// the two signals glibc keeps for itself.
 static int spawn_child(void* data) {
   child_args* args = data;
   // First of all, before the command can run, let alone fork: whatever it starts is
