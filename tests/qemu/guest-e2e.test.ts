@@ -28,6 +28,8 @@ const EXPECTED_CHECKS = [
   "exec: each command in a cgroup of its own, and a timeout ends its setsid child",
   "copy: upload and download a tree, modes and times kept",
   "stat: /tmp is a 01777 directory, a missing path does not exist",
+  "detached: outlives its client, keeps its output, kill ends it",
+  "port forward: a TCP server inside the guest, through ForwardPort",
   "orphans are reaped: no zombie after background children exit",
   "vsock: connecting to a port nobody listens on fails at once",
   "vsock: a CID with no transport behind it fails at once",
