@@ -470,10 +470,14 @@ async function uploadStreamPerEntry(
         if (error instanceof EarlyAnswer) {
           const early = await call.response.catch(() => undefined);
           if (early && !early.success) throw guestFailure(early, counts());
-          throw new CopyError("PROTOCOL", `the guest answered before ${path} was sent whole`, {
-            path,
-            ...counts(),
-          });
+          throw new CopyError(
+            "PROTOCOL",
+            `the guest reported success before the upload was complete (${path} was not sent whole)`,
+            {
+              path,
+              ...counts(),
+            },
+          );
         }
         await call.abandon();
         throw localFailure(error, path, signal, counts());
