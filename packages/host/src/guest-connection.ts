@@ -143,6 +143,8 @@ interface Attempt {
   readonly controller: AbortController;
   // A socket to the agent (or the VMM) connected for this attempt.
   reached: boolean;
+  // The byte stream is ready for HTTP/2 (for hvsock: the VMM answered CONNECT).
+  prepared: boolean;
   // Why it failed, when the dialer knows better than grpc-js.
   error: GuestError | undefined;
   // Only an attempt in progress may reach the VM: nothing reconnects behind the library's back.
@@ -236,6 +238,7 @@ export class GuestConnection {
       dial: capTimeouts(this.#options, undefined, remainingMs),
       controller: new AbortController(),
       reached: false,
+      prepared: false,
       error: undefined,
       live: true,
     };
@@ -279,6 +282,17 @@ export class GuestConnection {
       channel.close();
       if (this.#closed) throw this.#closedError();
       if (attempt.error) throw attempt.error;
+      // The caller's deadline came while the VMM still had not answered CONNECT: that,
+      // not the HTTP/2 set-up, is why (the handshake's own timer was capped to the same time).
+      if (attempt.reached && !attempt.prepared && this.target.kind === "hvsock") {
+        const port = this.target.port;
+        const waited = attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+        throw new GuestError(Code.UNAVAILABLE, `no answer to CONNECT ${port} within ${waited} ms`, {
+          reason: "handshake-timeout",
+          cause: error,
+          context: this.#context,
+        });
+      }
       if (error instanceof GuestError) throw error;
       if (!attempt.reached && this.target.kind !== "vsock") await this.#diagnose(attempt);
       throw new GuestError(
@@ -391,13 +405,17 @@ export class GuestConnection {
     }
     attempt.reached = true;
     attempt.socket = socket;
-    if (this.target.kind !== "hvsock") return socket;
+    if (this.target.kind !== "hvsock") {
+      attempt.prepared = true;
+      return socket;
+    }
     try {
       await hybridVsockHandshake(socket, this.target.port, {
         timeoutMs: attempt.dial.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
         context: this.#context,
         signal: attempt.controller.signal,
       });
+      attempt.prepared = true;
       return socket;
     } catch (error) {
       attempt.error ??= toGuestError(error, this.#context);
