@@ -1,21 +1,26 @@
 // guest-agent: the GuestService server. Runs inside the guest, listens on vsock:2222.
+// First: refuses a Node too old to serve TTYs before anything else is evaluated.
+import "./node-requirement.js";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { addonReport } from "./addon-report.js";
 import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
 import { logError, logInfo, setQuiet } from "./log.js";
 import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 import { createAgentServer } from "./server.js";
+import { agentVersion } from "./version.js";
 
 /** How long a stop may take before the agent exits with connections still open. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet]
+const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--quiet] [--version]
 
 Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
   --listen ADDR       ${LISTEN_FORMS}; repeatable; default vsock:2222
   --token-file PATH   require "authorization: Bearer <token>" on every call
                       (needed to listen on a non-loopback TCP address)
   --quiet             log errors only
+  --version           print the agent's version
 `;
 
 async function main(): Promise<number> {
@@ -28,6 +33,10 @@ async function main(): Promise<number> {
   }
   if (args.values.help) {
     process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.values.version) {
+    process.stdout.write(`${agentVersion()}\n`);
     return 0;
   }
   setQuiet(args.values.quiet === true);
@@ -82,6 +91,7 @@ async function main(): Promise<number> {
   }
   logInfo(`serving on ${args.values.listen?.join(", ") ?? "vsock:2222"} (pid ${process.pid})`);
   if (posixSpawnFallbackReason) logInfo(`commands start with fork, which is slower: ${posixSpawnFallbackReason}`);
+  logInfo(`${agentVersion()} on Node ${process.versions.node}; ${await addonReport()}`);
   return -1;
 }
 
@@ -92,6 +102,7 @@ function parse() {
       "token-file": { type: "string" },
       quiet: { type: "boolean" },
       help: { type: "boolean", short: "h" },
+      version: { type: "boolean" },
     },
     strict: true,
     allowPositionals: false,

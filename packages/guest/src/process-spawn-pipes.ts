@@ -9,21 +9,25 @@
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import { posixSpawn, posixSpawnUnavailable } from "@guestkit/posix-spawn";
 import { describeError, errnoCode } from "./grpc-errors.js";
+import { importOptional } from "./optional-package.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle } from "./process-handle.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 import { signalNumberOf } from "./signal-names.js";
 
+const addon = await importOptional("@guestkit/posix-spawn", () => import("@guestkit/posix-spawn"));
+const posixSpawn = "module" in addon ? addon.module.posixSpawn : undefined;
+
 /** Why commands are started with Node's spawn (fork) rather than posix_spawn; undefined when they are not. */
-export const posixSpawnFallbackReason: string | undefined = posixSpawnUnavailable();
+export const posixSpawnFallbackReason: string | undefined =
+  "module" in addon ? addon.module.posixSpawnUnavailable() : addon.reason;
 
 /**
  * Spawns the command detached (setsid: its own session and process group) with three
  * pipes. Resolves once it runs, or with the reason it could not start.
  */
 export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
-  if (!options.runAs && posixSpawnFallbackReason === undefined) {
+  if (!options.runAs && posixSpawn && posixSpawnFallbackReason === undefined) {
     const [command = ""] = options.argv;
     try {
       const child = posixSpawn({ file: options.file, argv: options.argv, env: options.env, cwd: options.cwd });

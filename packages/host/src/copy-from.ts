@@ -34,7 +34,7 @@ import { type DestinationSpec, type DestinationState, parseDestination, parseSou
 import { CopyError } from "./copy-error.js";
 import { LocalTreeWriter } from "./copy-local-writer.js";
 import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
-import { errnoOf } from "./guest-error.js";
+import { errnoOf, errnoText } from "./guest-error.js";
 
 /** Options of copyFrom. */
 export type CopyFromOptions = CopyOptions;
@@ -140,8 +140,13 @@ export async function copyFrom(
         droppedBytes += (await writer.dropFile(path)) ?? 0;
       } else if (response.case === "error") {
         const { message: text, path, code } = response.value;
-        throw new CopyError("SOURCE", `guest: ${text.slice(0, 1000) || "copy failed"}`, {
-          path: path.slice(0, 4096) || guestPath,
+        const errorPath = path.slice(0, 4096) || guestPath;
+        // An errno in the system's words with the path; other failures as the guest said them.
+        const known = errnoText(code);
+        const what =
+          known !== undefined ? `${known}: guest:${errorPath}` : `guest: ${text.slice(0, 1000) || "copy failed"}`;
+        throw new CopyError("SOURCE", what, {
+          path: errorPath,
           ...(code === "" ? {} : { guestCode: code.slice(0, 100) }),
         });
       } else {

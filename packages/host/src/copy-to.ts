@@ -39,7 +39,7 @@ import { type Placement, parseDestination, parseSource, placeCopy } from "./copy
 import { CopyError } from "./copy-error.js";
 import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
 import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
-import { errnoOf } from "./guest-error.js";
+import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
 /** Options of copyTo. */
@@ -83,7 +83,7 @@ export async function copyTo(
     const step = await walk.next();
     first = step.value as LocalEntry;
   } catch (error) {
-    throw new CopyError("SOURCE", `cannot read ${localPath}: ${messageOf(error)}`, {
+    throw new CopyError("SOURCE", `cannot read ${localPath}: ${describeLocalError(error)}`, {
       path: localPath,
       ...errnoDetail(error),
       cause: error,
@@ -314,7 +314,7 @@ async function upload(
         if (signal?.aborted) throw abortedError(signal, { entriesCompleted: entries, bytesCompleted: bytes });
         throw error instanceof CopyError
           ? error
-          : new CopyError("LOCAL_IO", `reading ${currentPath}: ${messageOf(error)}`, {
+          : new CopyError("LOCAL_IO", `cannot read ${currentPath}: ${describeLocalError(error)}`, {
               path: currentPath,
               ...errnoDetail(error),
               entriesCompleted: entries,
@@ -340,18 +340,20 @@ async function upload(
   }
   if (!result.success) {
     const errorPath = result.errorPath.slice(0, MAX_GUEST_PATH);
-    const where = errorPath ? ` (${errorPath})` : "";
+    const guestCode = result.errorCode.slice(0, MAX_GUEST_CODE);
     const committed = Number(result.entriesWritten);
-    throw new CopyError(
-      "GUEST",
-      `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
-      {
-        path: errorPath,
-        guestCode: result.errorCode.slice(0, MAX_GUEST_CODE),
-        entriesCompleted: committed,
-        bytesCompleted: Number(result.bytesWritten),
-      },
-    );
+    // An errno in the system's words with the path; other failures as the guest said them.
+    const known = errnoText(guestCode);
+    const what =
+      known !== undefined
+        ? `cannot copy to guest:${errorPath || target}: ${known}`
+        : `guest: ${result.error.slice(0, MAX_GUEST_MESSAGE) || "copy failed"}${errorPath ? ` (${errorPath})` : ""}`;
+    throw new CopyError("GUEST", `${what}; ${committed} entries were committed before the failure`, {
+      path: errorPath,
+      guestCode,
+      entriesCompleted: committed,
+      bytesCompleted: Number(result.bytesWritten),
+    });
   }
   return { bytes, entries, skipped: skipped.listed, skippedCount: skipped.count, partial: skipped.count > 0 };
 }
@@ -407,7 +409,7 @@ async function openSource(entry: LocalEntry, follow: boolean): Promise<OpenedSou
   try {
     handle = await open(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
   }
   const stats = await handle.stat({ bigint: true });
   if (!stats.isFile()) {
@@ -430,7 +432,7 @@ function readSmallSource(
   try {
     fd = openSync(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
   }
   try {
     const stats = fstatSync(fd, { bigint: true });
@@ -447,10 +449,6 @@ function readSmallSource(
   } finally {
     closeSync(fd);
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function errnoDetail(error: unknown): { errno?: string } {

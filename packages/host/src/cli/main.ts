@@ -22,6 +22,10 @@ export async function runCli(args: readonly string[]): Promise<number> {
   }
 }
 
+// A reader that went away (`guestctl --help | head -1`) is not a crash: what is left to
+// print is dropped (exec's own output sinks also stop the remote command, see output-sink.ts).
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
+
 // Output is flushed before exiting: process.exit would otherwise cut a pipe's tail.
 const status = await runCli(process.argv.slice(2));
 await Promise.all(
