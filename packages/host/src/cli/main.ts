@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // guestctl: the command-line client of the guest agent. See program.ts for the
 // commands; this file runs one and turns its outcome into output and an exit status.
+// First: stops on a Node too old for guestctl before anything else is evaluated.
+import "./node-requirement.js";
 import { CommanderError } from "commander";
 import { messageOf, statusOf } from "./exit-status.js";
 import { createProgram } from "./program.js";
