@@ -143,7 +143,9 @@ async function bundleAgent(agent: string, licenses: Map<string, string>): Promis
     target: "node24",
     external: ["@guestkit/vsock", "@guestkit/posix-spawn", "node-pty", "@grpc/reflection", "@grpc/proto-loader"],
     // grpc-js is CommonJS: its require() of Node's modules needs a require in ESM.
-    banner: { js: 'import { createRequire as __guestkitRequire } from "node:module";\nconst require = __guestkitRequire(import.meta.url);' },
+    banner: {
+      js: 'import { createRequire as __guestkitRequire } from "node:module";\nconst require = __guestkitRequire(import.meta.url);',
+    },
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: "none",

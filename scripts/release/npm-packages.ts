@@ -5,7 +5,16 @@
 // of them (a tarball cannot reach ../../scripts); and every tarball is checked to hold
 // only what runs.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,7 +62,10 @@ function packOne(dir: string, scratch: string, outDir: string): PackedPackage {
   const packageDir = join(REPO_ROOT, "packages", dir);
   const packed = join(scratch, dir);
   mkdirSync(packed);
-  execFileSync("pnpm", ["pack", "--pack-destination", packed], { cwd: packageDir, stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync("pnpm", ["pack", "--pack-destination", packed], {
+    cwd: packageDir,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   const [tarball] = readdirSync(packed).filter((name) => name.endsWith(".tgz"));
   if (!tarball) throw new Error(`pnpm pack wrote no tarball for packages/${dir}`);
   execFileSync("tar", ["-xzf", join(packed, tarball), "-C", packed]);

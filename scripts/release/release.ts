@@ -17,7 +17,9 @@ try {
   const bundle = await buildAgentBundle({ outDir, cacheDir: join(REPO_ROOT, "release", ".cache") });
   const where = (file: string) => relative(process.cwd(), file) || file;
   for (const pkg of packages) {
-    process.stdout.write(`${where(pkg.file)}  ${kib(pkg.bytes)}, ${pkg.files.length} files  (${pkg.name}@${pkg.version})\n`);
+    process.stdout.write(
+      `${where(pkg.file)}  ${kib(pkg.bytes)}, ${pkg.files.length} files  (${pkg.name}@${pkg.version})\n`,
+    );
   }
   process.stdout.write(
     `${where(bundle.file)}  ${mib(bundle.bytes)}; unpacked ${mib(bundle.unpackedBytes)}, of which Node ${bundle.nodeVersion} ${mib(bundle.nodeBytes)}\n`,

