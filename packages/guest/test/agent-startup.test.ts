@@ -25,7 +25,11 @@ afterEach(async () => {
 describe("the Node it runs on", () => {
   it("refuses Node 22, naming the version it needs", () => {
     if (!existsSync(NODE22)) throw new Error("Node 22 is not installed: run sh scripts/test-deps.sh (npm test does)");
-    const result = spawnSync(NODE22, [MAIN, "--listen", "unix:/nonexistent/agent.sock"], { encoding: "utf8" });
+    // An address that cannot be bound, so that an agent which did start would exit at once.
+    const result = spawnSync(NODE22, [MAIN, "--listen", "unix:/nonexistent/agent.sock"], {
+      encoding: "utf8",
+      timeout: 15_000,
+    });
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(
       /^guest-agent: needs Node 24 or newer to serve TTYs \(process\.execve, libuv 1\.52\); this is Node 22\.\d+\.\d+ \(.*\)\n$/,
@@ -33,9 +37,11 @@ describe("the Node it runs on", () => {
   });
 
   it("refuses a Node without process.execve", () => {
-    const result = spawnSync(process.execPath, ["--import", "data:text/javascript,delete process.execve", MAIN], {
-      encoding: "utf8",
-    });
+    const result = spawnSync(
+      process.execPath,
+      ["--import", "data:text/javascript,delete process.execve", MAIN, "--listen", "unix:/nonexistent/agent.sock"],
+      { encoding: "utf8", timeout: 15_000 },
+    );
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(
       `needs Node 24 or newer to serve TTYs (process.execve, libuv 1.52); this is Node ${process.versions.node}`,
@@ -43,7 +49,7 @@ describe("the Node it runs on", () => {
   });
 
   it("--version prints the package's version", () => {
-    const result = spawnSync(GUEST_AGENT_BIN, ["--version"], { encoding: "utf8" });
+    const result = spawnSync(GUEST_AGENT_BIN, ["--version"], { encoding: "utf8", timeout: 15_000 });
     expect(result).toMatchObject({ status: 0, stdout: "0.1.0\n", stderr: "" });
   });
 });
