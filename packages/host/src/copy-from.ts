@@ -34,7 +34,7 @@ import { type DestinationSpec, type DestinationState, parseDestination, parseSou
 import { CopyError } from "./copy-error.js";
 import { LocalTreeWriter } from "./copy-local-writer.js";
 import { type CopyOptions, type CopyResult, notifyProgress, SkippedList } from "./copy-types.js";
-import { errnoOf, errnoText } from "./guest-error.js";
+import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
 
 /** Options of copyFrom. */
 export type CopyFromOptions = CopyOptions;
@@ -261,7 +261,7 @@ async function resolveDestination(spec: DestinationSpec): Promise<{ spec: Destin
 
 function destinationError(path: string, error: unknown): CopyError {
   const errno = errnoOf(error);
-  const text = errno === "ENOENT" ? "does not exist" : error instanceof Error ? error.message : String(error);
+  const text = errno === "ENOENT" ? "does not exist" : describeLocalError(error);
   return new CopyError("DESTINATION", `destination ${path}: ${text}`, {
     path,
     ...(errno === "" ? {} : { errno }),

@@ -100,7 +100,7 @@ export async function copyTo(
     if (destState.error !== "") {
       throw new CopyError(
         "DESTINATION",
-        `guest: cannot examine ${destination.path}: ${destState.error.slice(0, MAX_GUEST_MESSAGE)}`,
+        `cannot examine guest:${destination.path}: ${errnoText(destState.errorCode) ?? destState.error.slice(0, MAX_GUEST_MESSAGE)}`,
         { path: destination.path, guestCode: destState.errorCode.slice(0, MAX_GUEST_CODE) },
       );
     }
