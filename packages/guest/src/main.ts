@@ -1,16 +1,20 @@
 // guest-agent: the GuestService server. Runs inside the guest, listens on vsock:2222.
+// First: refuses a Node too old to serve TTYs before anything else is evaluated.
+import "./node-requirement.js";
 import { parseArgs } from "node:util";
 import { readTokenFile } from "@guestkit/protocol";
+import { addonReport } from "./addon-report.js";
 import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
 import { logError, logInfo, setQuiet } from "./log.js";
 import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 import { createAgentServer } from "./server.js";
 import { checkTokenFor } from "./token-auth.js";
+import { agentVersion } from "./version.js";
 
 /** How long a stop may take before the agent exits with connections still open. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--no-cgroups] [--quiet]
+const USAGE = `usage: guest-agent [--listen ADDR]... [--token-file PATH] [--no-cgroups] [--quiet] [--version]
 
 Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
   --listen ADDR       ${LISTEN_FORMS}; repeatable; default vsock:2222
@@ -20,6 +24,7 @@ Serves guest.GuestService (with gRPC health and reflection) on every ADDR.
   --no-cgroups        do not run each command in a cgroup of its own (then a
                       timeout or cancel misses what a command starts with setsid)
   --quiet             log errors only
+  --version           print the agent's version
 `;
 
 async function main(): Promise<number> {
@@ -32,6 +37,10 @@ async function main(): Promise<number> {
   }
   if (args.values.help) {
     process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.values.version) {
+    process.stdout.write(`${agentVersion()}\n`);
     return 0;
   }
   setQuiet(args.values.quiet === true);
@@ -88,6 +97,7 @@ async function main(): Promise<number> {
   logInfo(`serving on ${args.values.listen?.join(", ") ?? "vsock:2222"} (pid ${process.pid})`);
   logInfo(agent.processTracking);
   if (posixSpawnFallbackReason) logInfo(`commands start with fork, which is slower: ${posixSpawnFallbackReason}`);
+  logInfo(`${agentVersion()} on Node ${process.versions.node}; ${await addonReport()}`);
   return -1;
 }
 
@@ -99,6 +109,7 @@ function parse() {
       "no-cgroups": { type: "boolean" },
       quiet: { type: "boolean" },
       help: { type: "boolean", short: "h" },
+      version: { type: "boolean" },
     },
     strict: true,
     allowPositionals: false,

@@ -9,23 +9,27 @@
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import { posixSpawn, posixSpawnUnavailable } from "@guestkit/posix-spawn";
 import { trampolineInvocation } from "./exec-trampoline-env.js";
 import { describeError, errnoCode } from "./grpc-errors.js";
+import { importOptional } from "./optional-package.js";
 import { commandTree } from "./process-group.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle, ProcessTree } from "./process-handle.js";
 import { inheritableFds } from "./process-inherited-fds.js";
 import { signalNumberOf } from "./signal-names.js";
 
+const addon = await importOptional("@guestkit/posix-spawn", () => import("@guestkit/posix-spawn"));
+const posixSpawn = "module" in addon ? addon.module.posixSpawn : undefined;
+
 /** Why commands are started with Node's spawn (fork) rather than posix_spawn; undefined when they are not. */
-export const posixSpawnFallbackReason: string | undefined = posixSpawnUnavailable();
+export const posixSpawnFallbackReason: string | undefined =
+  "module" in addon ? addon.module.posixSpawnUnavailable() : addon.reason;
 
 /**
  * Spawns the command detached (setsid: its own session and process group) with three
  * pipes. Resolves once it runs, or with the reason it could not start.
  */
 export async function spawnWithPipes(options: LaunchOptions): Promise<LaunchResult> {
-  if (posixSpawnFallbackReason !== undefined) return spawnWithFork(options);
+  if (posixSpawn === undefined || posixSpawnFallbackReason !== undefined) return spawnWithFork(options);
   const [command = ""] = options.argv;
   try {
     const child = posixSpawn({

@@ -5,6 +5,7 @@
 // for vsock is a clear error and every other listener still works.
 import * as grpc from "@grpc/grpc-js";
 import { logError } from "./log.js";
+import { importOptional } from "./optional-package.js";
 
 type VsockModule = typeof import("@guestkit/vsock");
 
@@ -12,14 +13,10 @@ const FALLBACK_HINT = "use --listen unix:PATH (or tcp:127.0.0.1:PORT with --toke
 
 /** Listens on vsock `port` and hands each connection to the server; returns a closer. */
 export async function listenVsock(server: grpc.Server, port: number): Promise<() => void> {
-  let vsock: VsockModule;
-  try {
-    vsock = await import("@guestkit/vsock");
-  } catch {
-    throw new Error(
-      `vsock:${port}: vsock listening is not available in this build (the native vsock package is not installed); ${FALLBACK_HINT}`,
-    );
-  }
+  const loaded = await importOptional("@guestkit/vsock", () => import("@guestkit/vsock"));
+  if (!("module" in loaded))
+    throw new Error(`vsock:${port}: cannot listen on vsock: ${loaded.reason}; ${FALLBACK_HINT}`);
+  const vsock = loaded.module;
   let listener: ReturnType<VsockModule["listenVsock"]>;
   try {
     listener = vsock.listenVsock(port);

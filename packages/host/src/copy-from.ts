@@ -54,7 +54,7 @@ import {
   type SkippedEntry,
 } from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
-import { errnoOf } from "./guest-error.js";
+import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
 
 /** Options of copyFrom. */
 export type CopyFromOptions = CopyOptions;
@@ -188,8 +188,13 @@ export async function copyFrom(
         droppedBytes += (await writer.dropFile(path)) ?? 0;
       } else if (response.case === "error") {
         const { message: text, path, code } = response.value;
-        throw new CopyError("SOURCE", `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`, {
-          path: cutText(path, MAX_GUEST_PATH) || guestPath,
+        const errorPath = cutText(path, MAX_GUEST_PATH) || guestPath;
+        // An errno in the system's words with the path; other failures as the guest said them.
+        const known = errnoText(code);
+        const what =
+          known !== undefined ? `${known}: guest:${errorPath}` : `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`;
+        throw new CopyError("SOURCE", what, {
+          path: errorPath,
           ...(code === "" ? {} : { guestCode: cutText(code, MAX_GUEST_CODE) }),
         });
       } else {
@@ -316,7 +321,7 @@ async function resolveDestination(spec: DestinationSpec): Promise<{ spec: Destin
 
 function destinationError(path: string, error: unknown): CopyError {
   const errno = errnoOf(error);
-  const text = errno === "ENOENT" ? "does not exist" : error instanceof Error ? error.message : String(error);
+  const text = errno === "ENOENT" ? "does not exist" : describeLocalError(error);
   return new CopyError("DESTINATION", `destination ${path}: ${text}`, {
     path,
     ...(errno === "" ? {} : { errno }),

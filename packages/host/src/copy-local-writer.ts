@@ -45,7 +45,7 @@ import type { CopyFromGuestHeader } from "@guestkit/protocol";
 import { cutText, MAX_GUEST_PATH, MAX_QUOTED_PATH, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
-import { errnoOf } from "./guest-error.js";
+import { describeLocalError, errnoOf } from "./guest-error.js";
 import { linkTargetProblem, sanitizeMode, splitEntryPath } from "./path-safety.js";
 
 /** What a LocalTreeWriter needs to know about the copy. */
@@ -625,7 +625,7 @@ function renameError(finalPath: string, entryPath: string, error: unknown): Copy
 function ioError(path: string, error: unknown): CopyError {
   if (error instanceof CopyError) return error;
   const errno = errnoOf(error);
-  return new CopyError("LOCAL_IO", `writing ${path}: ${error instanceof Error ? error.message : String(error)}`, {
+  return new CopyError("LOCAL_IO", `cannot write ${path}: ${describeLocalError(error)}`, {
     path,
     ...(errno === "" ? {} : { errno }),
     cause: error,

@@ -56,7 +56,7 @@ import {
   type SkippedEntry,
 } from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
-import { errnoOf } from "./guest-error.js";
+import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
 /** Options of copyTo. */
@@ -103,7 +103,7 @@ export async function copyTo(
     const step = await walk.next();
     first = step.value as LocalEntry;
   } catch (error) {
-    throw new CopyError("SOURCE", `cannot read ${localPath}: ${messageOf(error)}`, {
+    throw new CopyError("SOURCE", `cannot read ${localPath}: ${describeLocalError(error)}`, {
       path: localPath,
       ...errnoDetail(error),
       cause: error,
@@ -120,7 +120,7 @@ export async function copyTo(
     if (destState.error !== "") {
       throw new CopyError(
         "DESTINATION",
-        `guest: cannot examine ${destination.path}: ${cutText(destState.error, MAX_GUEST_MESSAGE)}`,
+        `cannot examine guest:${destination.path}: ${errnoText(destState.errorCode) ?? cutText(destState.error, MAX_GUEST_MESSAGE)}`,
         { path: destination.path, guestCode: cutText(destState.errorCode, MAX_GUEST_CODE) },
       );
     }
@@ -572,7 +572,7 @@ function localFailure(
 ): CopyError {
   if (signal?.aborted) return abortedError(signal, counts);
   if (error instanceof CopyError) return error;
-  return new CopyError("LOCAL_IO", `reading ${path}: ${messageOf(error)}`, {
+  return new CopyError("LOCAL_IO", `cannot read ${path}: ${describeLocalError(error)}`, {
     path,
     ...errnoDetail(error),
     ...counts,
@@ -587,14 +587,20 @@ function guestFailure(
   entryPath?: string,
 ): CopyError {
   const errorPath = cutText(result.errorPath, MAX_GUEST_PATH) || entryPath || "";
-  const where = errorPath ? ` (${errorPath})` : "";
+  const guestCode = cutText(result.errorCode, MAX_GUEST_CODE);
   const committed = counts?.entriesCompleted ?? Number(result.entriesWritten);
+  // An errno in the system's words with the path; other failures as the guest said them.
+  const known = errnoText(guestCode);
+  const what =
+    known !== undefined
+      ? `cannot copy to guest:${errorPath}: ${known}`
+      : `guest: ${cutText(result.error, MAX_GUEST_MESSAGE) || "copy failed"}${errorPath ? ` (${errorPath})` : ""}`;
   return new CopyError(
     "GUEST",
-    `guest: ${cutText(result.error, MAX_GUEST_MESSAGE) || "copy failed"}${where}; ${committed} entries were committed before the failure`,
+    `${what}; ${committed} entries were committed before the failure`,
     {
       path: errorPath,
-      guestCode: cutText(result.errorCode, MAX_GUEST_CODE),
+      guestCode,
       entriesCompleted: committed,
       bytesCompleted: counts?.bytesCompleted ?? Number(result.bytesWritten),
     },
@@ -661,7 +667,7 @@ async function openSource(entry: LocalEntry, follow: boolean, isSynthetic: Synth
   try {
     handle = await open(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
   }
   const stats = await handle.stat({ bigint: true });
   if (!stats.isFile()) {
@@ -689,7 +695,7 @@ function readSmallSource(
   try {
     fd = openSync(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: messageOf(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
   }
   try {
     const stats = fstatSync(fd, { bigint: true });
@@ -706,10 +712,6 @@ function readSmallSource(
   } finally {
     closeSync(fd);
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function errnoDetail(error: unknown): { errno?: string } {

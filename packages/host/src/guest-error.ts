@@ -2,6 +2,8 @@
 // (a gRPC status, a Node errno, an abort) into it. Everything the library throws or
 // rejects with is a GuestError, so callers switch on `code` (a gRPC status code) or
 // the finer `reason`, and never parse message text.
+import { constants } from "node:os";
+import { getSystemErrorMap } from "node:util";
 import { status as Code, type StatusObject } from "@grpc/grpc-js";
 import { cutText, MAX_GUEST_MESSAGE } from "@guestkit/protocol";
 
@@ -173,9 +175,25 @@ export function connectErrorFromErrno(error: unknown, context: string): GuestErr
   return new GuestError(Code.UNAVAILABLE, text, { reason: "unavailable", cause: error, context });
 }
 
-/** An error the guest reported in-band: `message` as it said it, `errno` its errno name if any. */
+/**
+ * An error the guest reported in-band: `errno` its errno name if any, `message` as it
+ * said it. With an errno, the errno's own words replace the message: an agent's message
+ * is often Node's text ("ENOENT: no such file or directory, lstat '/x'"), which repeats
+ * the path the context already gives and names a syscall nobody asked about.
+ */
 export function guestReportedError(message: string, errno: string, context: string): GuestError {
-  return new GuestError(GUEST_ERRNO[errno] ?? Code.UNKNOWN, message, { context });
+  return new GuestError(GUEST_ERRNO[errno] ?? Code.UNKNOWN, errnoText(errno) ?? message, { context });
+}
+
+/** The system's words for an errno name ("ENOENT" -> "no such file or directory"); undefined if it is not one. */
+export function errnoText(name: string): string | undefined {
+  const number = (constants.errno as Record<string, number | undefined>)[name];
+  return number === undefined ? undefined : getSystemErrorMap().get(-number)?.[1];
+}
+
+/** A local failure in our words: its errno's text when it has one, its message otherwise. */
+export function describeLocalError(error: unknown): string {
+  return errnoText(errnoOf(error)) ?? (error instanceof Error ? error.message : String(error));
 }
 
 /**

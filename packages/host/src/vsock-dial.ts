@@ -20,13 +20,24 @@ export async function dialVsock(cid: number, port: number, options: VsockDialOpt
   let vsock: typeof import("@guestkit/vsock");
   try {
     vsock = await import("@guestkit/vsock");
-  } catch {
-    throw new Error(
-      `vsock:${cid}:${port}: kernel vsock is not available in this build (the native vsock package is not installed)`,
-    );
+  } catch (error) {
+    // The caller puts the target in front of this message.
+    throw new Error(`kernel vsock needs the optional @guestkit/vsock package: ${whyNotLoaded(error)}`, {
+      cause: error,
+    });
   }
   return vsock.connectVsock(cid, port, {
     timeoutMs: options.timeoutMs,
     ...(options.signal ? { signal: options.signal } : {}),
   });
+}
+
+// A package that is absent, or one that is there but broken (a file missing inside it,
+// an export this Node lacks): the text says which, so nobody reinstalls what is there.
+function whyNotLoaded(error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (code === "ERR_MODULE_NOT_FOUND" && String(message).includes("'@guestkit/vsock'")) {
+    return "it is not installed (npm install @guestkit/vsock; it builds with node-gyp)";
+  }
+  return `it failed to load: ${String(message)}`;
 }

@@ -176,10 +176,10 @@ describe("signals without -t", () => {
   });
 });
 
-describe("guestctl's own failures exit 255 with one line", () => {
+describe("exec's usage errors exit 2 and its own failures 255, with one line", () => {
   it("a bad target names the accepted forms", async () => {
     const result = await runCli(["--target", "vsock:x", "exec", "--", "true"]);
-    expect(result.code).toBe(255);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(
       /^guestctl: bad target "vsock:x": .*hvsock:PATH\[:PORT\], vsock:CID\[:PORT\], unix:PATH or tcp:HOST\[:PORT\]/,
     );
@@ -188,7 +188,7 @@ describe("guestctl's own failures exit 255 with one line", () => {
 
   it("no target at all", async () => {
     const result = await runCli(["exec", "--", "true"]);
-    expect(result.code).toBe(255);
+    expect(result.code).toBe(2);
     expect(result.stderr).toContain("GUESTCTL_TARGET");
   });
 
@@ -199,14 +199,14 @@ describe("guestctl's own failures exit 255 with one line", () => {
 
   it("an unknown option", async () => {
     const result = await exec(["--bogus", "--", "true"]);
-    expect(result.code).toBe(255);
+    expect(result.code).toBe(2);
     expect(result.stderr).toBe("guestctl: unknown option '--bogus' (see guestctl exec --help)\n");
   });
 
   it("a bad --timeout, a bad -e", async () => {
-    expect(await exec(["--timeout", "1.5", "--", "true"])).toMatchObject({ code: 255 });
+    expect(await exec(["--timeout", "1.5", "--", "true"])).toMatchObject({ code: 2 });
     const unset = await exec(["-e", "SURELY_UNSET_VARIABLE_X", "--", "true"]);
-    expect(unset.code).toBe(255);
+    expect(unset.code).toBe(2);
     expect(unset.stderr).toContain("SURELY_UNSET_VARIABLE_X is not set here");
   });
 
@@ -227,7 +227,7 @@ describe("guestctl's own failures exit 255 with one line", () => {
 
   it("a command is required", async () => {
     const result = await exec([]);
-    expect(result.code).toBe(255);
+    expect(result.code).toBe(2);
     expect(result.stderr).toContain("missing required argument");
   });
 

@@ -69,7 +69,7 @@ describe("stat", () => {
     expect(human).toMatchObject({
       code: 1,
       stdout: "",
-      stderr: `guestctl: ${join(suite.dir, "nope")}: no such file or directory\n`,
+      stderr: `guestctl: no such file or directory: guest:${join(suite.dir, "nope")}\n`,
     });
     const json = await runCli(["--target", suite.guest.target, "stat", "--json", join(suite.dir, "nope")]);
     expect(json.code).toBe(1);

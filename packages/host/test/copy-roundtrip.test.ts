@@ -252,13 +252,13 @@ describe("round trips through the real agent", () => {
     );
     expect(down).toBeInstanceOf(CopyError);
     expect((down as CopyError).kind).toBe("SOURCE");
-    expect((down as CopyError).message).toMatch(/guest: .*no such file or directory/i);
+    expect((down as CopyError).message).toMatch(/^no such file or directory: guest:\/.*nope/);
     const up = await copyTo(suite.client, join(suite.work, "nope"), join(suite.work, "guest")).catch(
       (reason: unknown) => reason,
     );
     expect(up).toBeInstanceOf(CopyError);
     expect((up as CopyError).kind).toBe("SOURCE");
-    expect((up as CopyError).message).toMatch(/cannot read .*nope: .*no such file or directory/i);
+    expect((up as CopyError).message).toMatch(/^cannot read .*nope: no such file or directory$/);
   });
 });
 

@@ -25,7 +25,7 @@ import { type AgentProcess, startAgent } from "./agent-process.js";
 import { type HybridVsockEndpoint, startHybridVsockEndpoint } from "./hybrid-vsock-endpoint.js";
 
 /** The guestctl launcher in this checkout (what `node_modules/.bin/guestctl` runs). */
-export const GUESTCTL_BIN = fileURLToPath(new URL("../../host/bin/guestctl.js", import.meta.url));
+export const GUESTCTL_BIN = fileURLToPath(new URL("../../host/bin/guestctl", import.meta.url));
 
 // The agent's guest port, as a VM's agent would listen on vsock.
 const GUEST_PORT = 2222;
@@ -163,7 +163,7 @@ function guestctl(
   input: string | undefined,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GUESTCTL_BIN, ...args], {
+    const child = spawn(GUESTCTL_BIN, args, {
       cwd,
       env: { ...process.env, GUESTCTL_TARGET: target },
       stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],

@@ -1,5 +1,7 @@
 // The one place errno values from the addon and from libuv become Error objects.
-import { getSystemErrorMessage, getSystemErrorName } from "node:util";
+// getSystemErrorMap, not getSystemErrorMessage: the latter is missing from Node before
+// 22.12, and a named import of it made the whole package fail to load there.
+import { getSystemErrorMap } from "node:util";
 
 /** A failed vsock operation. `code` is the errno name ("EADDRINUSE"), as Node's own errors carry. */
 export class VsockError extends Error {
@@ -28,15 +30,7 @@ const HINTS: Record<string, string> = {
 
 /** Turns a negative errno into a VsockError whose message says what was attempted. */
 export function errnoError(errno: number, syscall: string, what: string): VsockError {
-  const code = safe(() => getSystemErrorName(errno), `E${-errno}`);
-  const text = HINTS[code] ?? safe(() => getSystemErrorMessage(errno), "system error");
-  return new VsockError(`${what}: ${text} (${code})`, { code, errno, syscall });
-}
-
-function safe(read: () => string, fallback: string): string {
-  try {
-    return read();
-  } catch {
-    return fallback;
-  }
+  const [name, message] = getSystemErrorMap().get(errno) ?? [`E${-errno}`, "system error"];
+  const text = HINTS[name] ?? message;
+  return new VsockError(`${what}: ${text} (${name})`, { code: name, errno, syscall });
 }

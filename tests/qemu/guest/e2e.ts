@@ -413,7 +413,6 @@ async function main(): Promise<number> {
   await check("--listen vsock:PORT serves on that port", async () => {
     const agent = spawn("/opt/guestkit/agent/bin/guest-agent", ["--listen", "vsock:3333"], {
       stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, GUESTKIT_NODE: "/usr/bin/node" },
     });
     let stderr = "";
     agent.stderr.on("data", (chunk: Buffer) => {

@@ -1,14 +1,15 @@
 // `guestctl exec`: runs a command in the guest as if it ran here. Its output goes to
 // our stdout and stderr, our stdin goes to it with -i, our terminal becomes its
-// terminal with -t, signals we get are sent to it, and we exit with its status. Every
-// failure of guestctl itself exits 255, so it cannot pass for the command's status.
+// terminal with -t, signals we get are sent to it, and we exit with its status. A bad
+// command line exits 2 before anything runs; every other failure of guestctl itself
+// exits 255, so it cannot pass for the command's status.
 import type { Writable } from "node:stream";
 import type { ExecHandle, ExitStatus } from "../exec-handle.js";
 import type { ExecOptions } from "../exec-request.js";
 import { createGuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions, parseSeconds } from "./connection-flags.js";
 import { execDetached } from "./detached-commands.js";
-import { CliError, EXIT_UNREACHABLE, messageOf, printable } from "./exit-status.js";
+import { CliError, EXIT_UNREACHABLE, EXIT_USAGE, messageOf, printable, usageError } from "./exit-status.js";
 import { openLocalTerminal } from "./local-terminal.js";
 import { OutputSink } from "./output-sink.js";
 import { forwardSignals, SIGNALS_BEFORE_GIVING_UP, signalExitStatus } from "./signal-forwarding.js";
@@ -35,7 +36,7 @@ const KEY_SIGNALS = new Map<number, NodeJS.Signals>([
 export async function execCommand(argv: string[], flags: ExecFlags): Promise<number> {
   const options = execOptions(flags);
   if (flags.detach) return execDetached(argv, options, flags);
-  if (flags.name !== undefined) throw new CliError("--name goes with -d (a detached command)", EXIT_UNREACHABLE);
+  if (flags.name !== undefined) throw usageError("--name goes with -d (a detached command)");
   const client = createGuestClient(ownFailure(() => clientOptions(flags)));
   const terminal = flags.tty ? openLocalTerminal() : undefined;
   const size = terminal?.size();
@@ -171,19 +172,20 @@ export function parseEnv(pairs: readonly string[], local: NodeJS.ProcessEnv = pr
   const env: Record<string, string> = {};
   for (const pair of pairs) {
     const equals = pair.indexOf("=");
-    if (equals === 0) throw new CliError(`-e ${pair}: the variable name is empty`);
+    if (equals === 0) throw usageError(`-e ${pair}: the variable name is empty`);
     if (equals > 0) {
       env[pair.slice(0, equals)] = pair.slice(equals + 1);
       continue;
     }
     const value = local[pair];
-    if (value === undefined) throw new CliError(`-e ${pair}: ${pair} is not set here (write -e ${pair}=VALUE)`);
+    if (value === undefined) throw usageError(`-e ${pair}: ${pair} is not set here (write -e ${pair}=VALUE)`);
     env[pair] = value;
   }
   return env;
 }
 
-// Runs `step`; any failure becomes a CliError with exec's own status, 255.
+// Runs `step`; a usage error stays one (2), any other failure becomes a CliError with
+// exec's own status, 255.
 function ownFailure<T>(step: () => T): T {
   try {
     return step();
@@ -193,5 +195,6 @@ function ownFailure<T>(step: () => T): T {
 }
 
 function asOwnFailure(error: unknown): CliError {
+  if (error instanceof CliError && error.status === EXIT_USAGE) return error;
   return new CliError(messageOf(error), EXIT_UNREACHABLE, { cause: error });
 }

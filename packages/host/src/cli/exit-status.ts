@@ -1,6 +1,13 @@
-// guestctl's own exit statuses and the one place that turns an error into a line of
-// text and a status. `exec` passes the command's status through, so its own failures
-// use 255, which a command cannot be confused with by convention (ssh does the same).
+// guestctl's exit statuses, one table for every command, and the one place that turns
+// an error into a line of text and a status:
+//
+//   0    success
+//   1    the operation failed (a copy refused, a path that does not exist, wait timed out)
+//   2    bad command line (unknown option, missing argument, bad target, unreadable token file)
+//   255  the agent could not be reached, or the connection dropped: the outcome is unknown
+//
+// exec exits with the command's own status instead of 0 and 1, so every other failure of
+// its own is 255 too: a 1 would pass for the command's (ssh does the same).
 import { Code, GuestError } from "../guest-error.js";
 
 /** The operation failed (a copy, a stat, a wait that timed out). */
@@ -9,6 +16,13 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 /** The agent could not be reached, or the connection dropped: the outcome is unknown. */
 export const EXIT_UNREACHABLE = 255;
+
+/** The table above, for `guestctl --help`. */
+export const EXIT_STATUS_HELP = `Exit status (every command): 0 success, 1 the operation failed, 2 bad usage,
+255 agent unreachable or connection lost. exec exits with the command's status
+(128+N after signal N, 124 on timeout, 126/127 when it could not start), and with
+255 for any failure of guestctl's own after the command line was accepted.
+`;
 
 /** A failure guestctl reports as one line and an exit status (never a stack trace). */
 export class CliError extends Error {

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // guestctl: the command-line client of the guest agent. See program.ts for the
 // commands; this file runs one and turns its outcome into output and an exit status.
+// First: stops on a Node too old for guestctl before anything else is evaluated.
+import "./node-requirement.js";
 import { CommanderError } from "commander";
 import { messageOf, statusOf } from "./exit-status.js";
 import { createProgram } from "./program.js";
@@ -21,6 +23,10 @@ export async function runCli(args: readonly string[]): Promise<number> {
     return statusOf(error);
   }
 }
+
+// A reader that went away (`guestctl --help | head -1`) is not a crash: what is left to
+// print is dropped (exec's own output sinks also stop the remote command, see output-sink.ts).
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
 
 // Output is flushed before exiting: process.exit would otherwise cut a pipe's tail.
 const status = await runCli(process.argv.slice(2));

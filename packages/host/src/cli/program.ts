@@ -15,7 +15,7 @@ import {
   rmCommand,
 } from "./detached-commands.js";
 import { type ExecFlags, execCommand } from "./exec-command.js";
-import { CliError, EXIT_UNREACHABLE, EXIT_USAGE } from "./exit-status.js";
+import { CliError, EXIT_STATUS_HELP, EXIT_USAGE, printable, usageError } from "./exit-status.js";
 import { type PortForwardFlags, portForwardCommand } from "./port-forward-command.js";
 import { type ProxyFlags, proxyCommand } from "./proxy-command.js";
 import { PROXY_LISTEN_FORMS } from "./proxy-listen-address.js";
@@ -29,10 +29,7 @@ Targets: ${TARGET_FORMS}.
   unix:/tmp/agent.sock     an agent listening on a Unix socket
 The target may also come from $${TARGET_ENV}, the token file from $${TOKEN_FILE_ENV}.
 
-Exit status: exec exits with the command's status (128+N after signal N, 124 on
-timeout, 126/127 when it could not start) and 255 when guestctl itself fails.
-Other commands: 0 success, 1 failure, 2 bad usage, 255 agent unreachable.
-
+${EXIT_STATUS_HELP}
 Examples:
   guestctl --target hvsock:/run/vm.vsock exec -- uname -a
   guestctl --target hvsock:/run/vm.vsock exec -it -- sh
@@ -76,7 +73,7 @@ export function createProgram(done: (status: number) => void): Command {
     .helpCommand(false)
     .enablePositionalOptions()
     .configureOutput({ outputError: () => {} })
-    .exitOverride(commanderExit("guestctl", EXIT_USAGE))
+    .exitOverride(commanderExit("guestctl"))
     .addHelpText("after", MAIN_HELP);
   addConnectionOptions(program);
 
@@ -99,7 +96,6 @@ export function createProgram(done: (status: number) => void): Command {
     .option("--timeout <seconds>", "kill the command after this many whole seconds (exit status 124)")
     .argument("<command...>", "the command and its arguments")
     .passThroughOptions()
-    .exitOverride(commanderExit("guestctl exec", EXIT_UNREACHABLE))
     .addHelpText("after", EXEC_HELP)
     .action(async (command: string[], _options: unknown, self: Command) => {
       done(await execCommand(command, self.optsWithGlobals<ExecFlags>()));
@@ -215,6 +211,22 @@ export function createProgram(done: (status: number) => void): Command {
     });
   addConnectionOptions(portForward);
 
+  for (const command of program.commands) command.exitOverride(commanderExit(`guestctl ${command.name()}`));
+
+  // Our own rather than commander's, which answers an unknown name with the whole help.
+  program
+    .command("help")
+    .description("show the help of a command, or this help")
+    .usage("[COMMAND]")
+    .argument("[command]", "a command name")
+    .action((name: string | undefined) => {
+      const command = name === undefined ? program : program.commands.find((each) => each.name() === name);
+      if (!command || command.name() === "help") {
+        throw usageError(`unknown command '${printable(name ?? "")}' (see guestctl --help)`);
+      }
+      command.outputHelp();
+      done(0);
+    });
   return program;
 }
 
@@ -224,12 +236,12 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 // Help and --version end with status 0; every other commander error becomes a one-line
-// CliError with `status` (exec's is 255: its other statuses belong to the command).
-function commanderExit(name: string, status: number): (error: CommanderError) => never {
+// usage error that points at the help of the command it is about.
+function commanderExit(name: string): (error: CommanderError) => never {
   return (error) => {
     if (error.code === "commander.helpDisplayed" || error.code === "commander.version") throw error;
-    if (error.code === "commander.help") throw new CliError(`a command is needed (see ${name} --help)`, status);
+    if (error.code === "commander.help") throw new CliError(`a command is needed (see ${name} --help)`, EXIT_USAGE);
     const text = error.message.replace(/^error: /, "").trim();
-    throw new CliError(`${text} (see ${name} --help)`, status, { cause: error });
+    throw new CliError(`${text} (see ${name} --help)`, EXIT_USAGE, { cause: error });
   };
 }

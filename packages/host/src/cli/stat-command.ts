@@ -21,7 +21,7 @@ export async function statCommand(path: string, flags: StatFlags): Promise<numbe
     const stat = await client.stat(guestPath, { followLinks: flags.dereference === true });
     process.stdout.write(flags.json ? `${JSON.stringify(statJson(guestPath, stat))}\n` : statText(guestPath, stat));
     if (!stat.exists && !flags.json)
-      process.stderr.write(`guestctl: ${printable(guestPath)}: no such file or directory\n`);
+      process.stderr.write(`guestctl: no such file or directory: guest:${printable(guestPath)}\n`);
     return stat.exists ? 0 : EXIT_FAILURE;
   } finally {
     await client.close();
