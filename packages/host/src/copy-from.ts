@@ -192,7 +192,9 @@ export async function copyFrom(
         // An errno in the system's words with the path; other failures as the guest said them.
         const known = errnoText(code);
         const what =
-          known !== undefined ? `${known}: guest:${errorPath}` : `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`;
+          known !== undefined
+            ? `${known}: guest:${errorPath}`
+            : `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`;
         throw new CopyError("SOURCE", what, {
           path: errorPath,
           ...(code === "" ? {} : { guestCode: cutText(code, MAX_GUEST_CODE) }),

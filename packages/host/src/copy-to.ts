@@ -595,16 +595,12 @@ function guestFailure(
     known !== undefined
       ? `cannot copy to guest:${errorPath}: ${known}`
       : `guest: ${cutText(result.error, MAX_GUEST_MESSAGE) || "copy failed"}${errorPath ? ` (${errorPath})` : ""}`;
-  return new CopyError(
-    "GUEST",
-    `${what}; ${committed} entries were committed before the failure`,
-    {
-      path: errorPath,
-      guestCode,
-      entriesCompleted: committed,
-      bytesCompleted: counts?.bytesCompleted ?? Number(result.bytesWritten),
-    },
-  );
+  return new CopyError("GUEST", `${what}; ${committed} entries were committed before the failure`, {
+    path: errorPath,
+    guestCode,
+    entriesCompleted: committed,
+    bytesCompleted: counts?.bytesCompleted ?? Number(result.bytesWritten),
+  });
 }
 
 /** Thrown inside the send loop when the guest answered before the upload was over. */
