@@ -3,7 +3,15 @@
 import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
-import { CHUNK_SIZE, type ExecRequest, ExecRequestSchema, type ExecResponse, type ExecStart } from "@guestkit/protocol";
+import {
+  CHUNK_SIZE,
+  EXEC_STDIN_CREDIT_CAPABILITY,
+  EXEC_STDIN_WINDOW_BYTES,
+  type ExecRequest,
+  ExecRequestSchema,
+  type ExecResponse,
+  type ExecStart,
+} from "@guestkit/protocol";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
 import type { GuestConnection } from "./guest-connection.js";
@@ -81,6 +89,13 @@ const MAX_GUEST_TEXT = 4096;
 // it should have, the guest is not to be trusted to send one and the call is ended.
 const TIMEOUT_BACKSTOP_MS = 30_000;
 
+/** A stdin message held back by the credit, and the write callback it completes. */
+interface WaitingStdin {
+  readonly message: ExecRequest;
+  readonly bytes: number;
+  readonly sent: (() => void) | undefined;
+}
+
 /** Starts a command (connecting first if needed) and returns its handle at once. */
 export function startExec(context: ExecContext, start: ExecStart, options: ExecOptions): ExecHandle {
   return new RunningExec(context, start, options);
@@ -98,6 +113,13 @@ class RunningExec implements ExecHandle {
   #call: grpc.ClientDuplexStream<ExecRequest, ExecResponse> | undefined;
   // Control messages asked for before the call was up, sent right after start.
   #pending: ExecRequest[] = [];
+  // Stdin credit (EXEC_STDIN_CREDIT_CAPABILITY): against an agent that grants it, stdin
+  // waits here while a window's worth is in flight, so that what is written to the call
+  // after it (kill, resize, EOF) never queues behind more than that.
+  #stdinCredit = false;
+  #stdinSent = 0;
+  #stdinConsumed = 0;
+  #stdinWaiting: WaitingStdin[] = [];
   #writable = true;
   #finished = false;
   #exitCode: number | undefined;
@@ -188,6 +210,7 @@ class RunningExec implements ExecHandle {
     if (start.timeoutSeconds > 0) callOptions.deadline = Date.now() + start.timeoutSeconds * 1000 + TIMEOUT_BACKSTOP_MS;
     const call = channel.guest.exec(channel.metadata(), callOptions);
     this.#call = call;
+    this.#stdinCredit = !this.#options.legacy && channel.hasCapability(EXEC_STDIN_CREDIT_CAPABILITY);
     call.on("data", (response: ExecResponse) => this.#onResponse(response));
     // Errors arrive again as the status; this listener keeps them from being thrown.
     call.on("error", () => {});
@@ -251,6 +274,12 @@ class RunningExec implements ExecHandle {
           startFailed: exit.startFailed,
           startError: exit.startFailed ? exit.startError.slice(0, MAX_GUEST_TEXT) || "could not start" : null,
         };
+        return;
+      }
+      case "stdinConsumed": {
+        // Never past what was sent: a guest must not make this side send more than the window.
+        this.#stdinConsumed = Math.min(this.#stdinSent, Math.max(this.#stdinConsumed, Number(message.value)));
+        this.#sendStdin();
         return;
       }
       case "exitCode":
@@ -317,6 +346,7 @@ class RunningExec implements ExecHandle {
     this.#setCallUp(false);
     // A stdin stream nobody will read again: let pending writes complete as discarded.
     this.#call?.resume();
+    for (const { sent } of this.#stdinWaiting.splice(0)) sent?.();
   }
 
   #control(message: ExecRequest): void {
@@ -331,6 +361,15 @@ class RunningExec implements ExecHandle {
       return;
     }
     this.#call.write(message, callback ? () => callback() : undefined);
+  }
+
+  // Sends waiting stdin while less than the window is in flight (see ExecResponse.stdin_consumed).
+  #sendStdin(): void {
+    while (this.#stdinWaiting.length > 0 && this.#stdinSent - this.#stdinConsumed < EXEC_STDIN_WINDOW_BYTES) {
+      const { message, bytes, sent } = this.#stdinWaiting.shift() as WaitingStdin;
+      this.#stdinSent += bytes;
+      this.#write(message, sent);
+    }
   }
 
   #sendStdinEof(): void {
@@ -358,13 +397,17 @@ class RunningExec implements ExecHandle {
           for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
             const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
             const last = offset + CHUNK_SIZE >= chunk.length;
-            // The callback of the last piece fires once grpc-js handed it to HTTP/2,
-            // whose flow control waits for the agent: that is the backpressure.
-            this.#write(
-              create(ExecRequestSchema, { request: { case: "stdin", value: piece } }),
-              last ? callback : undefined,
-            );
+            const message = create(ExecRequestSchema, { request: { case: "stdin", value: piece } });
+            // The callback of the last piece fires once grpc-js handed it to HTTP/2 (with
+            // the credit, once the agent had room for it; without, HTTP/2's flow control
+            // waits for the agent): that is the backpressure.
+            if (this.#stdinCredit) {
+              this.#stdinWaiting.push({ message, bytes: piece.length, sent: last ? callback : undefined });
+            } else {
+              this.#write(message, last ? callback : undefined);
+            }
           }
+          if (this.#stdinCredit) this.#sendStdin();
         });
       },
       final: (callback) => {

@@ -21,6 +21,7 @@
 import type { Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import {
+  CALL_PRIORITY,
   createGrpcClientConstructor,
   GuestServiceClient,
   Health,
@@ -68,6 +69,8 @@ export interface GuestChannel {
   readonly health: grpc.Client;
   /** Metadata every call must carry (the token, if any). */
   metadata(): grpc.Metadata;
+  /** Whether the agent on this connection announced `name` (the protocol package's capability names). */
+  hasCapability(name: string): boolean;
 }
 
 /** Options of GuestConnection.ready(). */
@@ -322,8 +325,14 @@ export class GuestConnection {
       metadata() {
         const metadata = new grpc.Metadata();
         if (token) metadata.set("authorization", `Bearer ${token}`);
+        // Calls on the connection take turns (see CALL_PRIORITY).
+        metadata.set("priority", CALL_PRIORITY);
         return metadata;
       },
+      // Until agents announce their capabilities, every agent is taken to be a guestkit
+      // agent of this version, as the rest of the client does; ExecOptions.legacy is the
+      // way to talk to one that is not.
+      hasCapability: () => true,
     };
   }
 
