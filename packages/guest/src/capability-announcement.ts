@@ -13,6 +13,7 @@ export const AGENT_CAPABILITIES: readonly string[] = [
   Capability.KEEPALIVE_PINGS,
   Capability.PORT_FORWARD,
   Capability.DETACHED,
+  Capability.EXEC_STDIN_CREDIT,
 ];
 
 /** A server interceptor that adds the capability header to every call's response headers. */

@@ -9,6 +9,7 @@ import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { OutputForwarder } from "./exec-output.js";
 import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
+import { StdinQueue } from "./exec-stdin.js";
 import { describeError, grpcError } from "./grpc-errors.js";
 import { logError, logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
@@ -16,6 +17,7 @@ import { KILL_GRACE_MS, signalProcessGroup } from "./process-group.js";
 import type { ProcessExit, ProcessHandle, StartFailure } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
 import { parseSignalName } from "./signal-names.js";
+import { onWritable, sendMessage } from "./stream-writer.js";
 
 type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
 type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;
@@ -44,9 +46,7 @@ async function serveExec(
   commands: RunningCommands,
   cgroups: CommandCgroups | undefined,
 ): Promise<void> {
-  // Pulling one request at a time is the stdin backpressure: the next message is not
-  // read until the command took the previous one. Not destroyed on return: the call
-  // outlives the reading.
+  // Not destroyed on return: the call outlives the reading.
   const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterator<ExecRequest>;
   const first = await nextRequest(requests);
   if (call.cancelled) return;
@@ -104,7 +104,7 @@ class CommandCall {
     this.#commands = commands;
     this.#output = new OutputForwarder(process.outputs, {
       write: (kind, bytes) => this.#send({ case: kind, value: bytes }),
-      onDrain: (listener) => call.on("drain", listener),
+      onDrain: (listener) => onWritable(call, listener),
     });
   }
 
@@ -157,7 +157,11 @@ class CommandCall {
     return result;
   }
 
+  // Every message is read as it arrives, stdin included (queued in StdinQueue), so that
+  // a signal, resize or stdin_close is never held behind stdin the command has not read.
   async #readInput(): Promise<void> {
+    const stdin = new StdinQueue(this.#process, (consumed) => this.#send({ case: "stdinConsumed", value: consumed }));
+    void this.#process.exited.then(() => stdin.discard());
     let stdinClosed = false;
     for (;;) {
       const request = await nextRequest(this.#requests);
@@ -171,7 +175,7 @@ class CommandCall {
         case undefined:
           if (request === undefined) {
             // Half-close: stdin EOF, as existing hosts expect.
-            if (!stdinClosed) await this.#process.closeStdin();
+            stdin.close();
             return;
           }
           break; // A message kind this agent does not know: ignored, as protobuf does.
@@ -179,10 +183,11 @@ class CommandCall {
           throw new ExecRequestError("start may only be the first Exec message");
         case "stdin":
           if (stdinClosed) throw new ExecRequestError("stdin after stdin_close");
-          await this.#process.writeStdin(message.value);
+          // Full only for a client that ignores the credit: HTTP/2 holds it back meanwhile.
+          if (!stdin.push(message.value)) await stdin.room();
           break;
         case "stdinClose":
-          if (!stdinClosed) await this.#process.closeStdin();
+          stdin.close();
           stdinClosed = true;
           break;
         case "resize": {
@@ -233,7 +238,7 @@ class CommandCall {
   #send(response: Response): boolean {
     const call = this.#call;
     if (this.#done || this.#aborted || call.cancelled || call.destroyed || call.writableEnded) return true;
-    return call.write(create(ExecResponseSchema, { response }));
+    return sendMessage(call, create(ExecResponseSchema, { response }));
   }
 }
 

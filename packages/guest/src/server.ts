@@ -1,6 +1,12 @@
 // The agent's gRPC server: GuestService, health and reflection on every listener.
 import * as grpc from "@grpc/grpc-js";
-import { guestServiceDefinition, HTTP2_WINDOW_BYTES, MAX_MESSAGE_BYTES, SERVICE_NAME } from "@guestkit/protocol";
+import {
+  guestServiceDefinition,
+  HTTP2_WINDOW_BYTES,
+  MAX_CONCURRENT_STREAMS,
+  MAX_MESSAGE_BYTES,
+  SERVICE_NAME,
+} from "@guestkit/protocol";
 import { createCapabilityInterceptor } from "./capability-announcement.js";
 import { handleCopyFromGuest } from "./copy-from-guest.js";
 import { handleCopyToGuest } from "./copy-to-guest.js";
@@ -52,6 +58,8 @@ const SERVER_OPTIONS: grpc.ServerOptions = {
   "grpc.keepalive_permit_without_calls": 1,
   "grpc.keepalive_time_ms": 30_000,
   "grpc.keepalive_timeout_ms": 10_000,
+  // What bounds the agent's memory per connection (see limits.ts).
+  "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
 };
 
 export function createAgentServer(options: AgentServerOptions = {}): AgentServer {

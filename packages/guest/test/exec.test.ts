@@ -4,6 +4,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import { CHUNK_SIZE, EXEC_STDIN_WINDOW_BYTES } from "@guestkit/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type AgentClient,
@@ -188,6 +189,36 @@ describe("stdin", () => {
     const result = await runExec(env.client, { command: ["wc", "-c"] }, { stdin: Array(40).fill(chunk) });
     expect(text(result.stdout).trim()).toBe(String(40 * chunk.length));
   });
+
+  it("grants stdin credit: stdin_consumed follows what the command took, never past what was sent", async () => {
+    // A client that keeps within the credit, as the host library does.
+    const total = 8 * 1024 * 1024;
+    const call = env.client.exec(new grpc.Metadata());
+    let sent = 0;
+    const reports: number[] = [];
+    const chunk = Buffer.alloc(CHUNK_SIZE, 0x62);
+    const sendWithinCredit = () => {
+      const consumed = reports.at(-1) ?? 0;
+      while (sent < total && sent - consumed < EXEC_STDIN_WINDOW_BYTES) {
+        call.write(stdinRequest(chunk));
+        sent += chunk.length;
+      }
+      if (sent === total) call.end();
+    };
+    const result = collect(call, (response) => {
+      if (response.response.case !== "stdinConsumed") return;
+      reports.push(Number(response.response.value));
+      sendWithinCredit();
+    });
+    call.write(startRequest({ command: ["wc", "-c"] }));
+    sendWithinCredit();
+    const done = await result;
+    expect(text(done.stdout).trim()).toBe(String(total));
+    // Without reports the client would have stopped after one window.
+    expect(reports.length).toBeGreaterThan(total / EXEC_STDIN_WINDOW_BYTES);
+    expect(reports).toEqual([...reports].sort((a, b) => a - b));
+    expect(Math.max(...reports)).toBeLessThanOrEqual(total);
+  });
 });
 
 describe("signals", () => {
@@ -223,6 +254,32 @@ describe("signals", () => {
       },
     );
     expect(result.exit).toMatchObject({ code: 130, signal: "SIGINT" });
+  });
+
+  it("delivers a signal sent behind a window of stdin the command never reads", async () => {
+    // The agent reads on while stdin waits in its queue: the signal is not held behind it.
+    let sentAt = 0;
+    const result = await runExec(
+      env.client,
+      { command: ["sleep", "100"] },
+      {
+        halfClose: false,
+        onResponse: (response, call) => {
+          if (response.response.case === "started") {
+            for (let sent = 0; sent < EXEC_STDIN_WINDOW_BYTES; sent += CHUNK_SIZE) {
+              call.write(stdinRequest(Buffer.alloc(CHUNK_SIZE, 0x63)));
+            }
+            setTimeout(() => {
+              sentAt = performance.now();
+              call.write(requests.signal("KILL"));
+            }, 300);
+          }
+          if (response.response.case === "exitCode") call.end();
+        },
+      },
+    );
+    expect(result.exit).toMatchObject({ code: 137, signal: "SIGKILL" });
+    expect(performance.now() - sentAt).toBeLessThan(1000);
   });
 
   it("refuses an unknown signal name with INVALID_ARGUMENT and ends the command", async () => {

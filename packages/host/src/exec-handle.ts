@@ -7,6 +7,7 @@ import {
   Capability,
   CHUNK_SIZE,
   cutText,
+  EXEC_STDIN_WINDOW_BYTES,
   type ExecExit,
   type ExecRequest,
   ExecRequestSchema,
@@ -113,6 +114,13 @@ export function exitStatusOf(exit: ExecExit): ExitStatus {
   };
 }
 
+/** A stdin message held back by the credit, and the write callback it completes. */
+interface WaitingStdin {
+  readonly message: ExecRequest;
+  readonly bytes: number;
+  readonly sent: (() => void) | undefined;
+}
+
 /** Starts a command (connecting first if needed) and returns its handle at once. */
 export function startExec(context: ExecContext, start: ExecStart, options: ExecOptions): ExecHandle {
   return new RunningExec(context, start, options);
@@ -134,6 +142,13 @@ class RunningExec implements ExecHandle {
   #warnedResize = false;
   // Control messages asked for before the call was up, sent right after start.
   #pending: ExecRequest[] = [];
+  // Stdin credit (Capability.EXEC_STDIN_CREDIT): against an agent that grants it, stdin
+  // waits here while a window's worth is in flight, so that what is written to the call
+  // after it (kill, resize, EOF) never queues behind more than that.
+  #stdinCredit = false;
+  #stdinSent = 0;
+  #stdinConsumed = 0;
+  #stdinWaiting: WaitingStdin[] = [];
   #writable = true;
   #finished = false;
   #exitCode: number | undefined;
@@ -249,6 +264,7 @@ class RunningExec implements ExecHandle {
     if (start.timeoutSeconds > 0) callOptions.deadline = Date.now() + start.timeoutSeconds * 1000 + TIMEOUT_BACKSTOP_MS;
     const call = channel.guest.exec(channel.metadata(), callOptions);
     this.#call = call;
+    this.#stdinCredit = channel.has(Capability.EXEC_STDIN_CREDIT);
     call.on("data", (response: ExecResponse) => this.#onResponse(response));
     // Errors arrive again as the status; this listener keeps them from being thrown.
     call.on("error", () => {});
@@ -307,6 +323,12 @@ class RunningExec implements ExecHandle {
       case "exit":
         this.#exitDetail = exitStatusOf(message.value);
         return;
+      case "stdinConsumed": {
+        // Never past what was sent: a guest must not make this side send more than the window.
+        this.#stdinConsumed = Math.min(this.#stdinSent, Math.max(this.#stdinConsumed, Number(message.value)));
+        this.#sendStdin();
+        return;
+      }
       case "exitCode":
         this.#exitCode = message.value;
         // Nothing more to send: the command is gone.
@@ -392,6 +414,7 @@ class RunningExec implements ExecHandle {
     this.#setCallUp(false);
     // A stdin stream nobody will read again: let pending writes complete as discarded.
     this.#call?.resume();
+    for (const { sent } of this.#stdinWaiting.splice(0)) sent?.();
   }
 
   // A signal or resize: queued until the call is up, dropped with a warning when the
@@ -424,6 +447,15 @@ class RunningExec implements ExecHandle {
     this.#call.write(message, callback ? () => callback() : undefined);
   }
 
+  // Sends waiting stdin while less than the window is in flight (see ExecResponse.stdin_consumed).
+  #sendStdin(): void {
+    while (this.#stdinWaiting.length > 0 && this.#stdinSent - this.#stdinConsumed < EXEC_STDIN_WINDOW_BYTES) {
+      const { message, bytes, sent } = this.#stdinWaiting.shift() as WaitingStdin;
+      this.#stdinSent += bytes;
+      this.#write(message, sent);
+    }
+  }
+
   // EOF on the command's stdin: `stdin_close` keeps the stream open for signals and
   // resizes; an agent without it knows only the half-close.
   #sendStdinEof(): void {
@@ -451,13 +483,17 @@ class RunningExec implements ExecHandle {
           for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
             const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
             const last = offset + CHUNK_SIZE >= chunk.length;
-            // The callback of the last piece fires once grpc-js handed it to HTTP/2,
-            // whose flow control waits for the agent: that is the backpressure.
-            this.#write(
-              create(ExecRequestSchema, { request: { case: "stdin", value: piece } }),
-              last ? callback : undefined,
-            );
+            const message = create(ExecRequestSchema, { request: { case: "stdin", value: piece } });
+            // The callback of the last piece fires once grpc-js handed it to HTTP/2 (with
+            // the credit, once the agent had room for it; without, HTTP/2's flow control
+            // waits for the agent): that is the backpressure.
+            if (this.#stdinCredit) {
+              this.#stdinWaiting.push({ message, bytes: piece.length, sent: last ? callback : undefined });
+            } else {
+              this.#write(message, last ? callback : undefined);
+            }
           }
+          if (this.#stdinCredit) this.#sendStdin();
         });
       },
       final: (callback) => {

@@ -41,6 +41,7 @@ import type { Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
+  CALL_PRIORITY,
   CAPABILITIES_METADATA_KEY,
   Capability,
   type CapabilityName,
@@ -506,6 +507,8 @@ export class GuestConnection {
       metadata() {
         const metadata = new grpc.Metadata();
         if (token) metadata.set("authorization", `Bearer ${token}`);
+        // Calls on the connection take turns (see CALL_PRIORITY).
+        metadata.set("priority", CALL_PRIORITY);
         return metadata;
       },
     };

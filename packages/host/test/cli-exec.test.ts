@@ -144,6 +144,28 @@ describe("signals without -t", () => {
     expect(result).toMatchObject({ code: 7, signal: null, stdout: "ready\ngot-int\n" });
   });
 
+  it("with -i, one SIGINT reaches a command that has not read 32 MiB of its stdin", async () => {
+    const input = Buffer.alloc(32 * 1024 * 1024, 0x61);
+    const cli = startCli(
+      ["--target", suite.guest.target, "exec", "-i", "--", "sh", "-c", "echo ready; exec sleep 1000"],
+      {
+        input,
+      },
+    );
+    await cli.waitForOutput("ready\n");
+    // Long enough for our stdin, the pipe, the agent and the connection to fill up.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sent = performance.now();
+    cli.child.kill("SIGINT");
+    const result = await Promise.race([
+      cli.result,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5000)),
+    ]);
+    expect(result).toMatchObject({ code: 130, stdout: "ready\n" });
+    expect(result?.stderr).not.toContain("gave up");
+    expect(performance.now() - sent).toBeLessThan(1000);
+  });
+
   it("SIGTERM goes to the remote command too", async () => {
     const cli = startCli([
       "--target",

@@ -246,6 +246,24 @@ describe("stdin", () => {
     expect((await handle.exit).code).toBe(0);
   });
 
+  it("kill() reaches a command behind 32 MiB of stdin it never reads, within a second", async () => {
+    // Control messages share the stream with stdin: they must not queue behind it.
+    const handle = suite.guest.client().exec(["sleep", "1000"], { stdin: true });
+    await handle.started;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    for (let i = 0; i < 32; i++) handle.stdin.write(chunk);
+    // Long enough for the pipe, the agent and the connection to fill up.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const sent = performance.now();
+    handle.kill("KILL");
+    const exit = await Promise.race([
+      handle.exit,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 5000)),
+    ]);
+    expect(exit).toMatchObject({ code: 137, signal: "SIGKILL" });
+    expect(performance.now() - sent).toBeLessThan(1000);
+  });
+
   it("writes after the command exited are dropped quietly", async () => {
     const handle = suite.guest.client().exec(["true"], { stdin: true });
     await handle.exit;

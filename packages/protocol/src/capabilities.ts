@@ -40,6 +40,12 @@ export const Capability = {
   PORT_FORWARD: "port-forward",
   /** Detached commands: StartDetached, ListDetached, AttachDetached, ControlDetached. */
   DETACHED: "detached",
+  /**
+   * Exec answers with `stdin_consumed` and reads every request as it comes, so a client
+   * keeps at most EXEC_STDIN_WINDOW_BYTES of stdin unconsumed and control messages
+   * (signal, resize) overtake stdin it has not sent yet.
+   */
+  EXEC_STDIN_CREDIT: "exec-stdin-credit",
 } as const;
 
 export type CapabilityName = (typeof Capability)[keyof typeof Capability];

@@ -15,10 +15,17 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
  * peer (the agent for uploads, the host client for downloads and output). HTTP/2's
  * default of 64 KiB lets a sender put only 64 KiB on the wire before it must wait for
  * the receiver's event loop to answer with a WINDOW_UPDATE: that round trip, not the
- * socket, was what limited bulk transfers. The connection window is the same size, so
- * it also bounds what a peer can make the receiver buffer across all its streams.
- * Measured in bench/: 1 GiB uploads and downloads were fastest from about 1 MiB up,
- * with no gain beyond 8 MiB.
+ * socket, was what limited bulk transfers. Measured in bench/: 1 GiB uploads and
+ * downloads were fastest from about 1 MiB up, with no gain beyond 8 MiB.
+ *
+ * The connection window does not bound what a peer can make the receiver buffer: Node
+ * replenishes it as data arrives, also for a stream nobody reads, whose data then waits
+ * in that stream. Only the stream window does, per stream, and its data costs more than
+ * its size, because each piece is a view that keeps Node's whole socket read alive: a
+ * client that filled the agent's 8 MiB window on 100 Exec streams whose commands read
+ * nothing cost the agent 11.5 MiB each. So the agent keeps its streams read (stdin has
+ * its own credit, EXEC_STDIN_WINDOW_BYTES) and bounds their number
+ * (MAX_CONCURRENT_STREAMS).
  */
 export const HTTP2_WINDOW_BYTES = 8 * 1024 * 1024;
 
@@ -37,6 +44,41 @@ export const HTTP2_WINDOW_BYTES = 8 * 1024 * 1024;
  * streaming from about 200 to 245 MiB/s and copyFrom from 220 to 265 MiB/s.
  */
 export const HOST_HTTP2_WINDOW_BYTES = 128 * 1024;
+
+/**
+ * Calls the agent serves at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+ * With the per-stream bounds (at most two messages of output, stream-writer.ts; a window
+ * of stdin, EXEC_STDIN_WINDOW_BYTES) it is what bounds the agent's memory per connection:
+ * a stalled stream costs about 0.6 MiB of RSS, a command that reads no stdin from a host
+ * that honours the credit about 0.9 MiB, so a connection full of stalled streams costs
+ * about 0.6 to 0.9 GiB (2000 stalled downloads took 8 GiB without the bound). A Node
+ * client (grpc-js, the host library) holds a call past the limit until a stream ends,
+ * so at the limit a new call, a StatPath too, waits; the peers' counts differ for a
+ * moment while a stream closes, and a call sent in that moment is refused (grpc-js:
+ * RESOURCE_EXHAUSTED). Far above what hosts run on one connection (tests run 300 at once).
+ */
+export const MAX_CONCURRENT_STREAMS = 1000;
+
+/**
+ * Exec stdin a client keeps in flight: it sends another stdin message (at most
+ * CHUNK_SIZE) only while less than this has been sent and not yet consumed by the
+ * command (ExecResponse.stdin_consumed; exec-stdin-credit.ts), and the agent queues at
+ * most this and one message per command. It only has to cover the round trip of the
+ * credit: 512 MiB of stdin into `wc -c` moved at the same rate with 256 KiB, 512 KiB and
+ * 1 MiB and without the credit (98-109 MiB/s, a loaded machine, 4 alternated runs each).
+ */
+export const EXEC_STDIN_WINDOW_BYTES = 512 * 1024;
+
+/**
+ * The RFC 9218 priority a host sends with every call (the `priority` request header):
+ * the default urgency, and incremental. Node's HTTP/2 server (nghttp2 1.70) schedules the
+ * data of streams of one urgency that are not incremental oldest first: a newer stream
+ * sends only when every older one has nothing to send or no window left. A StatPath on a
+ * connection carrying 30 downloads waited 11 s, until they had finished; with every call
+ * incremental the streams take turns, and it answered in 17 ms. Existing hosts send no
+ * such header and keep the oldest-first order.
+ */
+export const CALL_PRIORITY = "u=3, i";
 
 /**
  * Files up to this size travel whole: read, held and written in one go with synchronous
