@@ -1,6 +1,6 @@
 // A command's stdin between the Exec stream and the command, so that the stream is read
 // as messages arrive whatever the command does with its input (see the protocol
-// package's exec-stdin-credit.ts for why, and ExecResponse.stdin_consumed for the rule).
+// package's exec-stdin-credit capability in capabilities.ts for why, and ExecResponse.stdin_consumed for the rule).
 import { CHUNK_SIZE, EXEC_STDIN_WINDOW_BYTES } from "@guestkit/protocol";
 import type { ProcessHandle } from "./process-handle.js";
 

@@ -84,7 +84,7 @@ describe("its optional addons", () => {
     // vsock cannot be served without its package: a clear error, not a crash at load.
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(
-      "guest-agent: error: vsock:2222: cannot listen on vsock: @guestkit/vsock is not installed; use --listen unix:PATH or tcp:127.0.0.1:PORT\n",
+      "guest-agent: error: vsock:2222: cannot listen on vsock: @guestkit/vsock is not installed; use --listen unix:PATH (or tcp:127.0.0.1:PORT with --token-file)\n",
     );
     const agent = spawn(join(copy, "bin", "guest-agent"), ["--listen", `unix:${socket}`], {
       stdio: ["ignore", "ignore", "pipe"],
