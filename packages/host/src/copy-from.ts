@@ -190,7 +190,8 @@ export async function copyFrom(
         const { message: text, path, code } = response.value;
         const errorPath = cutText(path, MAX_GUEST_PATH) || guestPath;
         // An errno in the system's words with the path; other failures as the guest said them.
-        const known = errnoText(code);
+        // (Only for what is about the path itself; otherwise the guest's words say more.)
+        const known = PATH_ERRNOS.has(code) ? errnoText(code) : undefined;
         const what =
           known !== undefined
             ? `${known}: guest:${errorPath}`
@@ -350,3 +351,6 @@ function incomplete(error: unknown, signal: AbortSignal | undefined, entries: nu
     cause: base.cause ?? error,
   });
 }
+
+// Errno names that say what is wrong with a path as well as the system's words do.
+const PATH_ERRNOS: ReadonlySet<string> = new Set(["ENOENT", "ENOTDIR", "EACCES", "EPERM", "ELOOP", "ENAMETOOLONG"]);

@@ -193,7 +193,11 @@ export function errnoText(name: string): string | undefined {
 
 /** A local failure in our words: its errno's text when it has one, its message otherwise. */
 export function describeLocalError(error: unknown): string {
-  return errnoText(errnoOf(error)) ?? (error instanceof Error ? error.message : String(error));
+  // A system call's failure in the system's words; an error of our own (which may carry
+  // an errno code too) keeps its message, which says more.
+  const fromSyscall = typeof (error as { syscall?: unknown } | null)?.syscall === "string";
+  const known = fromSyscall ? errnoText(errnoOf(error)) : undefined;
+  return known ?? (error instanceof Error ? error.message : String(error));
 }
 
 /**
