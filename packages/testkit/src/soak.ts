@@ -33,7 +33,7 @@ export interface SoakOptions {
   settleMs?: number;
   /** Warm-up under the same load before the first snapshot. Default 10 s, or the duration if shorter. */
   warmupMs?: number;
-  /** RSS growth allowed between the start and the end. Default 32 MiB. */
+  /** RSS growth allowed between the start and the end. Default 64 MiB. */
   rssToleranceBytes?: number;
   /** JS heap growth (after a full GC) allowed between the start and the end. Default 8 MiB. */
   heapToleranceBytes?: number;
@@ -134,7 +134,10 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   const durationMs = options.durationMs ?? 60_000;
   const concurrency = options.concurrency ?? 200;
   const settleLimitMs = options.settleMs ?? 15_000;
-  const rssTolerance = options.rssToleranceBytes ?? 32 * 1024 * 1024;
+  // RSS is the allocator's, which keeps what a peak freed (a CI run of the short soak:
+  // 107.6 -> 155.3 MiB after a 185.8 MiB peak, with the JS heap after GC flat at 12.8 ->
+  // 12.3 MiB and fds and processes back exactly): the heap is what tells a leak.
+  const rssTolerance = options.rssToleranceBytes ?? 64 * 1024 * 1024;
   const heapTolerance = options.heapToleranceBytes ?? 8 * 1024 * 1024;
   const warmupMs = options.warmupMs ?? Math.min(10_000, durationMs);
   const log = options.log ?? (() => {});
