@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The packages that are published, in dependency order. */
-export const PUBLISHED_PACKAGES = ["protocol", "vsock", "posix-spawn", "host", "guest"] as const;
+export const PUBLISHED_PACKAGES = ["protocol", "copy", "vsock", "posix-spawn", "host", "guest"] as const;
 
 /** The packages whose install step builds a native addon with node-gyp. */
 const NATIVE_PACKAGES = new Set(["vsock", "posix-spawn"]);

@@ -139,7 +139,7 @@ describe.each([
         "--no-fund",
         "--prefer-offline",
         "--loglevel=error",
-        ...["protocol", "vsock", "host"].map((name) => tarball(`guestkit-${name}-`)),
+        ...["protocol", "copy", "vsock", "host"].map((name) => tarball(`guestkit-${name}-`)),
       ],
       { cwd: project, env, encoding: "utf8" },
     );
