@@ -1,9 +1,10 @@
 // The QEMU test's extra initramfs archive, appended to the unchanged product image:
-// the host library with its dependencies (the in-guest client), the in-guest check
+// the host library with its dependencies (the in-guest client), the agent's token, the in-guest check
 // script, the debug-exit helper and the once.d hook that runs them. The kernel
 // unpacks concatenated cpio archives in order, so the image under test is byte for
 // byte the one users boot, plus these files.
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { appendFileSync, copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +37,9 @@ export function buildE2eInitramfs(productInitramfs: string, workDir: string): st
   tree.file("opt/guestkit-e2e/e2e/e2e.ts", join(GUEST_DIR, "e2e.ts"), 0o644);
   tree.file("opt/guestkit-e2e/debug-exit", debugExit, 0o755);
   tree.file("etc/guestkit/once.d/50-e2e", join(GUEST_DIR, "once-e2e.sh"), 0o755);
+  // The checks run inside the guest, so they reach the agent from CID 1: without a token
+  // it would serve only the host (CID 2). One token per image, private to root.
+  tree.data("etc/guestkit/token", randomBytes(24).toString("hex"), 0o600);
   const overlay = join(workDir, "e2e-overlay.cpio");
   writeCpio(overlay, tree.entries(), 0);
   const combined = join(workDir, "initramfs-e2e.cpio");

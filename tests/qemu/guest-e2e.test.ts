@@ -35,6 +35,8 @@ const EXPECTED_CHECKS = [
   "vsock: a CID with no transport behind it fails at once",
   "vsock: data both ways through a listener of our own",
   "agent fd count unchanged after 1,000 connections",
+  "a local call without the token is refused",
+  "without a token the agent serves only the host: CID 1 is refused and logged",
   "--listen vsock:PORT serves on that port",
   "init restarts the agent when it dies",
 ];

@@ -108,7 +108,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
     async listen(address) {
       checkTokenFor(address, options.token);
       if (address.kind === "vsock") {
-        closers.push(await listenVsock(server, address.port));
+        closers.push(await listenVsock(server, address.port, { tokenRequired: Boolean(options.token) }));
         return;
       }
       const bind = (target: string) =>

@@ -250,6 +250,22 @@ static napi_value vsock_close_fd(napi_env env, napi_callback_info info) {
   return make_number(env, close(fd) < 0 ? -errno : 0);
 }
 
+// peerCid(fd) -> the CID of the peer of a connected socket, or -errno. The agent decides
+// who may connect by it: the VMM's host side is always CID 2, a process inside the guest
+// reaches the listener from CID 1 (loopback) or the guest's own CID.
+static napi_value vsock_peer_cid(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  if (argc < 1 || get_int32_arg(env, argv[0], &fd)) return make_number(env, -EINVAL);
+  struct sockaddr_vm peer = {0};
+  socklen_t length = sizeof peer;
+  if (getpeername(fd, (struct sockaddr*)&peer, &length) < 0) return make_number(env, -errno);
+  if (peer.svm_family != AF_VSOCK) return make_number(env, -EAFNOSUPPORT);
+  return make_number(env, (double)peer.svm_cid);
+}
+
 // localCid() -> this machine's CID, or -errno (ENOENT when there is no /dev/vsock).
 static napi_value vsock_local_cid(napi_env env, napi_callback_info info) {
   (void)info;
@@ -271,6 +287,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"cancelConnect", NULL, vsock_cancel_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, vsock_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"localCid", NULL, vsock_local_cid, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCid", NULL, vsock_peer_cid, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -18,6 +18,8 @@ export interface VsockNative {
   closeFd(fd: number): number;
   /** This machine's CID, read from /dev/vsock. */
   localCid(): number;
+  /** The CID of a connected socket's peer (getpeername). */
+  peerCid(fd: number): number;
 }
 
 const ADDON_PATH = "../build/Release/vsock.node";

@@ -7,6 +7,8 @@ import { Socket } from "node:net";
 /** The part of Node's internal Pipe handle this package uses. */
 export interface PipeHandle {
   open(fd: number): number;
+  /** The fd under the handle (Node's stream handles expose it on Unix). */
+  readonly fd: number;
   listen(backlog: number): number;
   close(callback?: () => void): void;
   onconnection: ((status: number, client?: PipeHandle) => void) | null;

@@ -13,7 +13,12 @@ export interface VsockListenOptions {
 }
 
 interface VsockServerEvents {
-  connection: [socket: Socket];
+  /**
+   * `peerCid` is who connected: VMADDR_CID_HOST (2) for the VMM's host side, VMADDR_CID_LOCAL
+   * (1) or this machine's own CID for a process on this machine, another CID for a sibling VM
+   * where the VMM allows that. -1 if the kernel would not say (the connection is already gone).
+   */
+  connection: [socket: Socket, peerCid: number];
   /** An accept failed (for example EMFILE); the server keeps listening. */
   error: [error: VsockError];
   close: [];
@@ -26,7 +31,7 @@ export class VsockServer extends EventEmitter<VsockServerEvents> {
   #handle: PipeHandle | undefined;
 
   /** @internal Use listenVsock. */
-  constructor(handle: PipeHandle, port: number) {
+  constructor(handle: PipeHandle, port: number, peerCid: (fd: number) => number) {
     super();
     this.#handle = handle;
     this.port = port;
@@ -35,7 +40,8 @@ export class VsockServer extends EventEmitter<VsockServerEvents> {
         this.emit("error", errnoError(status, "accept", `vsock accept on port ${port}`));
         return;
       }
-      this.emit("connection", socketFromHandle(client));
+      const cid = peerCid(client.fd);
+      this.emit("connection", socketFromHandle(client), cid < 0 ? -1 : cid);
     };
   }
 
@@ -79,7 +85,7 @@ export function listenVsock(port: number, options: VsockListenOptions = {}): Vso
     if (status !== 0) native.closeFd(fd);
     throw errnoError(bound < 0 ? bound : listening, "listen", `vsock listen on port ${portName(port)}`);
   }
-  return new VsockServer(handle, bound);
+  return new VsockServer(handle, bound, (accepted) => native.peerCid(accepted));
 }
 
 function portName(port: number): string {

@@ -20,6 +20,14 @@ import { connectVsock, listenVsock, localCid, VMADDR_CID_HOST, VMADDR_CID_LOCAL 
 
 const PREFIX = "guestkit-e2e:";
 const AGENT_PORT = 2222;
+// The agent init started requires this token (the test's archive added it): the checks
+// run inside the guest, and without a token the agent would serve only the host (CID 2).
+const TOKEN_FILE = "/etc/guestkit/token";
+const TOKEN = readFileSync(TOKEN_FILE, "utf8").trim();
+
+function agentClient(port = AGENT_PORT): GuestClient {
+  return createGuestClient(`vsock:1:${port}`, { token: TOKEN });
+}
 const results: Array<{ name: string; ok: boolean }> = [];
 
 function say(line: string): void {
@@ -131,7 +139,7 @@ async function main(): Promise<number> {
   say(
     `start at ${uptime()} s after boot; agent target vsock:1:${AGENT_PORT}; client: @guestkit/host createGuestClient`,
   );
-  const client: GuestClient = createGuestClient("vsock:1:2222");
+  const client: GuestClient = agentClient();
 
   await check("agent ready over AF_VSOCK loopback", async () => {
     await client.waitUntilReady({ timeoutMs: 180_000 });
@@ -263,7 +271,7 @@ async function main(): Promise<number> {
   });
 
   await check("detached: outlives its client, keeps its output, kill ends it", async () => {
-    const starter = createGuestClient("vsock:1:2222");
+    const starter = agentClient();
     const { id, pid } = await starter.startDetached(["sh", "-c", "echo detached-hello; exec sleep 600"], {
       name: "e2e-job",
     });
@@ -398,7 +406,7 @@ async function main(): Promise<number> {
     const elapsed = Date.now() - started;
     // A library client per connection too: full gRPC sessions, opened and closed.
     for (let i = 0; i < 20; i++) {
-      const extra = createGuestClient("vsock:1:2222");
+      const extra = agentClient();
       await extra.stat("/");
       await extra.close();
     }
@@ -410,8 +418,51 @@ async function main(): Promise<number> {
     return `${before} fds before, ${after} after; 1,000 connections in ${elapsed} ms`;
   });
 
+  await check("a local call without the token is refused", async () => {
+    const anonymous = createGuestClient(`vsock:1:${AGENT_PORT}`);
+    try {
+      const error = await anonymous.run(["true"]).then(
+        () => undefined,
+        (caught: unknown) => caught as Error & { reason?: string },
+      );
+      if (error === undefined) throw new Error("a call without the token ran");
+      return `${error.reason}: ${error.message.slice(0, 120)}`;
+    } finally {
+      await anonymous.close();
+    }
+  });
+
+  await check("without a token the agent serves only the host: CID 1 is refused and logged", async () => {
+    const agent = spawn("/opt/guestkit/agent/bin/guest-agent", ["--listen", "vsock:3334"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    agent.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    try {
+      await waitFor("the tokenless agent", 120_000, () =>
+        stderr.includes("serving on vsock:3334") ? true : undefined,
+      );
+      const local = createGuestClient("vsock:1:3334");
+      const error = await local.run(["id", "-u"]).then(
+        () => undefined,
+        (caught: unknown) => caught as Error,
+      );
+      await local.close();
+      if (error === undefined) throw new Error("a process inside the guest ran a command through a tokenless agent");
+      await waitFor("the refusal in the agent's log", 10_000, () =>
+        stderr.includes("refused a connection from CID 1") ? true : undefined,
+      );
+      return error.message.slice(0, 120);
+    } finally {
+      agent.kill("SIGTERM");
+      await new Promise((resolve) => agent.once("exit", resolve));
+    }
+  });
+
   await check("--listen vsock:PORT serves on that port", async () => {
-    const agent = spawn("/opt/guestkit/agent/bin/guest-agent", ["--listen", "vsock:3333"], {
+    const agent = spawn("/opt/guestkit/agent/bin/guest-agent", ["--listen", "vsock:3333", "--token-file", TOKEN_FILE], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
@@ -420,7 +471,7 @@ async function main(): Promise<number> {
     });
     try {
       await waitFor("the second agent", 120_000, () => (stderr.includes("serving on vsock:3333") ? true : undefined));
-      const other = createGuestClient("vsock:1:3333");
+      const other = agentClient(3333);
       const result = await other.run(["echo", "from 3333"]);
       await other.close();
       expectEqual(result.stdout, "from 3333\n", "output");
@@ -442,7 +493,7 @@ async function main(): Promise<number> {
         return undefined;
       }
     });
-    const fresh = createGuestClient("vsock:1:2222");
+    const fresh = agentClient();
     await fresh.waitUntilReady({ timeoutMs: 120_000 });
     const result = await fresh.run(["echo", "back"]);
     await fresh.close();
