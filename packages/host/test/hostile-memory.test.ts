@@ -3,7 +3,6 @@
 // KiB. What the host keeps must hold only what it keeps. Each host runs in a process of
 // its own (fixtures/memory-probe.ts, or guestctl itself), so what is measured is that
 // host alone: the memory live after a full GC while it runs and once it is done.
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import {
   type HostileAgentOptions,
   type RogueAgent,
   type RogueAgentOptions,
+  runHeapProbe,
   sampleRss,
   startHostileAgent,
   startRogueAgent,
@@ -55,20 +55,7 @@ async function rogue(options: RogueAgentOptions): Promise<string> {
 
 /** Runs fixtures/memory-probe.ts with `job` and returns its report. */
 async function probe(job: Record<string, unknown>): Promise<ProbeReport> {
-  const child = spawn(process.execPath, ["--expose-gc", PROBE, JSON.stringify(job)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (text: string) => {
-    stdout += text;
-  });
-  child.stderr.setEncoding("utf8").on("data", (text: string) => {
-    stderr += text;
-  });
-  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-  if (code !== 0) throw new Error(`memory probe exited ${code}: ${stderr}`);
-  return JSON.parse(stdout.trim().split("\n").pop() ?? "{}") as ProbeReport;
+  return runHeapProbe<ProbeReport>([PROBE, JSON.stringify(job)]);
 }
 
 const inMiB = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;

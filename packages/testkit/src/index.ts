@@ -11,6 +11,7 @@ export {
   type CCoreLegacyAgentOptions,
   startCCoreLegacyAgent,
 } from "./c-core-legacy-agent.js";
+export { runHeapProbe } from "./heap-probe.js";
 export {
   HOSTILE_SCENARIOS,
   type HostileAgent,
