@@ -14,7 +14,7 @@ import { type AgentProcess, startAgent } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runExec, text } from "./exec-client.js";
 
-const GUESTCTL_BIN = fileURLToPath(new URL("../../host/dist/cli/main.js", import.meta.url));
+const GUESTCTL_BIN = fileURLToPath(new URL("../../host/dist/cli/start.js", import.meta.url));
 const NOBODY = 65534;
 const TOKEN = "the-agent-token";
 

@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 /** The built CLI entry. */
-export const GUESTCTL = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
+export const GUESTCTL = fileURLToPath(new URL("../dist/cli/start.js", import.meta.url));
 /** The repository root. */
 export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 /** buf, for `buf curl`. */

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 // guestctl: the command-line client of the guest agent. See program.ts for the
 // commands; this file runs one and turns its outcome into output and an exit status.
 // First: stops on a Node too old for guestctl before anything else is evaluated.
