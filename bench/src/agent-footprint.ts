@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { GUEST_AGENT_BIN } from "@guestkit/testkit";
 import { type Measurement, measured, timeEach } from "./stats.js";
@@ -39,12 +40,22 @@ export function sampleRss(pid: number, everyMs = 5): { stop(): number } {
 export async function measureStartup(dir: string, count: number): Promise<Measurement[]> {
   const ready: number[] = [];
   const idle: number[] = [];
+  const floorReady: number[] = [];
+  const floorIdle: number[] = [];
   for (let i = 0; i < count; i++) {
     const sandbox = await mkdtemp(join(dir, "start-"));
     try {
-      const { ms, rss } = await startOnce(join(sandbox, "agent.sock"));
-      ready.push(ms);
-      idle.push(rss);
+      const agent = await startOnce(GUEST_AGENT_BIN, ["--listen", `unix:${join(sandbox, "agent.sock")}`]);
+      ready.push(agent.ms);
+      idle.push(agent.rss);
+      const floor = await startOnce(process.execPath, [
+        ...AGENT_NODE_FLAGS,
+        "--input-type=module",
+        "-e",
+        grpcServerAlone(join(sandbox, "floor.sock")),
+      ]);
+      floorReady.push(floor.ms);
+      floorIdle.push(floor.rss);
     } finally {
       await rm(sandbox, { recursive: true, force: true });
     }
@@ -56,12 +67,31 @@ export async function measureStartup(dir: string, count: number): Promise<Measur
     }),
     measured(SECTION, "node -e 0 (floor)", "ms", nodeFloor),
     measured(SECTION, "idle RSS", "MiB", idle, { note: "VmRSS 1 s after serving, no connection" }),
+    measured(SECTION, "grpc-js server alone: start to serving (floor)", "ms", floorReady),
+    measured(SECTION, "grpc-js server alone: idle RSS (floor)", "MiB", floorIdle, {
+      note: "Node with the agent's V8 flags, grpc-js loaded and a Server bound to a Unix socket, nothing else: the least any grpc-js agent holds",
+    }),
   ];
 }
 
-async function startOnce(socketPath: string): Promise<{ ms: number; rss: number }> {
+// The V8 flags bin/guest-agent starts Node with (see the launcher for why).
+const AGENT_NODE_FLAGS = ["--max-semi-space-size=2", "--initial-old-space-size=64"];
+
+// A program that is only a grpc-js server: the grpc-js the agent uses, bound to `socketPath`.
+function grpcServerAlone(socketPath: string): string {
+  const grpcJs = createRequire(GUEST_AGENT_BIN).resolve("@grpc/grpc-js");
+  return `import grpc from ${JSON.stringify(grpcJs)};
+const server = new grpc.Server();
+server.bindAsync(${JSON.stringify(`unix:${socketPath}`)}, grpc.ServerCredentials.createInsecure(), (error) => {
+  if (error) throw error;
+  process.stderr.write("serving on\\n");
+});`;
+}
+
+// Starts `command` and times it to its "serving on" line; VmRSS one second later.
+async function startOnce(command: string, args: string[]): Promise<{ ms: number; rss: number }> {
   const start = performance.now();
-  const child = spawn(GUEST_AGENT_BIN, ["--listen", `unix:${socketPath}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
   try {
     let log = "";
     const ms = await new Promise<number>((resolve, reject) => {
@@ -69,14 +99,17 @@ async function startOnce(socketPath: string): Promise<{ ms: number; rss: number 
         log += text;
         if (log.includes("serving on")) resolve(performance.now() - start);
       });
-      child.once("exit", (code) => reject(new Error(`guest-agent exited (${code}): ${log}`)));
+      child.once("exit", (code) => reject(new Error(`${command} exited (${code}): ${log}`)));
     });
     await new Promise((resolve) => setTimeout(resolve, 1000));
     return { ms, rss: memoryOf(child.pid as number).rss };
   } finally {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    if (child.exitCode === null) child.kill("SIGTERM");
-    await exited;
+    // A child that already exited (a failed start) has nothing left to wait for.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    }
   }
 }
 

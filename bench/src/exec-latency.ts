@@ -2,6 +2,7 @@
 // through the hybrid-vsock handshake, the local spawn floor, and OpenSSH with and
 // without a control connection.
 import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { createGuestClient, type GuestClient } from "@guestkit/host";
 import type { HybridVsockEndpoint } from "@guestkit/testkit";
 import type { OpenSsh } from "./openssh.js";
@@ -10,6 +11,9 @@ import { runCommand } from "./workspace.js";
 
 const SECTION = "exec `true` latency";
 
+/** The guestctl users run: the launcher in this checkout (what node_modules/.bin/guestctl runs). */
+export const GUESTCTL_BIN = fileURLToPath(new URL("../../packages/host/bin/guestctl", import.meta.url));
+
 /** How many times each variant runs. */
 export interface ExecLatencyCounts {
   local: number;
@@ -17,6 +21,8 @@ export interface ExecLatencyCounts {
   fresh: number;
   sshMultiplexed: number;
   sshDirect: number;
+  /** Whole `guestctl exec -- true` commands (and `node -e 0` beside them). */
+  cli: number;
 }
 
 /** Runs `true` once through the client and checks it really ran. */
@@ -39,12 +45,43 @@ export async function measureExecLatency(
   // Alternated, so that both see the same machine at the same moment.
   const local: number[] = [];
   const open: number[] = [];
+  // The client's own CPU per call: this process's CPU time across each call alone (the
+  // local spawns in between are not counted).
+  const clientCpu: number[] = [];
   for (let i = 0; i < Math.max(counts.local, counts.open); i++) {
     if (i < counts.local) local.push(...(await timeEach(1, () => spawnTrue())));
-    if (i < counts.open) open.push(...(await timeEach(1, () => runTrue(client))));
+    if (i < counts.open) {
+      const before = process.cpuUsage();
+      open.push(...(await timeEach(1, () => runTrue(client))));
+      const used = process.cpuUsage(before);
+      clientCpu.push((used.user + used.system) / 1000);
+    }
   }
   rows.push(measured(SECTION, "local spawn('true') (floor)", "ms", local, { p99: true }));
   rows.push(measured(SECTION, "guestkit, open connection", "ms", open, { p99: true }));
+  rows.push(
+    measured(SECTION, "guestkit, open connection: client CPU per exec", "ms", clientCpu, {
+      note: "CPU time of the client process (user + system) across one run(['true'])",
+    }),
+  );
+
+  // The whole command, as a shell script runs it: Node's start, guestctl's start-up,
+  // connect, the capability check, exec, exit. `node -e 0` is the floor of any Node CLI.
+  const cliArgs = ["--target", endpoint.target(), "exec", "--", "true"];
+  await timeEach(3, () => runCommand(GUESTCTL_BIN, cliArgs));
+  const cli: number[] = [];
+  const nodeFloor: number[] = [];
+  for (let i = 0; i < counts.cli; i++) {
+    cli.push(...(await timeEach(1, () => runCommand(GUESTCTL_BIN, cliArgs))));
+    nodeFloor.push(...(await timeEach(1, () => runCommand(process.execPath, ["-e", "0"]))));
+  }
+  rows.push(
+    measured(SECTION, "guestctl exec -- true, whole command", "ms", cli, {
+      p99: true,
+      note: "the guestctl launcher through the hybrid-vsock endpoint: start, connect, exec, exit",
+    }),
+  );
+  rows.push(measured(SECTION, "node -e 0 (CLI floor)", "ms", nodeFloor, { p99: true }));
 
   const target = endpoint.target();
   const fresh = async () => {

@@ -120,6 +120,7 @@ async function main(): Promise<void> {
           fresh: quick ? 20 : 60,
           sshMultiplexed: quick ? 10 : 30,
           sshDirect: quick ? 5 : 15,
+          cli: quick ? 10 : 30,
         }),
       );
     }
@@ -144,6 +145,7 @@ async function main(): Promise<void> {
 
     const transfer: TransferSetup = {
       client,
+      target: `unix:${agent.socketPath}`,
       agentPid: agent.pid,
       raw,
       ssh,

@@ -5,6 +5,8 @@ import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GuestClient } from "@guestkit/host";
+import { sampleRss } from "./agent-footprint.js";
+import { GUESTCTL_BIN } from "./exec-latency.js";
 import type { OpenSsh } from "./openssh.js";
 import type { RawPipe } from "./raw-pipe.js";
 import { type Measurement, measured, mibPerSecond, quantile, since, skipped } from "./stats.js";
@@ -13,6 +15,8 @@ import type { Workspace } from "./workspace.js";
 /** What the transfer sections need. */
 export interface TransferSetup {
   client: GuestClient;
+  /** The agent's target string, for guestctl. */
+  target: string;
   /** The agent's pid, for its CPU time. */
   agentPid: number;
   raw: RawPipe;
@@ -70,6 +74,7 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
           { note: "ControlMaster connection; writes to /dev/null, not to a file" },
         ),
   );
+  rows.push(await hostRss(to, setup, ["cp", source, `guest:${guestTarget}`], guestTarget));
 
   rows.push(
     ...(await sideBySide(from, bytes, setup.reps, [
@@ -102,7 +107,30 @@ export async function measureFileCopy(setup: TransferSetup): Promise<Measurement
           { note: "ControlMaster connection" },
         ),
   );
+  rows.push(await hostRss(from, setup, ["cp", `guest:${guestSource}`, hostTarget], hostTarget));
   return rows;
+}
+
+// The host side's memory while it moves the file: `guestctl cp` in a process of its own
+// (this benchmark process holds everything else), its VmRSS sampled every 5 ms.
+async function hostRss(section: string, setup: TransferSetup, args: string[], output: string): Promise<Measurement> {
+  const peaks: number[] = [];
+  for (let rep = 0; rep < Math.min(setup.reps, 2); rep++) {
+    const child = spawn(GUESTCTL_BIN, ["--target", setup.target, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.setEncoding("utf8").on("data", (text: string) => {
+      err += text;
+    });
+    // The launcher execs Node in place, so the pid is guestctl's own.
+    const sampler = sampleRss(child.pid as number);
+    const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+    peaks.push(sampler.stop());
+    if (code !== 0) throw new Error(`guestctl ${args.join(" ")}: exit ${code}: ${err.trim()}`);
+    await checkAndRemove(output, setup.bytes);
+  }
+  return measured(section, "guestctl cp: host RSS peak", "MiB", peaks, {
+    note: "VmRSS of the guestctl process, sampled every 5 ms",
+  });
 }
 
 /** `head -c BYTES /dev/zero` through exec, beside the raw pipe and ssh. */
