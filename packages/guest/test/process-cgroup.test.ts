@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // The built modules: the trampoline runs as a file of its own, next to them.
 import { type CgroupKillMethod, type CommandCgroups, setUpCommandCgroups } from "../dist/process-cgroup.js";
 import { commandTree } from "../dist/process-group.js";
-import { spawnWithFork } from "../dist/process-spawn-pipes.js";
+import { launchWithNode } from "../dist/process-launch.js";
 import {
   alive,
   cgroupDir,
@@ -96,13 +96,11 @@ describe("Node's spawn, through the trampoline", () => {
     const cgroups = setUp();
     const cgroup = cgroups.create();
     const pids = mkdtempSync(join(dir, "run-"));
-    const launched = await spawnWithFork({
+    const launched = await launchWithNode({
       file: "/bin/sh",
       argv: ["sh", "-c", `cat /proc/self/cgroup; exec ${script} ${pids}`],
       env,
       cwd: "/",
-      rows: 24,
-      cols: 80,
       cgroup,
     });
     if (!launched.ok) throw new Error(launched.reason);
