@@ -35,81 +35,78 @@ const addon = await importOptional("@guestkit/posix-spawn", () => import("@guest
 export const posixSpawnFallbackReason: string | undefined =
   "module" in addon ? addon.module.posixSpawnUnavailable() : addon.reason;
 
-const posixSpawn = "module" in addon && posixSpawnFallbackReason === undefined ? addon.module : undefined;
+/** Starts the child on pipes, or on `terminal`; throws what failed. */
+type Engine = (options: LaunchOptions, terminal: CommandTerminal | undefined) => Promise<ProcessHandle>;
 
-/** Starts the command; resolves once it runs (it has exec'd), or with the reason it could not start. */
-export function launchProcess(options: LaunchOptions): Promise<LaunchResult> {
-  return posixSpawn ? Promise.resolve(launchWithAddon(posixSpawn, options)) : launchWithNode(options);
-}
+const addonEngine: Engine | undefined =
+  "module" in addon && posixSpawnFallbackReason === undefined
+    ? async (options, terminal) => {
+        const { posixSpawn, posixSpawnOnTerminal } = addon.module;
+        const target = {
+          file: options.file,
+          argv: options.argv,
+          env: options.env,
+          cwd: options.cwd,
+          ...(options.runAs ? { runAs: options.runAs } : {}),
+          ...(options.cgroup ? { cgroup: options.cgroup.path } : {}),
+        };
+        if (terminal) {
+          const child = posixSpawnOnTerminal(target, terminal.slave);
+          return terminal.handle(child.pid, child.exited, commandTree(child.pid, options.cgroup));
+        }
+        const child = posixSpawn(target);
+        return pipeHandle(child.pid, child, child.exited, commandTree(child.pid, options.cgroup));
+      }
+    : undefined;
 
-function launchWithAddon(engine: NonNullable<typeof posixSpawn>, options: LaunchOptions): LaunchResult {
-  const [command = ""] = options.argv;
-  const target = {
-    file: options.file,
-    argv: options.argv,
-    env: options.env,
+// Node's spawn of the trampoline: what serves when the addon cannot.
+const nodeEngine: Engine = async (options, terminal) => {
+  const invocation = trampolineInvocation(options);
+  const child = spawn(process.execPath, invocation.args, {
     cwd: options.cwd,
-    ...(options.runAs ? { runAs: options.runAs } : {}),
-    ...(options.cgroup ? { cgroup: options.cgroup.path } : {}),
-  };
-  const terminal = options.terminal && openTerminalFor(command, options.terminal);
-  if (terminal && "code" in terminal) return { ok: false, ...terminal };
-  try {
-    if (!terminal) {
-      const child = engine.posixSpawn(target);
-      return { ok: true, process: pipeHandle(child.pid, child, child.exited, commandTree(child.pid, options.cgroup)) };
-    }
-    const child = engine.posixSpawnOnTerminal(target, terminal.slave);
-    return { ok: true, process: terminal.handle(child.pid, child.exited, commandTree(child.pid, options.cgroup)) };
-  } catch (error) {
-    terminal?.close();
-    return { ok: false, ...startFailureOf(command, error) };
-  }
-}
-
-/** Node's spawn of the trampoline: what serves when the addon cannot. Exported for its test. */
-export async function launchWithNode(options: LaunchOptions): Promise<LaunchResult> {
-  const [command = ""] = options.argv;
-  const terminal = options.terminal && openTerminalFor(command, options.terminal);
-  if (terminal && "code" in terminal) return { ok: false, ...terminal };
-  const invocation = trampolineInvocation({ ...options, cgroup: options.cgroup?.path });
-  let child: ChildProcess;
-  try {
-    child = spawn(process.execPath, invocation.args, {
-      cwd: options.cwd,
-      // setsid() before the exec, which libuv waits for: the group exists once this returns.
-      detached: true,
-      env: invocation.env,
-      stdio: terminal ? [terminal.slave, terminal.slave, terminal.slave] : "pipe",
-    });
-  } catch (error) {
-    terminal?.close();
-    return { ok: false, ...startFailureOf(command, error) };
-  }
+    // setsid() before the exec, which libuv waits for: the group exists once this returns.
+    detached: true,
+    env: invocation.env,
+    stdio: terminal ? [terminal.slave, terminal.slave, terminal.slave] : "pipe",
+  });
   // The exit listener goes on first, so no exit is missed whatever happens next.
   const exited = new Promise<ProcessExit>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal: signal ? signalNumberOf(signal) : null }));
   });
-  if (child.pid === undefined) {
-    // libuv reports exec failures through its own pipe, as an 'error' on the next tick.
-    const error = await new Promise<unknown>((resolve) => child.once("error", resolve));
-    terminal?.close();
-    return { ok: false, ...startFailureOf(command, error) };
-  }
+  // libuv reports exec failures through its own pipe, as an 'error' on the next tick.
+  if (child.pid === undefined) throw await new Promise<unknown>((resolve) => child.once("error", resolve));
   child.on("error", () => {
     // Only spawn failures come here, and that case was handled above.
   });
   const tree = commandTree(child.pid, options.cgroup);
-  if (terminal) return { ok: true, process: terminal.handle(child.pid, exited, tree) };
+  if (terminal) return terminal.handle(child.pid, exited, tree);
   const stdio = child as ChildProcess & { stdin: Writable; stdout: Readable; stderr: Readable };
-  return { ok: true, process: pipeHandle(child.pid, stdio, exited, tree) };
+  return pipeHandle(child.pid, stdio, exited, tree);
+};
+
+/** Starts the command; resolves once it runs (it has exec'd), or with the reason it could not start. */
+export function launchProcess(options: LaunchOptions): Promise<LaunchResult> {
+  return launch(options, addonEngine ?? nodeEngine);
 }
 
-function openTerminalFor(command: string, size: { rows: number; cols: number }): CommandTerminal | StartFailure {
+/** launchProcess through the trampoline, as where the addon is missing (for its test). */
+export function launchWithNode(options: LaunchOptions): Promise<LaunchResult> {
+  return launch(options, nodeEngine);
+}
+
+async function launch(options: LaunchOptions, engine: Engine): Promise<LaunchResult> {
+  const [command = ""] = options.argv;
+  let terminal: CommandTerminal | undefined;
   try {
-    return openTerminal(size.rows, size.cols);
+    if (options.terminal) terminal = openTerminal(options.terminal.rows, options.terminal.cols);
   } catch (error) {
-    return { code: 126, reason: `${command}: cannot start on a terminal: ${describeError(error)}` };
+    return { ok: false, code: 126, reason: `${command}: cannot start on a terminal: ${describeError(error)}` };
+  }
+  try {
+    return { ok: true, process: await engine(options, terminal) };
+  } catch (error) {
+    terminal?.close();
+    return { ok: false, ...startFailureOf(command, error) };
   }
 }
 
