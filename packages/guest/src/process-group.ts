@@ -1,6 +1,6 @@
-// Signalling a command's whole process tree. Every command runs as the leader of its own
-// session and process group (pgid = sid = its pid), so the group and the session are
-// named by the pid the client saw in `started`. Where commands have cgroups
+// Signalling and ending a command's whole process tree. Every command runs as the leader
+// of its own session and process group (pgid = sid = its pid), so the group and the
+// session are named by the pid the client saw in `started`. Where commands have cgroups
 // (process-cgroup.ts), the cgroup is the tree; elsewhere the session is, and what the
 // command started with setsid is out of reach.
 import { readdirSync, readFileSync } from "node:fs";
