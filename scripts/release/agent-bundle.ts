@@ -128,7 +128,7 @@ async function stageAndPack(guest: PackageJson, staging: string, options: AgentB
 }
 
 // The agent and everything pure JavaScript it loads, in two files: the agent, and the
-// trampoline it runs before TTY commands (exec-trampoline.ts, a separate Node process).
+// trampoline it starts commands through without posix-spawn (exec-trampoline.ts, a separate Node process).
 // The native addons and @grpc/reflection stay packages of their own beside it: the
 // addons load their .node files relative to their own code, and reflection is loaded
 // on first use only (reflection.ts), which a bundled copy would defeat.

@@ -8,8 +8,8 @@ import { type AgentProcess, startAgent } from "@guestkit/testkit";
 import { afterAll, beforeAll, expect, it } from "vitest";
 
 const BURST = 200;
-// A TTY command costs more to start (a terminal, and a Node trampoline while other
-// terminals are open): fewer rounds keep the test's time in check.
+// A TTY command costs more to start (a terminal): fewer rounds keep the test's time in
+// check.
 const ROUNDS = { tty: 2, pipes: 3 };
 
 let agent: AgentProcess;

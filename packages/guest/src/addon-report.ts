@@ -2,8 +2,8 @@
 // optional and the agent works without it, more slowly or with less: without it a
 // user would only find out from a failed TTY, a refused vsock listener or a slow exec.
 import { importOptional } from "./optional-package.js";
+import { posixSpawnFallbackReason } from "./process-launch.js";
 import { ptyNative } from "./process-pty-native.js";
-import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
 
 /** "addons: node-pty (TTYs), @guestkit/posix-spawn (...), ...", with the reason for each one missing. */
 export async function addonReport(): Promise<string> {

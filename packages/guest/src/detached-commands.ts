@@ -31,7 +31,7 @@ import { ExecRequestError, parseExecStart, parseWindowSize } from "./exec-reques
 import { describeError, grpcError } from "./grpc-errors.js";
 import { logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
-import { KILL_GRACE_MS, signalProcessGroup } from "./process-group.js";
+import { signalProcessGroup, terminateTree } from "./process-group.js";
 import type { ProcessHandle } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
 import { parseSignalName } from "./signal-names.js";
@@ -49,7 +49,6 @@ interface Attacher {
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const TERMINATE_POLL_MS = 50;
 
 /** The most recent output of one command, up to `capacity` bytes. */
 class OutputRing {
@@ -98,7 +97,6 @@ class DetachedCommand {
   readonly #attached = new Set<Attacher>();
   #timedOut = false;
   #terminating: Promise<void> | undefined;
-  #reaped = false;
 
   constructor(id: string, process: ProcessHandle, command: string, tty: boolean) {
     this.id = id;
@@ -120,7 +118,6 @@ class DetachedCommand {
     );
     const timer = timeoutMs > 0 ? setTimeout(() => this.#onTimeout(), timeoutMs) : undefined;
     const exit = await this.process.exited;
-    this.#reaped = true;
     clearTimeout(timer);
     // A background process holding the output: what came up to a moment after the exit.
     await Promise.race([Promise.all(ended), new Promise((resolve) => setTimeout(resolve, 500))]);
@@ -190,16 +187,7 @@ class DetachedCommand {
 
   /** TERM to everything the command started, KILL after the grace; resolves once it is gone. */
   terminate(): Promise<void> {
-    this.#terminating ??= (async () => {
-      const tree = this.process.tree;
-      tree.signal("SIGTERM");
-      const deadline = Date.now() + KILL_GRACE_MS;
-      while (Date.now() < deadline && (!this.#reaped || tree.running())) {
-        await new Promise((resolve) => setTimeout(resolve, TERMINATE_POLL_MS));
-      }
-      if (!this.#reaped || tree.running()) await tree.kill();
-      await this.process.exited;
-    })();
+    this.#terminating ??= terminateTree(this.process.tree, this.process.exited);
     return this.#terminating;
   }
 

@@ -5,9 +5,8 @@ import type { ExecSpec } from "./exec-request.js";
 import { describeError } from "./grpc-errors.js";
 import type { CommandCgroup, CommandCgroups } from "./process-cgroup.js";
 import type { LaunchResult } from "./process-handle.js";
+import { launchProcess } from "./process-launch.js";
 import { agentIdentity, DEFAULT_PATH, preflight } from "./process-preflight.js";
-import { spawnWithPipes } from "./process-spawn-pipes.js";
-import { spawnWithPty } from "./process-spawn-pty.js";
 import { type RunAs, resolveUser, UnknownUserError } from "./user-database.js";
 
 /** TERM in TTY mode unless the request's env names one: what hosts' terminals emulate. */
@@ -49,13 +48,12 @@ export async function launchCommand(spec: ExecSpec, cgroups: CommandCgroups | un
     argv: spec.argv,
     env,
     cwd,
-    rows: spec.rows,
-    cols: spec.cols,
+    ...(spec.tty ? { terminal: { rows: spec.rows, cols: spec.cols } } : {}),
     // An agent that is not root runs commands only as itself (see above): nothing to switch.
     ...(runAs && agent.uid === 0 ? { runAs: { uid: runAs.uid, gid: runAs.gid } } : {}),
     ...(cgroup ? { cgroup } : {}),
   };
-  const launched = await (spec.tty ? spawnWithPty(options) : spawnWithPipes(options));
+  const launched = await launchProcess(options);
   if (!launched.ok) cgroup?.release();
   return launched;
 }

@@ -13,7 +13,7 @@ import { StdinQueue } from "./exec-stdin.js";
 import { describeError, grpcError } from "./grpc-errors.js";
 import { logError, logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
-import { KILL_GRACE_MS, signalProcessGroup } from "./process-group.js";
+import { signalProcessGroup, terminateTree } from "./process-group.js";
 import type { ProcessExit, ProcessHandle, StartFailure } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
 import { parseSignalName } from "./signal-names.js";
@@ -21,9 +21,6 @@ import { onWritable, sendMessage } from "./stream-writer.js";
 
 type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
 type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;
-
-// While a group is being terminated, how often to look whether anything is left in it.
-const TERMINATE_POLL_MS = 50;
 
 /**
  * The Exec handler; every command it starts is registered in `commands`, and runs in a
@@ -216,23 +213,10 @@ class CommandCall {
     if (status) failCall(this.#call, status);
   }
 
-  // SIGTERM to everything the command started (its cgroup, or else its session), SIGKILL
-  // to whatever is still there after the grace. Resolves once the command was reaped and
-  // nothing of it is left running, so that shutdown really ends it.
+  // Everything the command started (its cgroup, or else its session), once.
   #terminate(): Promise<void> {
-    this.#terminating ??= (async () => {
-      const tree = this.#process.tree;
-      tree.signal("SIGTERM");
-      const deadline = Date.now() + KILL_GRACE_MS;
-      while (Date.now() < deadline && this.#leftRunning()) await delay(TERMINATE_POLL_MS);
-      if (this.#leftRunning()) await tree.kill();
-      await this.#process.exited;
-    })();
+    this.#terminating ??= terminateTree(this.#process.tree, this.#process.exited);
     return this.#terminating;
-  }
-
-  #leftRunning(): boolean {
-    return !this.#exit || this.#process.tree.running();
   }
 
   #send(response: Response): boolean {
@@ -280,8 +264,4 @@ function asStatus(error: unknown): Partial<grpc.StatusObject> & Error {
 function loggableName(command: string): string {
   const name = basename(command).replace(/[^\x20-\x7e]/g, "?");
   return name.length > 64 ? `${name.slice(0, 64)}...` : name;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,21 +1,26 @@
-// Runs between a fork the agent cannot step into (node-pty's forkpty() in TTY mode,
-// Node's spawn where the posix-spawn addon is missing) and the command, for what a C
-// program would do there: join the command's cgroup (process-cgroup.ts) before the
-// command runs, so that nothing it starts can escape it; close the descriptors the
-// agent holds that a child would inherit (another command's terminal master; see
-// process-inherited-fds.ts: Node has neither fcntl nor close_range); switch user. Then
-// it becomes the command.
+// Where the posix-spawn addon cannot be used, the launcher (process-launch.ts) starts
+// this script with Node's spawn (its own session, stdio on pipes or on the command's
+// terminal), for what the addon does between its clone and the exec, as Node cannot
+// step in there: join the command's cgroup (process-cgroup.ts) before the command runs,
+// so that nothing it starts can escape it; take the terminal as controlling terminal;
+// close the descriptors the agent held that a child inherits (another command's
+// terminal master: Node has neither fcntl nor close_range); switch user. Then it
+// becomes the command.
 //
 // argv: node exec-trampoline.js UID GID CGROUP FILE ARGV0 [ARGS...], with UID and GID
 // "-" to stay who it is, CGROUP "-" for none. It starts as root, so that it can always
-// read this script, then drops to UID:GID with GID as its only group, as the pipe-mode
-// spawn does. The command's environment arrives with every name prefixed by ENV_PREFIX
+// read this script, then drops to UID:GID with GID as its only group, as the addon
+// does. The command's environment arrives with every name prefixed by ENV_PREFIX
 // (exec-trampoline-env.ts), so that nothing meant for the command (NODE_OPTIONS,
 // LD_PRELOAD...) changes how this Node starts.
-import { closeSync, existsSync, openSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { isatty } from "node:tty";
+import { startExitCode } from "./exec-exit.js";
 import { ENV_PREFIX } from "./exec-trampoline-env.js";
-import { scanInheritableFds } from "./process-inherited-fds.js";
+
+// O_CLOEXEC as /proc/PID/fdinfo prints it (octal "flags:").
+const O_CLOEXEC = 0o2000000;
 
 // On a terminal (TTY mode) a line ends in CR LF, as the terminal would have made it.
 const EOL = process.stderr.isTTY ? "\r\n" : "\n";
@@ -39,7 +44,18 @@ function main(): void {
   for (const [name, value] of Object.entries(process.env)) {
     if (name.startsWith(ENV_PREFIX) && value !== undefined) env[name.slice(ENV_PREFIX.length)] = value;
   }
-  for (const fd of scanInheritableFds()) {
+  if (isatty(0)) {
+    // A session leader without a controlling terminal takes the first one it opens
+    // without O_NOCTTY; it stays after the close. Before the user switch: the terminal
+    // belongs to root.
+    try {
+      closeSync(openSync("/proc/self/fd/0", "r+"));
+    } catch (error) {
+      process.stderr.write(`${argv[0]}: cannot take its terminal: ${(error as Error).message}${EOL}`);
+      process.exit(126);
+    }
+  }
+  for (const fd of inheritableFds()) {
     try {
       closeSync(fd);
     } catch {
@@ -73,7 +89,7 @@ function main(): void {
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     process.stderr.write(`${argv[0]}: ${(error as Error).message}${EOL}`);
-    process.exit(code === "ENOENT" ? 127 : 126);
+    process.exit(startExitCode(typeof code === "string" ? code : ""));
   }
 }
 
@@ -93,6 +109,30 @@ function executableKind(file: string): "direct" | "missing-interpreter" | "other
   if (start[0] !== 0x23 || start[1] !== 0x21) return "other";
   const interpreter = /^#!\s*(\S+)/.exec(start.toString("latin1"))?.[1] ?? "";
   return interpreter && existsSync(interpreter) ? "direct" : "missing-interpreter";
+}
+
+// This process's descriptors above stderr that are not close-on-exec, from /proc.
+function inheritableFds(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync("/proc/self/fdinfo");
+  } catch {
+    return [];
+  }
+  const fds: number[] = [];
+  for (const name of names) {
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || fd <= 2) continue;
+    let info: string;
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+    } catch {
+      continue; // The directory listing's own descriptor, closed by now.
+    }
+    const flags = /^flags:\s*([0-7]+)/m.exec(info)?.[1];
+    if (flags !== undefined && (Number.parseInt(flags, 8) & O_CLOEXEC) === 0) fds.push(fd);
+  }
+  return fds;
 }
 
 main();

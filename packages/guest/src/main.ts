@@ -6,7 +6,7 @@ import { readTokenFile } from "@guestkit/protocol";
 import { addonReport } from "./addon-report.js";
 import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
 import { logError, logInfo, setQuiet } from "./log.js";
-import { posixSpawnFallbackReason } from "./process-spawn-pipes.js";
+import { posixSpawnFallbackReason } from "./process-launch.js";
 import { createAgentServer } from "./server.js";
 import { checkTokenFor } from "./token-auth.js";
 import { agentVersion } from "./version.js";

@@ -60,9 +60,10 @@ export interface LaunchOptions {
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
   readonly cwd: string;
+  /** The user and group to switch to, the group as its only one; the agent's own when absent. */
   readonly runAs?: { readonly uid: number; readonly gid: number };
-  readonly rows: number;
-  readonly cols: number;
+  /** A terminal of that size (TTY mode); three pipes when absent. */
+  readonly terminal?: { readonly rows: number; readonly cols: number };
   /** The cgroup the command must be in before it runs; none where cgroups are not used. */
   readonly cgroup?: CommandCgroup;
 }

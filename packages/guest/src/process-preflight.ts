@@ -1,7 +1,7 @@
 // Checks made before starting a command, so that "not found" (127) and "cannot run"
-// (126) are told apart and explained in one line, the same in pipe and TTY mode. The
-// spawn itself would report a bad cwd as ENOENT, like a missing command, and in TTY mode
-// the forked child can only print an error and exit 1.
+// (126) are told apart and explained in one line, the same in pipe and TTY mode, and so
+// that the launcher gets a path (it does not search PATH). Where the trampoline starts
+// commands, an exec that fails there can only print its error on the command's stderr.
 import { type Stats, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve, sep } from "node:path";
 import type { StartFailure } from "./process-handle.js";

@@ -2,6 +2,7 @@
 // them, and /proc and cgroup v2 lookups to tell whether they still run.
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { procStat } from "../dist/process-group.js";
 import { waitFor } from "./exec-client.js";
 
 // Starts a setsid child and a double-forked daemon (its parent exits, so init adopts
@@ -60,18 +61,6 @@ export function killEscapees(escapees: readonly Escapee[]): void {
 /** Waits (bounded) until none of them runs. */
 export async function expectAllGone(escapees: readonly Escapee[], within = 5000): Promise<void> {
   await waitFor(() => escapees.every((escapee) => !alive(escapee)), within, "the escaped processes to be gone");
-}
-
-function procStat(pid: number): { state: string; session: number; startTime: string } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return undefined;
-  }
-  // "pid (comm) state ppid pgrp session ... starttime (field 22)"; comm may hold spaces.
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0] ?? "", session: Number(fields[3]), startTime: fields[19] ?? "" };
 }
 
 /** The cgroup v2 directory a /proc/PID/cgroup text names, on this machine's cgroup2 mount. */

@@ -1,8 +1,8 @@
 // A descriptor the agent inherited from its parent never reaches a command, in either
 // mode or as another user. Node 24 itself marks inherited descriptors close-on-exec as
-// it starts (seen here: the agent's fdinfo flags), and the agent's own scan at its first
-// command (process-inherited-fds.ts) covers a runtime that does not: this test holds
-// the property whichever layer provides it.
+// it starts (seen here: the agent's fdinfo flags), and the launcher closes every
+// descriptor above stderr in the child (process-launch.ts) for a runtime that does
+// not: this test holds the property whichever layer provides it.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -230,8 +230,8 @@ describe("isolation between commands", () => {
   });
 
   it("starts commands the same way while another terminal is open", async () => {
-    // With another command's terminal open, TTY commands start through the trampoline
-    // (process-inherited-fds.ts); they must not notice.
+    // With another command's terminal open (its master is not close-on-exec), TTY
+    // commands must start just the same.
     const holder = env.client.exec(new grpc.Metadata());
     let holderPid = 0;
     const holderDone = collect(holder, (response) => {

@@ -1,7 +1,7 @@
 // The agent's cgroups against the real kernel, below the gRPC layer: both ways to kill
 // a cgroup (cgroup.kill, and the freeze-then-SIGKILL that kernels before 5.14 need),
 // Node's spawn through the trampoline (the path where the posix-spawn addon is missing),
-// and what happens to the directories.
+// on pipes and on a terminal, and what happens to the directories.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // The built modules: the trampoline runs as a file of its own, next to them.
 import { type CgroupKillMethod, type CommandCgroups, setUpCommandCgroups } from "../dist/process-cgroup.js";
 import { commandTree } from "../dist/process-group.js";
-import { spawnWithFork } from "../dist/process-spawn-pipes.js";
+import { launchWithNode } from "../dist/process-launch.js";
 import {
   alive,
   cgroupDir,
@@ -96,13 +96,11 @@ describe("Node's spawn, through the trampoline", () => {
     const cgroups = setUp();
     const cgroup = cgroups.create();
     const pids = mkdtempSync(join(dir, "run-"));
-    const launched = await spawnWithFork({
+    const launched = await launchWithNode({
       file: "/bin/sh",
       argv: ["sh", "-c", `cat /proc/self/cgroup; exec ${script} ${pids}`],
       env,
       cwd: "/",
-      rows: 24,
-      cols: 80,
       cgroup,
     });
     if (!launched.ok) throw new Error(launched.reason);
@@ -122,6 +120,32 @@ describe("Node's spawn, through the trampoline", () => {
     tree.release();
     cgroups.close();
     expect(existsSync(cgroups.root)).toBe(false);
+  });
+  it("starts a TTY command on its terminal, as its user and in its cgroup", async () => {
+    const cgroups = setUp();
+    const cgroup = cgroups.create();
+    const launched = await launchWithNode({
+      file: "/bin/sh",
+      // /dev/tty opens only for a process with a controlling terminal.
+      argv: ["sh", "-c", "id -u; id -G; stty size; cat /proc/self/cgroup; echo ctty >/dev/tty"],
+      env,
+      cwd: "/",
+      runAs: { uid: 65534, gid: 65534 },
+      terminal: { rows: 30, cols: 100 },
+      cgroup,
+    });
+    if (!launched.ok) throw new Error(launched.reason);
+    let output = "";
+    launched.process.outputs[0]?.stream.on("data", (chunk: Buffer) => {
+      output += String(chunk);
+    });
+    expect(await launched.process.exited).toEqual({ code: 0, signal: null });
+    await waitFor(() => output.includes("ctty\r\n"), 5000, "the command's output");
+    expect(output.split("\r\n").slice(0, 3)).toEqual(["65534", "65534", "30 100"]);
+    expect(cgroupDir(output.replaceAll("\r", ""))).toBe(cgroup.path);
+    launched.process.close();
+    launched.process.tree.release();
+    cgroups.close();
   });
 });
 

@@ -24,12 +24,15 @@
 #include <node_api.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -184,6 +187,8 @@ typedef struct {
   char** shell_argv;
   const char* cwd;
   int fds[3];
+  // fds[0..2] are one terminal's slave side, to become the controlling terminal.
+  int terminal;
   // cgroup.procs of the cgroup the child must join before anything else, or -1.
   int cgroup_procs;
   // -1: keep the agent's.
@@ -223,6 +228,12 @@ static int spawn_child(void* data) {
       args->step = "dup2";
       goto fail;
     }
+  }
+  // A session leader with no controlling terminal takes this one: ^C then signals the
+  // command's foreground group, a resize sends SIGWINCH, and /dev/tty works.
+  if (args->terminal && ioctl(0, TIOCSCTTY, 0) < 0) {
+    args->step = "tiocsctty";
+    goto fail;
   }
   // Before dropping to the user, as Node's spawn does.
   if (args->cwd[0] != '\0' && chdir(args->cwd) < 0) {
@@ -290,6 +301,40 @@ static pid_t clone_child(child_args* args) {
   return pid;
 }
 
+// The line discipline node-pty's fork gives its terminals (node-pty 1.1, pty.cc), so
+// that a command sees the same terminal however it was started: canonical mode with
+// UTF-8 erase, echo, the signal keys (^C, ^Z, quit), output in CR LF.
+static int set_terminal_modes(int fd) {
+  struct termios t;
+  memset(&t, 0, sizeof t);
+  t.c_iflag = ICRNL | IXON | IXANY | IMAXBEL | BRKINT | IUTF8;
+  t.c_oflag = OPOST | ONLCR;
+  t.c_cflag = CREAD | CS8 | HUPCL;
+  t.c_lflag = ICANON | ISIG | IEXTEN | ECHO | ECHOE | ECHOK | ECHOKE | ECHOCTL;
+  t.c_cc[VEOF] = 4;
+  t.c_cc[VEOL] = (cc_t)-1;
+  t.c_cc[VEOL2] = (cc_t)-1;
+  t.c_cc[VERASE] = 0x7f;
+  t.c_cc[VWERASE] = 23;
+  t.c_cc[VKILL] = 21;
+  t.c_cc[VREPRINT] = 18;
+  t.c_cc[VINTR] = 3;
+  t.c_cc[VQUIT] = 0x1c;
+  t.c_cc[VSUSP] = 26;
+  t.c_cc[VSTART] = 17;
+  t.c_cc[VSTOP] = 19;
+  t.c_cc[VLNEXT] = 22;
+  t.c_cc[VDISCARD] = 15;
+  t.c_cc[VMIN] = 1;
+  t.c_cc[VTIME] = 0;
+  cfsetispeed(&t, B38400);
+  cfsetospeed(&t, B38400);
+  // The command reads and writes it blocking, whatever the opener chose.
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) return -errno;
+  return tcsetattr(fd, TCSANOW, &t) < 0 ? -errno : 0;
+}
+
 static napi_value make_failure(napi_env env, int negative_errno, const char* step) {
   napi_value result, value;
   if (napi_create_object(env, &result) != napi_ok || (value = make_number(env, negative_errno)) == NULL ||
@@ -300,20 +345,22 @@ static napi_value make_failure(napi_env env, int negative_errno, const char* ste
   return result;
 }
 
-// spawn(file, argv, envp, cwd, stdin, stdout, stderr, uid, gid, cgroup, onExit) -> pid,
+// spawn(file, argv, envp, cwd, stdin, stdout, stderr, uid, gid, cgroup, terminal, onExit) -> pid,
 // or {errno (negative), step} naming what failed ("execve", "chdir", "cgroup"...).
 // `file` is a path (the caller has searched PATH); cwd "" keeps the agent's; uid and gid
 // -1 keep the agent's; cgroup "" leaves the child in the agent's cgroup, else it is a
 // cgroup v2 directory the child joins before anything else. The child gets its own
 // session (setsid), default dispositions for every signal and an empty signal mask, the
-// three fds as 0, 1 and 2, and no other descriptor of the agent's. A file execve refuses
+// three fds as 0, 1 and 2, and no other descriptor of the agent's. With `terminal`, the
+// three fds are a terminal's slave side: it gets node-pty's modes and becomes the
+// child's controlling terminal. A file execve refuses
 // with ENOEXEC runs with /bin/sh, as execvp does. onExit(code, signal) runs once: code -1
 // when a signal ended it.
 static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value args[11];
+  size_t argc = 12;
+  napi_value args[12];
   CHECK(napi_get_cb_info(env, info, &argc, args, NULL, NULL));
-  if (argc < 11) return make_failure(env, -EINVAL, "arguments");
+  if (argc < 12) return make_failure(env, -EINVAL, "arguments");
   child_args child;
   memset(&child, 0, sizeof child);
   child.cgroup_procs = -1;
@@ -324,6 +371,13 @@ static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
   if (napi_get_value_int32(env, args[7], &child.uid) != napi_ok ||
       napi_get_value_int32(env, args[8], &child.gid) != napi_ok || (child.uid < 0) != (child.gid < 0))
     return make_failure(env, -EINVAL, "arguments");
+  bool terminal;
+  if (napi_get_value_bool(env, args[10], &terminal) != napi_ok) return make_failure(env, -EINVAL, "arguments");
+  child.terminal = terminal;
+  if (terminal) {
+    int modes = set_terminal_modes(child.fds[0]);
+    if (modes < 0) return make_failure(env, modes, "tcsetattr");
+  }
   char* file = string_arg(env, args[0]);
   char* cwd = string_arg(env, args[3]);
   char* cgroup = string_arg(env, args[9]);
@@ -365,7 +419,7 @@ static napi_value posix_spawn_spawn(napi_env env, napi_callback_info info) {
     step = child.step;
     goto done;
   }
-  error = watch_child(env, pid, args[10]);
+  error = watch_child(env, pid, args[11]);
   if (error < 0) step = "pidfd_open";
   else result = make_number(env, pid);
 done:
@@ -411,7 +465,7 @@ static napi_value posix_spawn_supported(napi_env env, napi_callback_info info) {
 }
 
 // Bumped whenever a function's arguments change: the loader refuses a stale build.
-#define INTERFACE_VERSION 2
+#define INTERFACE_VERSION 3
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value version = make_number(env, INTERFACE_VERSION);

@@ -1,1 +1,9 @@
-export { type PosixSpawnOptions, posixSpawn, posixSpawnUnavailable, type SpawnedProcess } from "./posix-spawn.js";
+export {
+  type PosixSpawnOptions,
+  posixSpawn,
+  posixSpawnOnTerminal,
+  posixSpawnUnavailable,
+  type SpawnedExit,
+  type SpawnedProcess,
+  type StartedProcess,
+} from "./posix-spawn.js";

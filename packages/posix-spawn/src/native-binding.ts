@@ -7,8 +7,10 @@ import { createRequire } from "node:module";
 /** The addon's functions (native/posix_spawn.c). Each returns a negative errno on failure. */
 export interface PosixSpawnNative {
   /**
-   * Starts `file` (uid and gid -1: the caller's; cgroup "": the caller's); onExit(code,
-   * signal) runs once it has exited and been reaped. Returns the pid, or what failed.
+   * Starts `file` (uid and gid -1: the caller's; cgroup "": the caller's; `terminal`:
+   * the three fds are a terminal's slave side, to be its controlling terminal);
+   * onExit(code, signal) runs once it has exited and been reaped. Returns the pid, or
+   * what failed.
    */
   spawn(
     file: string,
@@ -21,6 +23,7 @@ export interface PosixSpawnNative {
     uid: number,
     gid: number,
     cgroup: string,
+    terminal: boolean,
     onExit: (code: number, signal: number) => void,
   ): number | { errno: number; step: string };
   /** A close-on-exec pipe: [readFd, writeFd]. */
@@ -33,7 +36,7 @@ export interface PosixSpawnNative {
 }
 
 // The native/posix_spawn.c this code calls.
-const INTERFACE_VERSION = 2;
+const INTERFACE_VERSION = 3;
 
 const ADDON_PATH = "../build/Release/posix_spawn.node";
 

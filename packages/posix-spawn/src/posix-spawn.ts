@@ -1,8 +1,8 @@
 // A child process started by posix_spawn (no fork: see native/posix_spawn.c), with its
-// stdin, stdout and stderr on pipes wrapped as ordinary net.Sockets.
+// stdin, stdout and stderr on pipes wrapped as ordinary net.Sockets, or on a terminal.
 import { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
-import { loadNative } from "./native-binding.js";
+import { loadNative, type PosixSpawnNative } from "./native-binding.js";
 
 /** What to start. */
 export interface PosixSpawnOptions {
@@ -22,14 +22,24 @@ export interface PosixSpawnOptions {
   readonly cgroup?: string;
 }
 
+/** How a child ended: its exit status, or the number of the signal that ended it. */
+export interface SpawnedExit {
+  readonly code: number | null;
+  readonly signal: number | null;
+}
+
 /** A started child: a session and process group of its own (pgid = sid = pid). */
-export interface SpawnedProcess {
+export interface StartedProcess {
   readonly pid: number;
+  /** Resolves once it has exited and been reaped. */
+  readonly exited: Promise<SpawnedExit>;
+}
+
+/** A child on three pipes. */
+export interface SpawnedProcess extends StartedProcess {
   readonly stdin: Socket;
   readonly stdout: Socket;
   readonly stderr: Socket;
-  /** Resolves once it has exited and been reaped: the exit status, or the signal number that ended it. */
-  readonly exited: Promise<{ code: number | null; signal: number | null }>;
 }
 
 /** Why posixSpawn cannot be used on this system, or undefined when it can. */
@@ -46,9 +56,7 @@ export function posixSpawnUnavailable(): string | undefined {
  * "setuid"...) when it cannot start; nothing is left open then.
  */
 export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
-  const loaded = loadNative();
-  if ("reason" in loaded) throw new Error(`posix_spawn is unavailable: ${loaded.reason}`);
-  const { native } = loaded;
+  const native = nativeOrThrow();
   const pipes: [number, number][] = [];
   const closeAll = (fds: number[]) => {
     for (const fd of fds) native.closeFd(fd);
@@ -63,9 +71,47 @@ export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
   }
   const [stdinPipe, stdoutPipe, stderrPipe] = pipes as [[number, number], [number, number], [number, number]];
   const childEnds = [stdinPipe[0], stdoutPipe[1], stderrPipe[1]] as const;
-  const ourEnds = [stdinPipe[1], stdoutPipe[0], stderrPipe[0]];
-  let resolveExit!: (exit: { code: number | null; signal: number | null }) => void;
-  const exited = new Promise<{ code: number | null; signal: number | null }>((resolve) => {
+  try {
+    const { pid, exited } = start(native, options, childEnds, false);
+    return {
+      pid,
+      stdin: new Socket({ fd: stdinPipe[1], readable: false, writable: true }),
+      stdout: new Socket({ fd: stdoutPipe[0], readable: true, writable: false }),
+      stderr: new Socket({ fd: stderrPipe[0], readable: true, writable: false }),
+      exited,
+    };
+  } catch (error) {
+    closeAll([stdinPipe[1], stdoutPipe[0], stderrPipe[0]]);
+    throw error;
+  } finally {
+    // The child has its copies (or there is no child).
+    closeAll([...childEnds]);
+  }
+}
+
+/**
+ * Starts a process as posixSpawn does, but on a terminal: `slave` (a terminal's slave
+ * side, left open for the caller) becomes its stdin, stdout and stderr and its
+ * controlling terminal, set to node-pty's modes (canonical, echo, UTF-8, CR LF output).
+ */
+export function posixSpawnOnTerminal(options: PosixSpawnOptions, slave: number): StartedProcess {
+  return start(nativeOrThrow(), options, [slave, slave, slave], true);
+}
+
+function nativeOrThrow(): PosixSpawnNative {
+  const loaded = loadNative();
+  if ("reason" in loaded) throw new Error(`posix_spawn is unavailable: ${loaded.reason}`);
+  return loaded.native;
+}
+
+function start(
+  native: PosixSpawnNative,
+  options: PosixSpawnOptions,
+  fds: readonly [number, number, number],
+  terminal: boolean,
+): StartedProcess {
+  let resolveExit!: (exit: SpawnedExit) => void;
+  const exited = new Promise<SpawnedExit>((resolve) => {
     resolveExit = resolve;
   });
   const envp = Object.entries(options.env).map(([name, value]) => `${name}=${value}`);
@@ -74,25 +120,15 @@ export function posixSpawn(options: PosixSpawnOptions): SpawnedProcess {
     options.argv,
     envp,
     options.cwd ?? "",
-    ...childEnds,
+    ...fds,
     options.runAs?.uid ?? -1,
     options.runAs?.gid ?? -1,
     options.cgroup ?? "",
+    terminal,
     (code: number, signal: number) => resolveExit({ code: code < 0 ? null : code, signal: signal > 0 ? signal : null }),
   );
-  // The child has its copies (or there is no child).
-  closeAll([...childEnds]);
-  if (typeof pid !== "number") {
-    closeAll(ourEnds);
-    throw errnoError(pid.errno, pid.step, `spawn ${options.file}: ${pid.step}`);
-  }
-  return {
-    pid,
-    stdin: new Socket({ fd: stdinPipe[1], readable: false, writable: true }),
-    stdout: new Socket({ fd: stdoutPipe[0], readable: true, writable: false }),
-    stderr: new Socket({ fd: stderrPipe[0], readable: true, writable: false }),
-    exited,
-  };
+  if (typeof pid !== "number") throw errnoError(pid.errno, pid.step, `spawn ${options.file}: ${pid.step}`);
+  return { pid, exited };
 }
 
 function errnoError(

@@ -1,11 +1,21 @@
 // posixSpawn against real processes: what the command starts with (argv, env, cwd,
 // session, signals, descriptors, user, cgroup), how its end is reported, and that
 // failures leave nothing open.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { posixSpawn, posixSpawnUnavailable, type SpawnedProcess } from "../src/index.js";
+import { posixSpawn, posixSpawnOnTerminal, posixSpawnUnavailable, type SpawnedProcess } from "../src/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "posix-spawn-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -180,5 +190,16 @@ describe("posixSpawn", () => {
       posixSpawn({ file: "/bin/ps", argv: ["ps", "-o", "stat=", "-p", String(child.pid)], env }),
     );
     expect(stdout.trim()).toBe("");
+  });
+
+  it("refuses to run on a terminal that is not one, and leaves nothing open", () => {
+    // On a real terminal it is the agent's TTY mode (packages/guest/test/exec-tty.test.ts).
+    const notTerminal = openSync("/dev/null", "r+");
+    const before = openFds();
+    expect(() => posixSpawnOnTerminal({ file: "/bin/true", argv: ["true"], env }, notTerminal)).toThrow(
+      expect.objectContaining({ code: "ENOTTY", syscall: "tcsetattr" }),
+    );
+    expect(openFds()).toBe(before);
+    closeSync(notTerminal);
   });
 });
