@@ -1,6 +1,6 @@
-// The agent needs Node 24: TTY commands start through process.execve (exec-trampoline.ts,
-// Node 22.15 and later), and node-pty loses a command's last output at exit with the
-// libuv of Node before 24 (1.52 fixed it). On an older Node every TTY exec would fail or
+// The agent needs Node 24: without the posix-spawn addon every command starts through
+// process.execve (exec-trampoline.ts, Node 22.15 and later), and node-pty loses a command's last output at exit with the
+// libuv of Node before 24 (1.52 fixed it). On an older Node TTY execs would fail or
 // lose output, so the agent refuses to start there, saying what it needs. main.ts
 // imports this first, so it runs before any other module of the agent is evaluated.
 
