@@ -9,8 +9,9 @@
 import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { closeSync, constants, openSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
+import { errnoOf } from "@guestkit/protocol";
 import { trampolineInvocation } from "./exec-trampoline-env.js";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { describeError } from "./grpc-errors.js";
 import { importOptional } from "./optional-package.js";
 import { commandTree } from "./process-group.js";
 import type { LaunchOptions, LaunchResult, ProcessExit, ProcessHandle, ProcessTree } from "./process-handle.js";
@@ -138,7 +139,7 @@ function stdioCovering(leaks: readonly number[], devNull: number): StdioOptions 
 }
 
 function startFailureOf(command: string, error: unknown): { code: 126 | 127; reason: string } {
-  const code = errnoCode(error);
+  const code = errnoOf(error);
   // The step of posix_spawn's child that failed, when it was not the exec itself.
   const step = (error as { syscall?: unknown } | null)?.syscall;
   if (step === "cgroup") return { code: 126, reason: `${command}: cannot join its cgroup: ${code}` };

@@ -90,7 +90,7 @@ export function notifyProgress(options: CopyOptions, progress: CopyProgress): vo
     options.onProgress?.(progress);
   } catch (error) {
     throw new CopyError(
-      "ABORTED",
+      "cancelled",
       `the onProgress callback threw: ${error instanceof Error ? error.message : String(error)}`,
       {
         cause: error,

@@ -88,7 +88,7 @@ describe("a file that shrinks while it is read", () => {
       guest.copyFrom(source, join(suite.dir, "new"), { onProgress: once(() => shrink(source)) }),
     );
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/"big" shrank while it was read \(the file shrank to \d+ of 67108864 bytes/);
     expect(readdirSync(suite.dir)).toEqual(["big"]);
   });
@@ -113,7 +113,7 @@ describe("a file that shrinks while it is read", () => {
     const error = await rejection(
       guest.copyTo(source, join(suite.dir, "up"), { onProgress: once(() => shrink(source)) }),
     );
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/big shrank while it was being copied/);
     await expect.poll(() => readdirSync(suite.dir)).toEqual(["big"]);
   });
@@ -127,7 +127,7 @@ describe("a file written in place while it is read", () => {
     await writeFile(destination, "old content");
     const guest = suite.guest.client();
     const error = await rejection(guest.copyFrom(source, destination, { onProgress: once(() => rewriteTail(source)) }));
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/"big" changed while it was read .*it was not written \(acceptChangingFiles/);
     expect(readFileSync(destination, "utf8")).toBe("old content");
     expect(temps(suite.dir)).toEqual([]);
@@ -176,7 +176,7 @@ describe("a file written in place while it is read", () => {
     await writeFile(target, "old content");
     const guest = suite.guest.client();
     const error = await rejection(guest.copyTo(source, target, { onProgress: once(() => rewriteTail(source)) }));
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/^big changed while it was read/);
     // The agent drops the staged file when the call is cancelled.
     await expect.poll(() => temps(suite.dir)).toEqual([]);
