@@ -118,7 +118,7 @@ describe("the guest's disk fills during an upload", () => {
 });
 
 describe("the host's disk fills during a download", () => {
-  it("LOCAL_IO ENOSPC, and no half-written file under any name", async () => {
+  it("local-io ENOSPC, and no half-written file under any name", async () => {
     const source = await localFile("big", 8 * MiB);
     await writeFile(join(full, "big"), "old contents");
     const error = await copyFailure(client.copyFrom(source, join(full, "big")));

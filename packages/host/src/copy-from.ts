@@ -65,7 +65,7 @@ export type CopyFromOptions = CopyOptions;
  * Copies `guestPath` (absolute; a file, a symlink or a whole tree) out of the guest to
  * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
  * guest sends can write outside the destination: unsafe names, links and sizes fail the
- * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). A file that changed
+ * transfer with a CopyError (unsafe-entry, size-mismatch, protocol). A file that changed
  * while the guest read it fails it with SOURCE_CHANGED, leaving what was under its name,
  * unless `acceptChangingFiles` (then it is kept as read and listed in `changed`); one
  * that shrank always does. A time the local file system cannot store (the kernel would

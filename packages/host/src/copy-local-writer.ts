@@ -140,7 +140,7 @@ export class LocalTreeWriter {
     return this.rootName !== undefined;
   }
 
-  /** Starts an entry. Throws a CopyError (UNSAFE_ENTRY, PROTOCOL, DESTINATION, LOCAL_IO) if it is refused. */
+  /** Starts an entry. Throws a CopyError (unsafe-entry, protocol, destination, local-io) if it is refused. */
   async begin(header: CopyFromGuestHeader): Promise<EntryKind> {
     if (this.hasOpenEntry) {
       throw protocol(header.path, "a header arrived before the previous entry's `end`");
@@ -525,7 +525,7 @@ export class LocalTreeWriter {
   }
 }
 
-/** The names of a guest entry path, or an UNSAFE_ENTRY error. */
+/** The names of a guest entry path, or an unsafe-entry error. */
 function entryNames(path: string): string[] {
   // The agent names the root "." when it is "/": allowed as the first name only.
   if (path === ".") return ["."];

@@ -78,7 +78,7 @@ const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
  * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
  * skipped and listed in the result, which is then `partial`. A file that shrinks while
  * it is read, or changes otherwise (see `acceptChangingFiles`), fails the copy with
- * SOURCE_CHANGED before its `end` is sent, so the agent commits nothing of it. Files of
+ * source-changed before its `end` is sent, so the agent commits nothing of it. Files of
  * procfs, sysfs and the like are read whole and sent with what they hold. Each guest file
  * is committed atomically by the agent; on failure or abort, entries already committed
  * stay and the error says how many there were.

@@ -80,7 +80,7 @@ async function cpWhileChanging(
 }
 
 describe("a file that shrinks while it is read", () => {
-  it("copyFrom fails with SOURCE_CHANGED, and writes nothing under the file's name", async () => {
+  it("copyFrom fails with source-changed, and writes nothing under the file's name", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const guest = suite.guest.client();
@@ -106,7 +106,7 @@ describe("a file that shrinks while it is read", () => {
     expect(temps(dir)).toEqual([]);
   });
 
-  it("copyTo fails with SOURCE_CHANGED too, and the guest gets nothing under the name", async () => {
+  it("copyTo fails with source-changed too, and the guest gets nothing under the name", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const guest = suite.guest.client();
@@ -120,7 +120,7 @@ describe("a file that shrinks while it is read", () => {
 });
 
 describe("a file written in place while it is read", () => {
-  it("copyFrom fails with SOURCE_CHANGED, unless acceptChangingFiles keeps it as read and lists it", async () => {
+  it("copyFrom fails with source-changed, unless acceptChangingFiles keeps it as read and lists it", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const destination = join(suite.dir, "copy");

@@ -91,7 +91,7 @@ describe("large transfers", () => {
     }
   });
 
-  it("aborting an upload mid-file rejects with ABORTED and leaves no temp file in the guest", async () => {
+  it("aborting an upload mid-file rejects as cancelled and leaves no temp file in the guest", async () => {
     const source = join(suite.work, "big.bin");
     await makeBigFile(source, 128 * MiB);
     await mkdir(join(suite.work, "guest"));
@@ -109,7 +109,7 @@ describe("large transfers", () => {
     expect(await readdir(join(suite.work, "guest"))).toEqual([]);
   });
 
-  it("aborting a download mid-file rejects with ABORTED and leaves no temp file here", async () => {
+  it("aborting a download mid-file rejects as cancelled and leaves no temp file here", async () => {
     const guestFile = join(suite.work, "big.bin");
     await makeBigFile(guestFile, 128 * MiB);
     await mkdir(join(suite.work, "back"));
