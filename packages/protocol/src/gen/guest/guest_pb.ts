@@ -1763,8 +1763,9 @@ export const GuestService: GenService<{
    * the client goes away (its timeout still applies) and is ended, with everything it
    * started, by KillDetached, its timeout, or the agent's stop. The agent keeps the most
    * recent output of each (a ring of DETACHED_OUTPUT_BYTES (1 MiB) per command, oldest
-   * dropped first) and, once it exited, its exit, for a while (at most
-   * MAX_DETACHED_COMMANDS (64) commands are held; the oldest exited one goes first).
+   * dropped first) and, once it exited, its exit, for an hour. At most
+   * MAX_DETACHED_COMMANDS (64) are held: past it the oldest exited one is forgotten, and
+   * while all of them run a new one is refused (RESOURCE_EXHAUSTED).
    * AttachDetached replays what is kept, then streams live output (unless `follow` is
    * false: the logs) and the exit; input, signals and resizes go through the same stream. Detaching never stops the command. Several clients may attach at once.
    *
