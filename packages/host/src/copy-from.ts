@@ -66,10 +66,10 @@ export type CopyFromOptions = CopyOptions;
  * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
  * guest sends can write outside the destination: unsafe names, links and sizes fail the
  * transfer with a CopyError (unsafe-entry, size-mismatch, protocol). A file that changed
- * while the guest read it fails it with SOURCE_CHANGED, leaving what was under its name,
+ * while the guest read it fails it with source-changed, leaving what was under its name,
  * unless `acceptChangingFiles` (then it is kept as read and listed in `changed`); one
  * that shrank always does. A time the local file system cannot store (the kernel would
- * clamp it) fails it with LOCAL_IO, errno EINVAL. Setuid and setgid
+ * clamp it) fails it with local-io, errno EINVAL. Setuid and setgid
  * bits are dropped unless `keepSetuid`; ownership is applied only with
  * `preserveOwnership`. Symlink targets must stay inside the copied tree (or, for a
  * single link, inside the directory that receives it): relative, with their `..` only
