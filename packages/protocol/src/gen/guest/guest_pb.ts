@@ -42,7 +42,8 @@
 // status OK, as existing hosts expect; a gRPC status means the call itself failed (a bad
 // request, a failure of the agent). A machine-readable code travels beside each error
 // text (error_code, code): an errno name as Linux names it ("ENOENT", "EACCES",
-// "ENOSPC"; "EIO" for a failure that carried no errno), or one of guestkit's own:
+// "ENOSPC"; "EIO" for a failure that carried no errno; "EINVAL" for a path the agent
+// refuses: empty, not absolute, or holding a NUL byte), or one of guestkit's own:
 //   SIZE_MISMATCH  a file's data did not match its declared size;
 //   PROTOCOL       the peer broke the framing (messages out of order, beyond a limit);
 //   SPECIAL_FILE   a FIFO, socket or device, which is never opened;
