@@ -7,14 +7,7 @@ export {
   parseCapabilities,
 } from "./capabilities.js";
 export { cutText } from "./cut-text.js";
-export {
-  type ErrnoName,
-  ErrorCode,
-  errnoOf,
-  errorCodeOf,
-  FALLBACK_ERRNO,
-  statusOfErrno,
-} from "./error-codes.js";
+export * from "./error-codes.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {
