@@ -64,7 +64,7 @@ describe("the guest's disk fills during an upload", () => {
   it("a new file: ENOSPC in-band, nothing left behind", async () => {
     const source = await localFile("big", 8 * MiB);
     const error = await copyFailure(client.copyTo(source, join(full, "big")));
-    expect(error.kind).toBe("GUEST");
+    expect(error.reason).toBe("guest-failed");
     expect(error.guestCode).toBe("ENOSPC");
     expect(error.code).toBe(RESOURCE_EXHAUSTED);
     expect(error.message).toMatch(/no space left on device/);
@@ -118,11 +118,11 @@ describe("the guest's disk fills during an upload", () => {
 });
 
 describe("the host's disk fills during a download", () => {
-  it("LOCAL_IO ENOSPC, and no half-written file under any name", async () => {
+  it("local-io ENOSPC, and no half-written file under any name", async () => {
     const source = await localFile("big", 8 * MiB);
     await writeFile(join(full, "big"), "old contents");
     const error = await copyFailure(client.copyFrom(source, join(full, "big")));
-    expect(error.kind).toBe("LOCAL_IO");
+    expect(error.reason).toBe("local-io");
     expect(error.errno).toBe("ENOSPC");
     expect(error.code).toBe(RESOURCE_EXHAUSTED);
     expect(await readdir(full)).toEqual(["big"]);

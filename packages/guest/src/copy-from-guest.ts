@@ -14,6 +14,8 @@ import {
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
   createSyntheticFileCheck,
+  ErrorCode,
+  errorCodeOf,
   type GuestServiceHandlers,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
@@ -21,8 +23,8 @@ import {
   SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { permissionBits, specialFileKind, splitNanoseconds } from "./file-metadata.js";
-import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
-import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
+import { describeError, grpcErrorFrom } from "./grpc-errors.js";
+import { checkGuestPath } from "./guest-path.js";
 import { logError } from "./log.js";
 import {
   changedWhileRead,
@@ -32,13 +34,7 @@ import {
   type SourceFile,
 } from "./source-file.js";
 import { CallClosedError, writeMessage } from "./stream-writer.js";
-import { SPECIAL_FILE_CODE, walkTree } from "./tree-walk.js";
-
-/** Code of a `skipped` file that shrank while it was read (see handleCopyFromGuest). */
-export const SHRANK_CODE = "SIZE_MISMATCH";
-
-/** Code of a synthetic file larger than MAX_SYNTHETIC_FILE_BYTES, which is not sent. */
-export const TOO_LARGE_CODE = "EFBIG";
+import { walkTree } from "./tree-walk.js";
 
 /**
  * The CopyFromGuest handler.
@@ -103,13 +99,13 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
   const out = new TransferWriter(call, call.request.batch);
   const { followLinks } = call.request;
   const problem = checkGuestPath(call.request.path);
-  if (problem) return out.error(problem, call.request.path, BAD_PATH_CODE);
+  if (problem) return out.error(problem, call.request.path, "EINVAL");
   const root = tidyPath(call.request.path);
   let stats: BigIntStats;
   try {
     stats = followLinks ? await stat(root, { bigint: true }) : await lstat(root, { bigint: true });
   } catch (error) {
-    return out.error(describeError(error), root, errnoCode(error) || "EIO");
+    return out.error(describeError(error), root, errorCodeOf(error));
   }
   const rootName = await baseNameOf(root);
   // Where each file really is, to notice a directory swapped for a symlink mid-walk.
@@ -125,13 +121,13 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
         };
 
   const special = specialFileKind(stats);
-  if (special) return out.error(`${root} is a ${special}, which is never opened`, root, SPECIAL_FILE_CODE);
+  if (special) return out.error(`${root} is a ${special}, which is never opened`, root, ErrorCode.SPECIAL_FILE);
   if (stats.isSymbolicLink()) {
     let target: string;
     try {
       target = await readlink(root);
     } catch (error) {
-      return out.error(describeError(error), root, errnoCode(error) || "EIO");
+      return out.error(describeError(error), root, errorCodeOf(error));
     }
     await out.header(headerOf(rootName, stats, target));
     return out.finish();
@@ -147,7 +143,7 @@ async function sendCopy(call: CopyFromGuestCall): Promise<void> {
   try {
     dir = await opendir(root);
   } catch (error) {
-    return out.error(describeError(error), root, errnoCode(error) || "EIO");
+    return out.error(describeError(error), root, errorCodeOf(error));
   }
   try {
     await out.entry(headerOf(rootName, stats, ""));
@@ -204,7 +200,7 @@ async function sendRegularFile(
       if (small.data.length < small.stats.size) {
         await out.skipped(
           relativePath,
-          SHRANK_CODE,
+          ErrorCode.SIZE_MISMATCH,
           `the file shrank to ${small.data.length} of ${small.stats.size} bytes while it was read`,
         );
       } else {
@@ -236,12 +232,12 @@ async function sendFile(out: TransferWriter, relativePath: string, source: Sourc
         ({ bytesRead } = await handle.read(buffer, 0, length, offset));
       } catch (error) {
         const reason = `reading failed after ${offset} of ${size} bytes: ${describeError(error)}`;
-        return await out.skipped(relativePath, errnoCode(error) || "EIO", reason);
+        return await out.skipped(relativePath, errorCodeOf(error), reason);
       }
       if (bytesRead === 0) {
         return await out.skipped(
           relativePath,
-          SHRANK_CODE,
+          ErrorCode.SIZE_MISMATCH,
           `the file shrank to ${offset} of ${size} bytes while it was read`,
         );
       }
@@ -252,7 +248,7 @@ async function sendFile(out: TransferWriter, relativePath: string, source: Sourc
     try {
       after = await handle.stat({ bigint: true });
     } catch (error) {
-      return await out.skipped(relativePath, errnoCode(error) || "EIO", `cannot examine it: ${describeError(error)}`);
+      return await out.skipped(relativePath, errorCodeOf(error), `cannot examine it: ${describeError(error)}`);
     }
     if (changedWhileRead(stats, after)) out.markChanged();
   } finally {
@@ -276,13 +272,13 @@ async function sendSyntheticFile(
   try {
     whole = await readWholeFile(handle);
   } catch (error) {
-    return await refuse(errnoCode(error) || "EIO", `reading failed: ${describeError(error)}`);
+    return await refuse(errorCodeOf(error), `reading failed: ${describeError(error)}`);
   } finally {
     await handle.close().catch(() => undefined);
   }
   if (whole.kind === "too-large") {
     return await refuse(
-      TOO_LARGE_CODE,
+      "EFBIG",
       `a file of a synthetic file system (procfs, sysfs...) that holds more than ${whole.limit} bytes is not copied`,
     );
   }

@@ -3,8 +3,8 @@
 // directory times once nothing more will be written into them.
 import { chmodSync, chownSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { errnoOf } from "@guestkit/protocol";
 import type { EntryAttributes } from "./atomic-file.js";
-import { errnoCode } from "./grpc-errors.js";
 import { makeParents } from "./make-parents.js";
 
 /**
@@ -29,7 +29,7 @@ export async function applyDirectoryEntry(
   try {
     mkdirSync(path, { mode: 0o700 });
   } catch (error) {
-    if (errnoCode(error) !== "EEXIST") throw error;
+    if (errnoOf(error) !== "EEXIST") throw error;
     if (!statSync(path).isDirectory()) {
       throw Object.assign(new Error(`EEXIST: exists and is not a directory, ${path}`), { code: "EEXIST" });
     }

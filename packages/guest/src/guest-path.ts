@@ -1,9 +1,6 @@
 // The rule every file call applies to a path it is given, so that a bad path is a clear
 // error and never something the kernel interprets in a surprising way.
 
-/** The errno name reported with a path that breaks the rule. */
-export const BAD_PATH_CODE = "EINVAL";
-
 /**
  * Why `path` cannot name an entry in the guest, or undefined when it can. Paths must be
  * absolute: the agent's working directory is an accident of how it was started, and a

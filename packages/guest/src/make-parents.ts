@@ -3,7 +3,7 @@
 // users the files are meant for.
 import { chmod, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { errnoCode } from "./grpc-errors.js";
+import { errnoOf } from "@guestkit/protocol";
 
 /** Mode of directories the agent creates on its own, because an entry needed a parent. */
 export const IMPLICIT_DIRECTORY_MODE = 0o755;
@@ -25,7 +25,7 @@ async function makeDirectories(directory: string): Promise<void> {
     if ((await stat(directory)).isDirectory()) return;
     throw notADirectory(directory);
   } catch (error) {
-    if (errnoCode(error) !== "ENOENT") throw error;
+    if (errnoOf(error) !== "ENOENT") throw error;
   }
   const parent = dirname(directory);
   if (parent !== directory) await makeDirectories(parent);
@@ -33,7 +33,7 @@ async function makeDirectories(directory: string): Promise<void> {
     await mkdir(directory, { mode: IMPLICIT_DIRECTORY_MODE });
   } catch (error) {
     // Another upload may have created it in the meantime; that is fine if it is a directory.
-    if (errnoCode(error) === "EEXIST" && (await stat(directory)).isDirectory()) return;
+    if (errnoOf(error) === "EEXIST" && (await stat(directory)).isDirectory()) return;
     throw error;
   }
   await chmod(directory, IMPLICIT_DIRECTORY_MODE);

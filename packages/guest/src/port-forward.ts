@@ -10,6 +10,7 @@ import { isIP, Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
+  errorCodeOf,
   type ForwardPortRequest,
   type ForwardPortResponse,
   ForwardPortResponseSchema,
@@ -84,7 +85,7 @@ async function relay(call: ForwardCall, host: string, port: number, own: OwnList
     socket.connect({ host: address, port });
   });
   if (connected) {
-    const code = (connected as NodeJS.ErrnoException).code ?? "EIO";
+    const code = errorCodeOf(connected);
     refuse(code, `connect to ${host}:${port}: ${connected.message}`);
     return;
   }

@@ -22,7 +22,8 @@
 // died without removing theirs (SIGKILL) are taken over the same way at start-up.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { errnoOf } from "@guestkit/protocol";
+import { describeError } from "./grpc-errors.js";
 
 /** How the kernel lets the agent kill a whole cgroup. */
 export type CgroupKillMethod = "cgroup.kill" | "cgroup.freeze";
@@ -55,7 +56,7 @@ export function setUpCommandCgroups(options: CommandCgroupsOptions = {}): Comman
   try {
     mkdirSync(root);
   } catch (error) {
-    if (errnoCode(error) !== "EEXIST") return `cannot make ${root}: ${describeError(error)}`;
+    if (errnoOf(error) !== "EEXIST") return `cannot make ${root}: ${describeError(error)}`;
   }
   const best: CgroupKillMethod | undefined = existsSync(join(root, "cgroup.kill"))
     ? "cgroup.kill"
@@ -135,7 +136,7 @@ export class CommandCgroups {
         return new CommandCgroup(path, this.killMethod, (cgroup) => this.#release(cgroup));
       } catch (error) {
         // Left by an earlier agent of the same pid: take the next number.
-        if (errnoCode(error) !== "EEXIST") throw error;
+        if (errnoOf(error) !== "EEXIST") throw error;
       }
     }
   }
@@ -305,7 +306,7 @@ function removeDirectory(path: string): boolean {
     rmdirSync(path);
     return true;
   } catch (error) {
-    return errnoCode(error) === "ENOENT";
+    return errnoOf(error) === "ENOENT";
   }
 }
 

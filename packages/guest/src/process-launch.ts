@@ -13,9 +13,10 @@
 // becomes the command: correct, at the cost of a Node start per command.
 import { type ChildProcess, spawn } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
+import { errnoOf } from "@guestkit/protocol";
 import { startExitCode } from "./exec-exit.js";
 import { trampolineInvocation } from "./exec-trampoline-env.js";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { describeError } from "./grpc-errors.js";
 import { importOptional } from "./optional-package.js";
 import { commandTree } from "./process-group.js";
 import type {
@@ -146,7 +147,7 @@ function pipeHandle(
 // One line for a start that failed, by the step of the child that failed (posix_spawn
 // names it in `syscall`) and its errno; the exit code from the one mapping.
 function startFailureOf(command: string, error: unknown): StartFailure {
-  const errno = errnoCode(error);
+  const errno = errnoOf(error);
   const step = (error as { syscall?: unknown } | null)?.syscall;
   const code = startExitCode(errno, typeof step === "string" ? step : undefined);
   if (step === "cgroup") return { code, reason: `${command}: cannot join its cgroup: ${errno}` };

@@ -8,12 +8,9 @@
 import type { BigIntStats } from "node:fs";
 import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync } from "node:fs";
 import { type FileHandle, open, readlink } from "node:fs/promises";
-import { SMALL_FILE_BYTES, type SyntheticFileCheck } from "@guestkit/protocol";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { ErrorCode, errorCodeOf, SMALL_FILE_BYTES, type SyntheticFileCheck } from "@guestkit/protocol";
+import { describeError } from "./grpc-errors.js";
 import { identityOf } from "./tree-walk.js";
-
-/** Code of an entry that changed between the walk and the open. */
-export const CHANGED_CODE = "CHANGED";
 
 /**
  * The opened file and its stats as of the open, or why it was not opened. `synthetic`:
@@ -49,9 +46,9 @@ export async function openSourceFile(path: string, seen: BigIntStats, options: O
   try {
     handle = await open(path, flags);
   } catch (error) {
-    const code = errnoCode(error) || "EIO";
+    const code = errorCodeOf(error);
     if (code === "ELOOP")
-      return { kind: "refused", code: CHANGED_CODE, reason: "replaced by a symlink during the copy" };
+      return { kind: "refused", code: ErrorCode.CHANGED, reason: "replaced by a symlink during the copy" };
     return { kind: "refused", code, reason: `cannot open it: ${describeError(error)}` };
   }
   const refuse = async (code: string, reason: string): Promise<SourceFile> => {
@@ -62,15 +59,15 @@ export async function openSourceFile(path: string, seen: BigIntStats, options: O
   try {
     stats = await handle.stat({ bigint: true });
   } catch (error) {
-    return refuse(errnoCode(error) || "EIO", `cannot examine it: ${describeError(error)}`);
+    return refuse(errorCodeOf(error), `cannot examine it: ${describeError(error)}`);
   }
   if (!stats.isFile() || identityOf(stats) !== identityOf(seen)) {
-    return refuse(CHANGED_CODE, "replaced by another file during the copy");
+    return refuse(ErrorCode.CHANGED, "replaced by another file during the copy");
   }
   if (options.realPath !== undefined) {
     const actual = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
     if (actual !== undefined && actual !== options.realPath) {
-      return refuse(CHANGED_CODE, "a directory on its path was replaced during the copy");
+      return refuse(ErrorCode.CHANGED, "a directory on its path was replaced during the copy");
     }
   }
   return { kind: "opened", handle, stats, synthetic: options.isSynthetic(handle.fd, path, stats.dev) };
@@ -105,9 +102,9 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
   try {
     fd = openSync(path, flags);
   } catch (error) {
-    const code = errnoCode(error) || "EIO";
+    const code = errorCodeOf(error);
     if (code === "ELOOP")
-      return { kind: "refused", code: CHANGED_CODE, reason: "replaced by a symlink during the copy" };
+      return { kind: "refused", code: ErrorCode.CHANGED, reason: "replaced by a symlink during the copy" };
     return { kind: "refused", code, reason: `cannot open it: ${describeError(error)}` };
   }
   try {
@@ -115,10 +112,10 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
     try {
       stats = fstatSync(fd, { bigint: true });
     } catch (error) {
-      return { kind: "refused", code: errnoCode(error) || "EIO", reason: `cannot examine it: ${describeError(error)}` };
+      return { kind: "refused", code: errorCodeOf(error), reason: `cannot examine it: ${describeError(error)}` };
     }
     if (!stats.isFile() || identityOf(stats) !== identityOf(seen)) {
-      return { kind: "refused", code: CHANGED_CODE, reason: "replaced by another file during the copy" };
+      return { kind: "refused", code: ErrorCode.CHANGED, reason: "replaced by another file during the copy" };
     }
     if (options.realPath !== undefined) {
       let actual: string | undefined;
@@ -128,7 +125,11 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
         // No /proc: the check is not available, as in openSourceFile.
       }
       if (actual !== undefined && actual !== options.realPath) {
-        return { kind: "refused", code: CHANGED_CODE, reason: "a directory on its path was replaced during the copy" };
+        return {
+          kind: "refused",
+          code: ErrorCode.CHANGED,
+          reason: "a directory on its path was replaced during the copy",
+        };
       }
     }
     if (stats.size > SMALL_FILE_BYTES || options.isSynthetic(fd, path, stats.dev)) return { kind: "stream" };
@@ -141,7 +142,7 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
       } catch (error) {
         return {
           kind: "refused",
-          code: errnoCode(error) || "EIO",
+          code: errorCodeOf(error),
           reason: `reading failed after ${offset} of ${data.length} bytes: ${describeError(error)}`,
         };
       }
@@ -152,7 +153,7 @@ export function readSmallSourceFile(path: string, seen: BigIntStats, options: Op
     try {
       after = fstatSync(fd, { bigint: true });
     } catch (error) {
-      return { kind: "refused", code: errnoCode(error) || "EIO", reason: `cannot examine it: ${describeError(error)}` };
+      return { kind: "refused", code: errorCodeOf(error), reason: `cannot examine it: ${describeError(error)}` };
     }
     return { kind: "read", stats, data: data.subarray(0, offset), changed: changedWhileRead(stats, after) };
   } finally {

@@ -4,14 +4,16 @@ import type { BigIntStats } from "node:fs";
 import { lstat, readlink, stat } from "node:fs/promises";
 import { create } from "@bufbuild/protobuf";
 import {
+  errnoOf,
+  errorCodeOf,
   type GuestServiceHandlers,
   type StatPathRequest,
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
 import { fileTypeOf, permissionBits, splitNanoseconds } from "./file-metadata.js";
-import { describeError, errnoCode, grpcErrorFrom } from "./grpc-errors.js";
-import { BAD_PATH_CODE, checkGuestPath } from "./guest-path.js";
+import { describeError, grpcErrorFrom } from "./grpc-errors.js";
+import { checkGuestPath } from "./guest-path.js";
 
 /**
  * The StatPath handler. `lstat` unless `follow_links`, so a symlink is reported as a
@@ -30,15 +32,15 @@ export const handleStatPath: GuestServiceHandlers["statPath"] = (call, callback)
 /** Describes `request.path`; never rejects for a problem with the path itself. */
 export async function statPath(request: StatPathRequest): Promise<StatPathResponse> {
   const problem = checkGuestPath(request.path);
-  if (problem) return create(StatPathResponseSchema, { error: problem, errorCode: BAD_PATH_CODE });
+  if (problem) return create(StatPathResponseSchema, { error: problem, errorCode: "EINVAL" });
   let stats: BigIntStats;
   try {
     stats = request.followLinks
       ? await stat(request.path, { bigint: true })
       : await lstat(request.path, { bigint: true });
   } catch (error) {
-    if (errnoCode(error) === "ENOENT") return create(StatPathResponseSchema, { exists: false });
-    return create(StatPathResponseSchema, { error: describeError(error), errorCode: errnoCode(error) || "EIO" });
+    if (errnoOf(error) === "ENOENT") return create(StatPathResponseSchema, { exists: false });
+    return create(StatPathResponseSchema, { error: describeError(error), errorCode: errorCodeOf(error) });
   }
   const mtime = splitNanoseconds(stats.mtimeNs);
   return create(StatPathResponseSchema, {

@@ -5,8 +5,9 @@
 // through libuv's thread pool per name costs more than the call; the consumer bounds how
 // long it runs between event-loop turns.
 import { type BigIntStats, type Dir, lstatSync, opendirSync, readlinkSync, statSync } from "node:fs";
+import { ErrorCode, errorCodeOf } from "@guestkit/protocol";
 import { specialFileKind } from "./file-metadata.js";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { describeError } from "./grpc-errors.js";
 
 /** A directory the walk is inside of, already opened. */
 export interface OpenDirectory {
@@ -36,9 +37,6 @@ export interface WalkOptions {
   /** Treat a symlink as what it points to; a link to a directory is walked into. */
   followLinks: boolean;
 }
-
-/** Code of a skipped FIFO, socket or device. */
-export const SPECIAL_FILE_CODE = "SPECIAL_FILE";
 
 /** Identity of a file system object, to recognise a directory seen again through a link. */
 export function identityOf(stats: BigIntStats): string {
@@ -92,7 +90,7 @@ function examine(
     item: { kind: "skipped", ...child, code, reason },
   });
   const failed = (error: unknown, what: string) => {
-    const code = errnoCode(error) || "EIO";
+    const code = errorCodeOf(error);
     // Node decodes names as UTF-8; a name that is not cannot be carried in the protocol
     // and does not round-trip to the file system either.
     if (code === "ENOENT" && child.path.includes("\uFFFD")) {
@@ -113,7 +111,7 @@ function examine(
       try {
         stats = statSync(child.path, { bigint: true });
       } catch (error) {
-        return skip(errnoCode(error) || "EIO", `the symlink leads nowhere: ${describeError(error)}`);
+        return skip(errorCodeOf(error), `the symlink leads nowhere: ${describeError(error)}`);
       }
     } else {
       try {
@@ -124,7 +122,7 @@ function examine(
     }
   }
   const special = specialFileKind(stats);
-  if (special) return skip(SPECIAL_FILE_CODE, `a ${special} is never opened`);
+  if (special) return skip(ErrorCode.SPECIAL_FILE, `a ${special} is never opened`);
   const item: WalkItem = { kind: "entry", ...child, stats, linkTarget };
   if (!stats.isDirectory()) return { item };
   if (onPath.has(identityOf(stats))) {

@@ -4,13 +4,13 @@ import { constants } from "node:fs";
 import { lstat, open, utimes } from "node:fs/promises";
 import { dirname, posix } from "node:path";
 import type { CopyToGuestBatch, CopyToGuestRequest, CopyToGuestStart } from "@guestkit/protocol";
-import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SMALL_FILE_BYTES } from "@guestkit/protocol";
+import { ErrorCode, errorCodeOf, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type EntryAttributes, replaceWithSymlink, StagedFile } from "./atomic-file.js";
 import { CommitPipeline } from "./commit-pipeline.js";
 import { applyDirectoryEntry } from "./directory-entry.js";
 import type { Timestamp } from "./file-metadata.js";
 import { checkTimeKept, MAX_TIME_SECONDS, nowArgument, timeArgument, timeMayBeClamped } from "./file-times.js";
-import { describeError, errnoCode } from "./grpc-errors.js";
+import { describeError } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
 import { BATCH_FILES, type BatchFailure, SmallFileBatch } from "./small-file-batch.js";
@@ -36,7 +36,7 @@ export class UploadError extends Error {
   /** An UploadError for a failed file system call on `path`. */
   static from(error: unknown, path: string): UploadError {
     if (error instanceof UploadError) return error;
-    return new UploadError(errnoCode(error) || "EIO", path, `${path}: ${describeError(error)}`, { cause: error });
+    return new UploadError(errorCodeOf(error), path, `${path}: ${describeError(error)}`, { cause: error });
   }
 }
 
@@ -86,7 +86,7 @@ export class UploadSession {
           return await this.#batch(request.request.value);
         default:
           throw new UploadError(
-            "PROTOCOL",
+            ErrorCode.PROTOCOL,
             this.#entry?.path ?? "",
             "a request with no start, data or end, and no batch",
           );
@@ -103,7 +103,7 @@ export class UploadSession {
     if (this.#entry) {
       const path = this.#entry.path;
       await this.#discard();
-      throw new UploadError("PROTOCOL", path, `${path}: the stream ended before this entry's end message`);
+      throw new UploadError(ErrorCode.PROTOCOL, path, `${path}: the stream ended before this entry's end message`);
     }
     await this.#commitEarlier();
     await this.#settle(true);
@@ -138,26 +138,30 @@ export class UploadSession {
   async #batch(batch: CopyToGuestBatch): Promise<void> {
     if (this.#entry) {
       const path = this.#entry.path;
-      throw new UploadError("PROTOCOL", path, `${path}: a batch arrived before this entry's end message`);
+      throw new UploadError(ErrorCode.PROTOCOL, path, `${path}: a batch arrived before this entry's end message`);
     }
     if (batch.entries.length > MAX_BATCH_ENTRIES) {
       throw new UploadError(
-        "PROTOCOL",
+        ErrorCode.PROTOCOL,
         "",
         `a batch of ${batch.entries.length} entries (at most ${MAX_BATCH_ENTRIES} are allowed)`,
       );
     }
     let bytes = 0;
     for (const { start, data } of batch.entries) {
-      if (!start) throw new UploadError("PROTOCOL", "", "a batch entry without its start");
+      if (!start) throw new UploadError(ErrorCode.PROTOCOL, "", "a batch entry without its start");
       bytes += data.length;
       if (bytes > MAX_BATCH_BYTES) {
-        throw new UploadError("PROTOCOL", start.path, `${start.path}: a batch with more than ${MAX_BATCH_BYTES} bytes`);
+        throw new UploadError(
+          ErrorCode.PROTOCOL,
+          start.path,
+          `${start.path}: a batch with more than ${MAX_BATCH_BYTES} bytes`,
+        );
       }
       // A batch holds whole files in memory: only small ones belong in it.
       if (!start.isDir && !start.isSymlink && start.size > BigInt(SMALL_FILE_BYTES)) {
         throw new UploadError(
-          "PROTOCOL",
+          ErrorCode.PROTOCOL,
           start.path,
           `${start.path}: a file of ${start.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
         );
@@ -171,7 +175,7 @@ export class UploadSession {
   async #start(start: CopyToGuestStart): Promise<void> {
     if (this.#entry) {
       const path = this.#entry.path;
-      throw new UploadError("PROTOCOL", path, `${path}: a new start arrived before this entry's end message`);
+      throw new UploadError(ErrorCode.PROTOCOL, path, `${path}: a new start arrived before this entry's end message`);
     }
     checkStart(start);
     if (start.isDir) {
@@ -193,14 +197,14 @@ export class UploadSession {
 
   async #data(bytes: Uint8Array): Promise<void> {
     const entry = this.#entry;
-    if (!entry) throw new UploadError("PROTOCOL", "", "data arrived before any start message");
+    if (!entry) throw new UploadError(ErrorCode.PROTOCOL, "", "data arrived before any start message");
     if (entry.kind !== "file" && entry.kind !== "small") {
-      throw new UploadError("PROTOCOL", entry.path, `${entry.path}: data arrived for a ${entry.kind}`);
+      throw new UploadError(ErrorCode.PROTOCOL, entry.path, `${entry.path}: data arrived for a ${entry.kind}`);
     }
     const received = entry.received + BigInt(bytes.length);
     if (received > entry.start.size) {
       throw new UploadError(
-        "SIZE_MISMATCH",
+        ErrorCode.SIZE_MISMATCH,
         entry.path,
         `${entry.path}: more data than the declared size of ${entry.start.size} bytes`,
       );
@@ -212,11 +216,11 @@ export class UploadSession {
 
   async #end(): Promise<void> {
     const entry = this.#entry;
-    if (!entry) throw new UploadError("PROTOCOL", "", "an end message arrived before any start message");
+    if (!entry) throw new UploadError(ErrorCode.PROTOCOL, "", "an end message arrived before any start message");
     const attributes = attributesOf(entry.start);
     if ((entry.kind === "file" || entry.kind === "small") && entry.received !== entry.start.size) {
       throw new UploadError(
-        "SIZE_MISMATCH",
+        ErrorCode.SIZE_MISMATCH,
         entry.path,
         `${entry.path}: ${entry.received} of the declared ${entry.start.size} bytes arrived`,
       );

@@ -23,7 +23,7 @@ export function statGuestPath(
         signal?.removeEventListener("abort", onAbort);
         if (signal?.aborted) reject(abortedError(signal));
         else if (error) reject(callError(error, `StatPath ${path}`));
-        else if (!response) reject(new CopyError("PROTOCOL", `StatPath ${path}: no response`));
+        else if (!response) reject(new CopyError("protocol", `StatPath ${path}: no response`));
         else resolve(response);
       },
     );
@@ -40,10 +40,9 @@ export function callError(error: unknown, context: string, details: CopyErrorDet
     context,
   );
   const hint = guestError.code === Code.UNIMPLEMENTED ? " (the guest agent does not support this call)" : "";
-  return new CopyError("TRANSPORT", `${guestError.message}${hint}`, {
+  return new CopyError(guestError.reason, `${guestError.message}${hint}`, {
     ...details,
     code: guestError.code,
-    reason: guestError.reason,
     cause: error,
   });
 }
@@ -52,10 +51,9 @@ export function callError(error: unknown, context: string, details: CopyErrorDet
 export function abortedError(signal: AbortSignal, details: CopyErrorDetails = {}): CopyError {
   const guestError = cancelledError(signal, "copy");
   const text = guestError.reason === "deadline" ? "the copy timed out" : "the copy was aborted";
-  return new CopyError("ABORTED", text, {
+  return new CopyError(guestError.reason, text, {
     ...details,
     code: guestError.code,
-    reason: guestError.reason,
     cause: signal.reason,
   });
 }

@@ -42,7 +42,7 @@ export interface Placement {
 
 /** Takes a source path apart (POSIX separators on both sides). */
 export function parseSource(path: string): SourceSpec {
-  if (path === "") throw new CopyError("SOURCE", "the source path is empty");
+  if (path === "") throw new CopyError("source", "the source path is empty");
   const contentsOnly = path === "." || path.endsWith("/.");
   let rest = contentsOnly ? path.slice(0, -1) : path;
   const mustBeDir = contentsOnly || rest.endsWith("/");
@@ -52,7 +52,7 @@ export function parseSource(path: string): SourceSpec {
 
 /** Takes a destination path apart. */
 export function parseDestination(path: string): DestinationSpec {
-  if (path === "") throw new CopyError("DESTINATION", "the destination path is empty");
+  if (path === "") throw new CopyError("destination", "the destination path is empty");
   const stripped = stripTrailingSlashes(path);
   return { path: stripped, trailingSlash: stripped !== path && stripped !== "/" };
 }
@@ -76,7 +76,7 @@ export function placeCopy(
 ): Placement {
   if (source.mustBeDir && !sourceIsDir) {
     throw new CopyError(
-      "SOURCE",
+      "source",
       `${source.path} is not a directory (the source was written with a trailing / or /.)`,
       {
         path: source.path,
@@ -86,7 +86,7 @@ export function placeCopy(
   const into = (): Placement => {
     if (baseName === "" || baseName === "." || baseName === ".." || baseName.includes("/")) {
       throw new CopyError(
-        "SOURCE",
+        "source",
         `cannot name a copy of ${source.path} inside ${destination.path}: use ${source.path}/. to copy its contents`,
         { path: source.path },
       );
@@ -101,19 +101,19 @@ export function placeCopy(
     if (state.exists && state.isDir) return into();
     if (state.exists) {
       if (destination.trailingSlash) {
-        throw new CopyError("DESTINATION", `${destination.path} is not a directory`, { path: destination.path });
+        throw new CopyError("destination", `${destination.path} is not a directory`, { path: destination.path });
       }
       return { target: destination.path, mergeIntoExisting: false, createsDestination: false };
     }
     if (destination.trailingSlash) {
-      throw new CopyError("DESTINATION", `destination directory ${destination.path}/ does not exist`, {
+      throw new CopyError("destination", `destination directory ${destination.path}/ does not exist`, {
         path: destination.path,
       });
     }
     return { target: destination.path, mergeIntoExisting: false, createsDestination: true };
   }
   if (state.exists && !state.isDir) {
-    throw new CopyError("DESTINATION", `cannot copy a directory onto a file: ${destination.path} is not a directory`, {
+    throw new CopyError("destination", `cannot copy a directory onto a file: ${destination.path} is not a directory`, {
       path: destination.path,
     });
   }

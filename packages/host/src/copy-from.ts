@@ -32,6 +32,8 @@ import {
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
   cutText,
+  ErrorCode,
+  errnoOf,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_GUEST_CODE,
@@ -54,7 +56,7 @@ import {
   type SkippedEntry,
 } from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
-import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
+import { describeLocalError, errnoText } from "./guest-error.js";
 
 /** Options of copyFrom. */
 export type CopyFromOptions = CopyOptions;
@@ -63,11 +65,11 @@ export type CopyFromOptions = CopyOptions;
  * Copies `guestPath` (absolute; a file, a symlink or a whole tree) out of the guest to
  * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
  * guest sends can write outside the destination: unsafe names, links and sizes fail the
- * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). A file that changed
- * while the guest read it fails it with SOURCE_CHANGED, leaving what was under its name,
+ * transfer with a CopyError (unsafe-entry, size-mismatch, protocol). A file that changed
+ * while the guest read it fails it with source-changed, leaving what was under its name,
  * unless `acceptChangingFiles` (then it is kept as read and listed in `changed`); one
  * that shrank always does. A time the local file system cannot store (the kernel would
- * clamp it) fails it with LOCAL_IO, errno EINVAL. Setuid and setgid
+ * clamp it) fails it with local-io, errno EINVAL. Setuid and setgid
  * bits are dropped unless `keepSetuid`; ownership is applied only with
  * `preserveOwnership`. Symlink targets must stay inside the copied tree (or, for a
  * single link, inside the directory that receives it): relative, with their `..` only
@@ -83,7 +85,7 @@ export async function copyFrom(
   if (signal?.aborted) throw abortedError(signal);
   const source = parseSource(guestPath);
   if (!source.path.startsWith("/")) {
-    throw new CopyError("SOURCE", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
+    throw new CopyError("source", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
   }
   const local = await resolveDestination(parseDestination(localPath));
   const writer = new LocalTreeWriter({
@@ -135,7 +137,7 @@ export async function copyFrom(
         progress();
       } else if (response.case === "end") {
         if (response.value.final && !writer.hasRoot) {
-          throw new CopyError("PROTOCOL", "protocol error: the guest ended the transfer without sending any entry");
+          throw new CopyError("protocol", "protocol error: the guest ended the transfer without sending any entry");
         }
         // A bare final `end` closes a transfer whose last entry came in a batch.
         if (writer.hasOpenEntry || !response.value.final) {
@@ -156,10 +158,10 @@ export async function copyFrom(
       } else if (response.case === "batch") {
         checkBatch(response.value);
         for (const { header, data } of response.value.entries) {
-          if (!header) throw new CopyError("PROTOCOL", "protocol error: a batch entry without its header");
+          if (!header) throw new CopyError("protocol", "protocol error: a batch entry without its header");
           currentPath = header.path;
           if (writer.hasOpenEntry) {
-            throw new CopyError("PROTOCOL", "protocol error: a batch arrived before the previous entry's `end`", {
+            throw new CopyError("protocol", "protocol error: a batch arrived before the previous entry's `end`", {
               path: header.path,
             });
           }
@@ -172,9 +174,9 @@ export async function copyFrom(
         progress();
       } else if (response.case === "skipped") {
         const { path, reason, code } = response.value;
-        if (code === SHRANK_CODE && path === writer.openFilePath) {
+        if (code === ErrorCode.SIZE_MISMATCH && path === writer.openFilePath) {
           throw new CopyError(
-            "SOURCE_CHANGED",
+            "source-changed",
             `guest: ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))} shrank while it was read (${cutText(reason, MAX_GUEST_MESSAGE)}): no complete copy of it exists`,
             { path: cutText(path, MAX_GUEST_PATH), guestCode: cutText(code, MAX_GUEST_CODE) },
           );
@@ -196,18 +198,18 @@ export async function copyFrom(
           known !== undefined
             ? `${known}: guest:${errorPath}`
             : `guest: ${cutText(text, MAX_GUEST_MESSAGE) || "copy failed"}`;
-        throw new CopyError("SOURCE", what, {
+        throw new CopyError("source", what, {
           path: errorPath,
           ...(code === "" ? {} : { guestCode: cutText(code, MAX_GUEST_CODE) }),
         });
       } else {
-        throw new CopyError("PROTOCOL", "protocol error: an empty or unknown message from the guest");
+        throw new CopyError("protocol", "protocol error: an empty or unknown message from the guest");
       }
     }
     if (signal?.aborted) throw abortedError(signal);
     if (!finished) {
       throw new CopyError(
-        "PROTOCOL",
+        "protocol",
         "the guest closed the stream without the final `end`: the transfer is incomplete",
       );
     }
@@ -238,14 +240,11 @@ export async function copyFrom(
   };
 }
 
-/** The code of a `skipped` for a file that shrank while the guest read it. */
-const SHRANK_CODE = "SIZE_MISMATCH";
-
 function changedError(path: string): CopyError {
   return new CopyError(
-    "SOURCE_CHANGED",
-    `guest: ${JSON.stringify(path.slice(0, 300))} changed while it was read (its size or times differed after the read), so what arrived may mix old and new content; it was not written ${ACCEPT_HINT}`,
-    { path: path.slice(0, 4096) },
+    "source-changed",
+    `guest: ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))} changed while it was read (its size or times differed after the read), so what arrived may mix old and new content; it was not written ${ACCEPT_HINT}`,
+    { path: cutText(path, MAX_GUEST_PATH) },
   );
 }
 
@@ -270,7 +269,7 @@ const SETTLE_MS = 1000;
 function checkBatch(batch: CopyFromGuestBatch): void {
   if (batch.entries.length > MAX_BATCH_ENTRIES) {
     throw new CopyError(
-      "PROTOCOL",
+      "protocol",
       `protocol error: a batch of ${batch.entries.length} entries (at most ${MAX_BATCH_ENTRIES} are allowed)`,
     );
   }
@@ -278,14 +277,14 @@ function checkBatch(batch: CopyFromGuestBatch): void {
   for (const { header, data } of batch.entries) {
     bytes += data.byteLength;
     if (bytes > MAX_BATCH_BYTES) {
-      throw new CopyError("PROTOCOL", `protocol error: a batch with more than ${MAX_BATCH_BYTES} bytes of data`, {
+      throw new CopyError("protocol", `protocol error: a batch with more than ${MAX_BATCH_BYTES} bytes of data`, {
         path: cutText(header?.path ?? "", MAX_GUEST_PATH),
       });
     }
     // A batch holds whole files in memory: only small ones belong in it.
     if (header && header.size > BigInt(SMALL_FILE_BYTES)) {
       throw new CopyError(
-        "PROTOCOL",
+        "protocol",
         `protocol error at entry ${JSON.stringify(cutText(header.path, MAX_QUOTED_PATH))}: a file of ${header.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
         { path: cutText(header.path, MAX_GUEST_PATH) },
       );
@@ -314,7 +313,7 @@ async function resolveDestination(spec: DestinationSpec): Promise<{ spec: Destin
   }
   const stats = await stat(real);
   if (!stats.isDirectory() && !stats.isFile()) {
-    throw new CopyError("DESTINATION", `${absolute} is neither a regular file nor a directory`, { path: absolute });
+    throw new CopyError("destination", `${absolute} is neither a regular file nor a directory`, { path: absolute });
   }
   return {
     spec: { path: real, trailingSlash: spec.trailingSlash },
@@ -325,7 +324,7 @@ async function resolveDestination(spec: DestinationSpec): Promise<{ spec: Destin
 function destinationError(path: string, error: unknown): CopyError {
   const errno = errnoOf(error);
   const text = errno === "ENOENT" ? "does not exist" : describeLocalError(error);
-  return new CopyError("DESTINATION", `destination ${path}: ${text}`, {
+  return new CopyError("destination", `destination ${path}: ${text}`, {
     path,
     ...(errno === "" ? {} : { errno }),
     cause: error,
@@ -341,9 +340,8 @@ function incomplete(error: unknown, signal: AbortSignal | undefined, entries: nu
     entries > 0
       ? ` (the transfer is incomplete: ${entries} entries completed before the failure were left in place)`
       : "";
-  return new CopyError(base.kind, `${base.message}${note}`, {
+  return new CopyError(base.reason, `${base.message}${note}`, {
     code: base.code,
-    reason: base.reason,
     ...(base.path === undefined ? {} : { path: base.path }),
     ...(base.errno === undefined ? {} : { errno: base.errno }),
     ...(base.guestCode === undefined ? {} : { guestCode: base.guestCode }),

@@ -4,10 +4,11 @@
 // and lstat-ing an entry are synchronous: each is one short system call, and going
 // through the thread pool for it costs more than the call (the caller bounds how long it
 // runs between event-loop turns).
+
 import { type BigIntStats, type Dir, lstatSync, opendirSync, statSync } from "node:fs";
 import { lstat, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { errnoOf } from "./guest-error.js";
+import { ErrorCode, errorCodeOf } from "@guestkit/protocol";
 
 /** One entry of a local tree, in pre-order (a directory before its contents). */
 export type LocalEntry =
@@ -59,7 +60,7 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
         stats = lstatSync(absPath, { bigint: true });
         if (options.followLinks && stats.isSymbolicLink()) stats = statSync(absPath, { bigint: true });
       } catch (error) {
-        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errorCodeOf(error) };
         continue;
       }
       const entry = await describe(absPath, relPath, stats);
@@ -76,7 +77,7 @@ export async function* walkLocalTree(root: string, options: LocalWalkOptions): A
       try {
         child = openDir(absPath, relPath, stats);
       } catch (error) {
-        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+        yield { kind: "skipped", relPath, absPath, reason: describeError(error), code: errorCodeOf(error) };
         continue;
       }
       open.push(child);
@@ -101,7 +102,7 @@ async function describe(absPath: string, relPath: string, stats: BigIntStats): P
     try {
       return { kind: "symlink", relPath, absPath, stats, linkTarget: await readlink(absPath) };
     } catch (error) {
-      return { kind: "skipped", relPath, absPath, reason: describeError(error), code: errnoOf(error) || "UNKNOWN" };
+      return { kind: "skipped", relPath, absPath, reason: describeError(error), code: errorCodeOf(error) };
     }
   }
   return {
@@ -109,7 +110,7 @@ async function describe(absPath: string, relPath: string, stats: BigIntStats): P
     relPath,
     absPath,
     reason: "not a regular file, directory or symlink",
-    code: "SPECIAL_FILE",
+    code: ErrorCode.SPECIAL_FILE,
   };
 }
 

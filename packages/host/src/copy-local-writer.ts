@@ -42,10 +42,10 @@ import {
 import { type FileHandle, lchown, lstat, lutimes, open, rename, symlink, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { CopyFromGuestHeader } from "@guestkit/protocol";
-import { cutText, MAX_GUEST_PATH, MAX_QUOTED_PATH, SMALL_FILE_BYTES } from "@guestkit/protocol";
+import { cutText, errnoOf, MAX_GUEST_PATH, MAX_QUOTED_PATH, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
-import { describeLocalError, errnoOf } from "./guest-error.js";
+import { describeLocalError } from "./guest-error.js";
 import { linkTargetProblem, sanitizeMode, splitEntryPath } from "./path-safety.js";
 
 /** What a LocalTreeWriter needs to know about the copy. */
@@ -140,7 +140,7 @@ export class LocalTreeWriter {
     return this.rootName !== undefined;
   }
 
-  /** Starts an entry. Throws a CopyError (UNSAFE_ENTRY, PROTOCOL, DESTINATION, LOCAL_IO) if it is refused. */
+  /** Starts an entry. Throws a CopyError (unsafe-entry, protocol, destination, local-io) if it is refused. */
   async begin(header: CopyFromGuestHeader): Promise<EntryKind> {
     if (this.hasOpenEntry) {
       throw protocol(header.path, "a header arrived before the previous entry's `end`");
@@ -185,7 +185,7 @@ export class LocalTreeWriter {
     if (!file) throw protocol("", "data outside a file");
     if (BigInt(data.byteLength) > file.remaining) {
       throw new CopyError(
-        "SIZE_MISMATCH",
+        "size-mismatch",
         `${file.header.path}: the guest sent more data than the ${file.declared} bytes its header declared`,
         { path: file.header.path },
       );
@@ -233,7 +233,7 @@ export class LocalTreeWriter {
       const file = this.file;
       if (file.remaining !== 0n) {
         throw new CopyError(
-          "SIZE_MISMATCH",
+          "size-mismatch",
           `${file.header.path}: the guest ended the file after ${file.declared - file.remaining} of the ${file.declared} bytes its header declared`,
           { path: file.header.path },
         );
@@ -307,7 +307,7 @@ export class LocalTreeWriter {
     if (placement.createsDestination) {
       const parent = await lstat(dirname(this.target)).catch(() => undefined);
       if (!parent?.isDirectory()) {
-        throw new CopyError("DESTINATION", `directory ${dirname(this.target)} does not exist`, {
+        throw new CopyError("destination", `directory ${dirname(this.target)} does not exist`, {
           path: dirname(this.target),
         });
       }
@@ -373,7 +373,7 @@ export class LocalTreeWriter {
       const existing = localIoSync(header.path, () => lstatSync(local));
       if (existing.isSymbolicLink()) throw unsafe(header.path, `${local} exists and is a symbolic link`);
       if (!existing.isDirectory()) {
-        throw new CopyError("DESTINATION", `cannot overwrite non-directory ${local} with a directory`, {
+        throw new CopyError("destination", `cannot overwrite non-directory ${local} with a directory`, {
           path: header.path,
         });
       }
@@ -525,7 +525,7 @@ export class LocalTreeWriter {
   }
 }
 
-/** The names of a guest entry path, or an UNSAFE_ENTRY error. */
+/** The names of a guest entry path, or an unsafe-entry error. */
 function entryNames(path: string): string[] {
   // The agent names the root "." when it is "/": allowed as the first name only.
   if (path === ".") return ["."];
@@ -599,14 +599,14 @@ function tempName(): string {
 
 // These two are about entries not checked yet: their paths may be any length.
 function unsafe(path: string, problem: string): CopyError {
-  return new CopyError("UNSAFE_ENTRY", `refused entry ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))}: ${problem}`, {
+  return new CopyError("unsafe-entry", `refused entry ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))}: ${problem}`, {
     path: cutText(path, MAX_GUEST_PATH),
   });
 }
 
 function protocol(path: string, problem: string): CopyError {
   const where = path === "" ? "" : ` at entry ${JSON.stringify(cutText(path, MAX_QUOTED_PATH))}`;
-  return new CopyError("PROTOCOL", `protocol error${where}: ${problem}`, { path: cutText(path, MAX_GUEST_PATH) });
+  return new CopyError("protocol", `protocol error${where}: ${problem}`, { path: cutText(path, MAX_GUEST_PATH) });
 }
 
 const TEMP_FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
@@ -614,7 +614,7 @@ const TEMP_FILE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants
 function renameError(finalPath: string, entryPath: string, error: unknown): CopyError {
   // rename(2) refuses to put a non-directory over a directory: EISDIR.
   if (errnoOf(error) === "EISDIR" || errnoOf(error) === "ENOTEMPTY" || errnoOf(error) === "EEXIST") {
-    return new CopyError("DESTINATION", `cannot overwrite directory ${finalPath} with a non-directory`, {
+    return new CopyError("destination", `cannot overwrite directory ${finalPath} with a non-directory`, {
       path: entryPath,
       cause: error,
     });
@@ -625,7 +625,7 @@ function renameError(finalPath: string, entryPath: string, error: unknown): Copy
 function ioError(path: string, error: unknown): CopyError {
   if (error instanceof CopyError) return error;
   const errno = errnoOf(error);
-  return new CopyError("LOCAL_IO", `cannot write ${path}: ${describeLocalError(error)}`, {
+  return new CopyError("local-io", `cannot write ${path}: ${describeLocalError(error)}`, {
     path,
     ...(errno === "" ? {} : { errno }),
     cause: error,

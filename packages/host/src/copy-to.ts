@@ -33,6 +33,9 @@ import {
   CopyToGuestStartSchema,
   createSyntheticFileCheck,
   cutText,
+  ErrorCode,
+  errnoOf,
+  errorCodeOf,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
   MAX_GUEST_CODE,
@@ -56,7 +59,7 @@ import {
   type SkippedEntry,
 } from "./copy-types.js";
 import type { GuestChannel } from "./guest-connection.js";
-import { describeLocalError, errnoOf, errnoText } from "./guest-error.js";
+import { describeLocalError, errnoText } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
 /** Options of copyTo. */
@@ -75,7 +78,7 @@ const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
  * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
  * skipped and listed in the result, which is then `partial`. A file that shrinks while
  * it is read, or changes otherwise (see `acceptChangingFiles`), fails the copy with
- * SOURCE_CHANGED before its `end` is sent, so the agent commits nothing of it. Files of
+ * source-changed before its `end` is sent, so the agent commits nothing of it. Files of
  * procfs, sysfs and the like are read whole and sent with what they hold. Each guest file
  * is committed atomically by the agent; on failure or abort, entries already committed
  * stay and the error says how many there were.
@@ -93,7 +96,7 @@ export async function copyTo(
   const source = parseSource(localPath);
   const destination = parseDestination(guestPath);
   if (!destination.path.startsWith("/")) {
-    throw new CopyError("DESTINATION", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
+    throw new CopyError("destination", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
   }
   const followLinks = options.followLinks ?? false;
   const absSource = resolve(source.path);
@@ -103,7 +106,7 @@ export async function copyTo(
     const step = await walk.next();
     first = step.value as LocalEntry;
   } catch (error) {
-    throw new CopyError("SOURCE", `cannot read ${localPath}: ${describeLocalError(error)}`, {
+    throw new CopyError("source", `cannot read ${localPath}: ${describeLocalError(error)}`, {
       path: localPath,
       ...errnoDetail(error),
       cause: error,
@@ -111,7 +114,7 @@ export async function copyTo(
   }
   try {
     if (first.kind === "skipped") {
-      throw new CopyError("SOURCE", `cannot copy ${localPath}: ${first.reason}`, {
+      throw new CopyError("source", `cannot copy ${localPath}: ${first.reason}`, {
         path: localPath,
         errno: first.code,
       });
@@ -119,7 +122,7 @@ export async function copyTo(
     const destState = await statGuestPath(client, destination.path, true, metadata, signal);
     if (destState.error !== "") {
       throw new CopyError(
-        "DESTINATION",
+        "destination",
         `cannot examine guest:${destination.path}: ${errnoText(destState.errorCode) ?? cutText(destState.error, MAX_GUEST_MESSAGE)}`,
         { path: destination.path, guestCode: cutText(destState.errorCode, MAX_GUEST_CODE) },
       );
@@ -129,7 +132,7 @@ export async function copyTo(
       const parent = posix.dirname(placement.target);
       const parentState = await statGuestPath(client, parent, true, metadata, signal);
       if (!parentState.exists || !parentState.isDir) {
-        throw new CopyError("DESTINATION", `guest directory ${parent} does not exist`, { path: parent });
+        throw new CopyError("destination", `guest directory ${parent} does not exist`, { path: parent });
       }
     }
     const upload = channel.has(Capability.COPY_MULTI_ENTRY) ? uploadInOneStream : uploadStreamPerEntry;
@@ -200,13 +203,13 @@ class EntryReader {
     this.currentPath = this.displayPath(entry);
     const follow = options.followLinks === true || entry.relPath === "";
     const skip = (reason: string, code: string): PreparedEntry => {
-      if (entry.relPath === "") throw new CopyError("SOURCE", `cannot copy ${entry.absPath}: ${reason}`);
+      if (entry.relPath === "") throw new CopyError("source", `cannot copy ${entry.absPath}: ${reason}`);
       this.skipped.add({ path: this.currentPath, reason, code });
       return { kind: "skip" };
     };
     const counts = () => ({ entriesCompleted: entriesDone, bytesCompleted: this.bytesSent });
     const shrank = () =>
-      new CopyError("SOURCE_CHANGED", `${entry.absPath} shrank while it was being copied`, {
+      new CopyError("source-changed", `${entry.absPath} shrank while it was being copied`, {
         path: this.currentPath,
         ...counts(),
       });
@@ -216,7 +219,7 @@ class EntryReader {
       if (before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs) return;
       if (options.acceptChangingFiles !== true) {
         throw new CopyError(
-          "SOURCE_CHANGED",
+          "source-changed",
           `${this.currentPath} changed while it was read (its size or times differed after the read), so what was read may mix old and new content; it was not copied ${ACCEPT_HINT}`,
           { path: this.currentPath, ...counts() },
         );
@@ -432,7 +435,7 @@ async function uploadInOneStream(channel: GuestChannel, plan: UploadPlan, option
   // that counts fewer entries, means entries were dropped.
   if (cutShort || Number(result.entriesWritten) !== entries) {
     throw new CopyError(
-      "PROTOCOL",
+      "protocol",
       `the guest reported success for ${result.entriesWritten} of the ${entries} entries sent${cutShort ? " before the upload was complete" : ""}`,
       { entriesCompleted: Number(result.entriesWritten), bytesCompleted: Number(result.bytesWritten) },
     );
@@ -471,7 +474,7 @@ async function uploadStreamPerEntry(
           const early = await call.response.catch(() => undefined);
           if (early && !early.success) throw guestFailure(early, counts());
           throw new CopyError(
-            "PROTOCOL",
+            "protocol",
             `the guest reported success before the upload was complete (${path} was not sent whole)`,
             {
               path,
@@ -492,7 +495,7 @@ async function uploadStreamPerEntry(
       if (!result.success) throw guestFailure(result, counts(), path);
       const size = prepared.start.isDir ? 0n : prepared.start.size;
       if (result.bytesWritten !== size) {
-        throw new CopyError("SIZE_MISMATCH", `the guest wrote ${result.bytesWritten} of the ${size} bytes of ${path}`, {
+        throw new CopyError("size-mismatch", `the guest wrote ${result.bytesWritten} of the ${size} bytes of ${path}`, {
           path,
           ...counts(),
         });
@@ -572,7 +575,7 @@ function localFailure(
 ): CopyError {
   if (signal?.aborted) return abortedError(signal, counts);
   if (error instanceof CopyError) return error;
-  return new CopyError("LOCAL_IO", `cannot read ${path}: ${describeLocalError(error)}`, {
+  return new CopyError("local-io", `cannot read ${path}: ${describeLocalError(error)}`, {
     path,
     ...errnoDetail(error),
     ...counts,
@@ -595,7 +598,7 @@ function guestFailure(
     known !== undefined
       ? `cannot copy to guest:${errorPath}: ${known}`
       : `guest: ${cutText(result.error, MAX_GUEST_MESSAGE) || "copy failed"}${errorPath ? ` (${errorPath})` : ""}`;
-  return new CopyError("GUEST", `${what}; ${committed} entries were committed before the failure`, {
+  return new CopyError("guest-failed", `${what}; ${committed} entries were committed before the failure`, {
     path: errorPath,
     guestCode,
     entriesCompleted: committed,
@@ -663,12 +666,12 @@ async function openSource(entry: LocalEntry, follow: boolean, isSynthetic: Synth
   try {
     handle = await open(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errorCodeOf(error) } };
   }
   const stats = await handle.stat({ bigint: true });
   if (!stats.isFile()) {
     await handle.close();
-    return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
+    return { skip: { reason: "no longer a regular file", code: ErrorCode.SPECIAL_FILE } };
   }
   return { handle, stats, synthetic: isSynthetic(handle.fd, entry.absPath, stats.dev) };
 }
@@ -691,11 +694,11 @@ function readSmallSource(
   try {
     fd = openSync(entry.absPath, flags);
   } catch (error) {
-    return { skip: { reason: describeLocalError(error), code: errnoOf(error) || "UNKNOWN" } };
+    return { skip: { reason: describeLocalError(error), code: errorCodeOf(error) } };
   }
   try {
     const stats = fstatSync(fd, { bigint: true });
-    if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: "SPECIAL_FILE" } };
+    if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: ErrorCode.SPECIAL_FILE } };
     if (stats.size > SMALL_FILE_BYTES || isSynthetic(fd, entry.absPath, stats.dev)) return { large: true };
     const data = Buffer.allocUnsafe(Number(stats.size));
     let offset = 0;

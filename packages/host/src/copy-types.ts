@@ -44,7 +44,7 @@ export interface CopyResult {
   changedCount: number;
 }
 
-/** What a SOURCE_CHANGED error says about keeping such files, for library and CLI users alike. */
+/** What a source-changed error says about keeping such files, for library and CLI users alike. */
 export const ACCEPT_HINT = "(acceptChangingFiles, or guestctl cp --accept-changing-files, keeps such files as read)";
 
 /** How many skipped (or changed) entries a CopyResult lists one by one. */
@@ -68,7 +68,7 @@ export interface CopyOptions {
    * Keep a file that changed while it was read (written to in place, or grown: its size,
    * mtime or ctime differed after the read from before it) as it was read, and list it
    * in the result's `changed`, as tar does with "file changed as we read it". Default: such
-   * a file fails the copy with a CopyError of kind SOURCE_CHANGED, because what was read
+   * a file fails the copy with a CopyError with reason source-changed, because what was read
    * may mix old and new content, a file that never existed. A file that shrank while it
    * was read always fails the copy: it cannot be sent at the size it was announced with.
    */
@@ -90,7 +90,7 @@ export function notifyProgress(options: CopyOptions, progress: CopyProgress): vo
     options.onProgress?.(progress);
   } catch (error) {
     throw new CopyError(
-      "ABORTED",
+      "cancelled",
       `the onProgress callback threw: ${error instanceof Error ? error.message : String(error)}`,
       {
         cause: error,

@@ -5,7 +5,7 @@
 import { constants } from "node:os";
 import { getSystemErrorMap } from "node:util";
 import { status as Code, type StatusObject } from "@grpc/grpc-js";
-import { cutText, MAX_GUEST_MESSAGE } from "@guestkit/protocol";
+import { cutText, errnoOf, MAX_GUEST_MESSAGE, statusOfErrno } from "@guestkit/protocol";
 
 export { Code };
 
@@ -58,10 +58,28 @@ export type GuestErrorReason =
   | "unsupported"
   /** A port forward could not connect inside the guest (the message names the errno). */
   | "forward-failed"
-  /** The agent broke the protocol (messages out of order, a stream without its exit). */
+  /** The agent broke the protocol (messages out of order, a stream without its exit or final `end`). */
   | "protocol"
   /** `run(..., { check: true })`: the command exited non-zero or died by a signal. */
   | "command-failed"
+  /** A copy's source is missing or unusable (a guest `error` message, a local stat failure). */
+  | "source"
+  /** The destination rules refuse the copy (a directory onto a file...). */
+  | "destination"
+  /** The guest sent a copy entry (a path or link) the host refuses to write. */
+  | "unsafe-entry"
+  /** A copied file's data did not match its declared size. */
+  | "size-mismatch"
+  /**
+   * A copy's source file changed while it was read (it shrank, or, unless the caller
+   * accepts changing files, it was written to), so no copy of it exists that was ever its
+   * content; the destination keeps what it had under that name.
+   */
+  | "source-changed"
+  /** The guest reported that it could not write what a copy sent (its errno name is in `guestCode`). */
+  | "guest-failed"
+  /** Reading or writing a local file during a copy failed (its errno name is in `errno`). */
+  | "local-io"
   | "internal"
   | "unknown";
 
@@ -140,32 +158,6 @@ const CONNECT_ERRNO: Record<string, { code: Code; reason: GuestErrorReason; text
   ENAMETOOLONG: { code: Code.INVALID_ARGUMENT, reason: "invalid-argument", text: "socket path too long" },
 };
 
-// Errno names a guest reports in-band (StatPathResponse.error_code and the like) -> code.
-const GUEST_ERRNO: Record<string, Code> = {
-  ENOENT: Code.NOT_FOUND,
-  ENOTDIR: Code.NOT_FOUND,
-  EACCES: Code.PERMISSION_DENIED,
-  EPERM: Code.PERMISSION_DENIED,
-  EROFS: Code.PERMISSION_DENIED,
-  EEXIST: Code.ALREADY_EXISTS,
-  EISDIR: Code.FAILED_PRECONDITION,
-  ENOTEMPTY: Code.FAILED_PRECONDITION,
-  ELOOP: Code.FAILED_PRECONDITION,
-  ENOSPC: Code.RESOURCE_EXHAUSTED,
-  EDQUOT: Code.RESOURCE_EXHAUSTED,
-  EMFILE: Code.RESOURCE_EXHAUSTED,
-  ENFILE: Code.RESOURCE_EXHAUSTED,
-  ENOMEM: Code.RESOURCE_EXHAUSTED,
-  ENAMETOOLONG: Code.INVALID_ARGUMENT,
-  EINVAL: Code.INVALID_ARGUMENT,
-};
-
-/** The errno name of a Node system error ("ECONNREFUSED"), or "" when it has none. */
-export function errnoOf(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : "";
-}
-
 /** A failure to reach the agent, from a Node error raised while connecting. */
 export function connectErrorFromErrno(error: unknown, context: string): GuestError {
   if (error instanceof GuestError) return error;
@@ -182,7 +174,7 @@ export function connectErrorFromErrno(error: unknown, context: string): GuestErr
  * the path the context already gives and names a syscall nobody asked about.
  */
 export function guestReportedError(message: string, errno: string, context: string): GuestError {
-  return new GuestError(GUEST_ERRNO[errno] ?? Code.UNKNOWN, errnoText(errno) ?? message, { context });
+  return new GuestError(statusOfErrno(errno) ?? Code.UNKNOWN, errnoText(errno) ?? message, { context });
 }
 
 /** The system's words for an errno name ("ENOENT" -> "no such file or directory"); undefined if it is not one. */

@@ -1,5 +1,5 @@
 // The host side of the Cloud Hypervisor / Firecracker hybrid-vsock handshake
-// (FACTS.md section 2): on a fresh connection to the VMM's Unix socket, write
+// (docs/hybrid-vsock.md): on a fresh connection to the VMM's Unix socket, write
 // `CONNECT <port>\n`, read `OK <host_side_port>\n`, and from then on the socket carries
 // the guest's bytes.
 import type { Socket } from "node:net";

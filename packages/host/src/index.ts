@@ -1,5 +1,5 @@
 export { type DialWithRetryOptions, dialWithRetry, retryDelayMs } from "./connect-retry.js";
-export { CopyError, type CopyErrorDetails, type CopyErrorKind } from "./copy-error.js";
+export { CopyError, type CopyErrorDetails } from "./copy-error.js";
 export { type CopyFromOptions, copyFrom } from "./copy-from.js";
 export { type CopyToOptions, copyTo } from "./copy-to.js";
 export {

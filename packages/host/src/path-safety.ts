@@ -1,12 +1,7 @@
 // Checks on names and link targets that come from the guest. The host never trusts the
 // guest: every entry path and symlink target it sends passes through here before
 // anything touches the local disk.
-
-/** Longest entry path or link target accepted, in bytes (Linux PATH_MAX). */
-export const MAX_PATH_BYTES = 4096;
-
-/** Longest single name accepted, in bytes (Linux NAME_MAX). */
-export const MAX_NAME_BYTES = 255;
+import { MAX_NAME_BYTES, MAX_PATH_BYTES } from "@guestkit/protocol";
 
 /**
  * Splits a guest entry path ("root/dir/file") into its names, or returns why it is

@@ -80,7 +80,7 @@ async function cpWhileChanging(
 }
 
 describe("a file that shrinks while it is read", () => {
-  it("copyFrom fails with SOURCE_CHANGED, and writes nothing under the file's name", async () => {
+  it("copyFrom fails with source-changed, and writes nothing under the file's name", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const guest = suite.guest.client();
@@ -88,7 +88,7 @@ describe("a file that shrinks while it is read", () => {
       guest.copyFrom(source, join(suite.dir, "new"), { onProgress: once(() => shrink(source)) }),
     );
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/"big" shrank while it was read \(the file shrank to \d+ of 67108864 bytes/);
     expect(readdirSync(suite.dir)).toEqual(["big"]);
   });
@@ -106,28 +106,28 @@ describe("a file that shrinks while it is read", () => {
     expect(temps(dir)).toEqual([]);
   });
 
-  it("copyTo fails with SOURCE_CHANGED too, and the guest gets nothing under the name", async () => {
+  it("copyTo fails with source-changed too, and the guest gets nothing under the name", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const guest = suite.guest.client();
     const error = await rejection(
       guest.copyTo(source, join(suite.dir, "up"), { onProgress: once(() => shrink(source)) }),
     );
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/big shrank while it was being copied/);
     await expect.poll(() => readdirSync(suite.dir)).toEqual(["big"]);
   });
 });
 
 describe("a file written in place while it is read", () => {
-  it("copyFrom fails with SOURCE_CHANGED, unless acceptChangingFiles keeps it as read and lists it", async () => {
+  it("copyFrom fails with source-changed, unless acceptChangingFiles keeps it as read and lists it", async () => {
     const source = join(suite.dir, "big");
     await bigFile(source);
     const destination = join(suite.dir, "copy");
     await writeFile(destination, "old content");
     const guest = suite.guest.client();
     const error = await rejection(guest.copyFrom(source, destination, { onProgress: once(() => rewriteTail(source)) }));
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/"big" changed while it was read .*it was not written \(acceptChangingFiles/);
     expect(readFileSync(destination, "utf8")).toBe("old content");
     expect(temps(suite.dir)).toEqual([]);
@@ -176,7 +176,7 @@ describe("a file written in place while it is read", () => {
     await writeFile(target, "old content");
     const guest = suite.guest.client();
     const error = await rejection(guest.copyTo(source, target, { onProgress: once(() => rewriteTail(source)) }));
-    expect((error as CopyError).kind).toBe("SOURCE_CHANGED");
+    expect((error as CopyError).reason).toBe("source-changed");
     expect(error.message).toMatch(/^big changed while it was read/);
     // The agent drops the staged file when the call is cancelled.
     await expect.poll(() => temps(suite.dir)).toEqual([]);

@@ -91,7 +91,7 @@ describe("large transfers", () => {
     }
   });
 
-  it("aborting an upload mid-file rejects with ABORTED and leaves no temp file in the guest", async () => {
+  it("aborting an upload mid-file rejects as cancelled and leaves no temp file in the guest", async () => {
     const source = join(suite.work, "big.bin");
     await makeBigFile(source, 128 * MiB);
     await mkdir(join(suite.work, "guest"));
@@ -103,13 +103,13 @@ describe("large transfers", () => {
       },
     }).catch((reason: unknown) => reason);
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("ABORTED");
+    expect((error as CopyError).reason).toBe("cancelled");
     // The agent notices the cancelled call on its own schedule: give it a moment.
     expect(await tempFilesAfterCleanup(join(suite.work, "guest"))).toEqual([]);
     expect(await readdir(join(suite.work, "guest"))).toEqual([]);
   });
 
-  it("aborting a download mid-file rejects with ABORTED and leaves no temp file here", async () => {
+  it("aborting a download mid-file rejects as cancelled and leaves no temp file here", async () => {
     const guestFile = join(suite.work, "big.bin");
     await makeBigFile(guestFile, 128 * MiB);
     await mkdir(join(suite.work, "back"));
@@ -121,7 +121,7 @@ describe("large transfers", () => {
       },
     }).catch((reason: unknown) => reason);
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("ABORTED");
+    expect((error as CopyError).reason).toBe("cancelled");
     expect(await readdir(join(suite.work, "back"))).toEqual([]);
     expect(await tempFiles(suite.work)).toEqual([]);
   });
@@ -139,7 +139,7 @@ describe("large transfers", () => {
     ]) {
       const error = await copy().catch((reason: unknown) => reason);
       expect(error).toBeInstanceOf(CopyError);
-      expect(error).toMatchObject({ kind: "ABORTED", message: "the onProgress callback threw: oops", cause: oops });
+      expect(error).toMatchObject({ reason: "cancelled", message: "the onProgress callback threw: oops", cause: oops });
     }
     expect(await tempFilesAfterCleanup(suite.work)).toEqual([]);
   });
@@ -151,12 +151,12 @@ describe("large transfers", () => {
     await expect(
       copyTo(suite.client, join(suite.work, "file"), join(suite.work, "guest"), { signal }),
     ).rejects.toMatchObject({
-      kind: "ABORTED",
+      reason: "cancelled",
     });
     await expect(
       copyFrom(suite.client, join(suite.work, "file"), join(suite.work, "guest"), { signal }),
     ).rejects.toMatchObject({
-      kind: "ABORTED",
+      reason: "cancelled",
     });
     expect(await readdir(join(suite.work, "guest"))).toEqual([]);
   });

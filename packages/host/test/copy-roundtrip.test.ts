@@ -239,7 +239,7 @@ describe("round trips through the real agent", () => {
     await symlink("/etc/passwd", join(guestTree, "passwd"));
     const error = await copyFrom(suite.client, guestTree, join(suite.work, "back")).catch((reason: unknown) => reason);
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("UNSAFE_ENTRY");
+    expect((error as CopyError).reason).toBe("unsafe-entry");
     expect((error as CopyError).message).toMatch(/refused entry "tree\/passwd": absolute symlink target/);
     const left = await readdir(join(suite.work, "back"));
     expect(left.filter((name) => name.includes(".guestkit-"))).toEqual([]);
@@ -251,13 +251,13 @@ describe("round trips through the real agent", () => {
       (reason: unknown) => reason,
     );
     expect(down).toBeInstanceOf(CopyError);
-    expect((down as CopyError).kind).toBe("SOURCE");
+    expect((down as CopyError).reason).toBe("source");
     expect((down as CopyError).message).toMatch(/^no such file or directory: guest:\/.*nope/);
     const up = await copyTo(suite.client, join(suite.work, "nope"), join(suite.work, "guest")).catch(
       (reason: unknown) => reason,
     );
     expect(up).toBeInstanceOf(CopyError);
-    expect((up as CopyError).kind).toBe("SOURCE");
+    expect((up as CopyError).reason).toBe("source");
     expect((up as CopyError).message).toMatch(/^cannot read .*nope: no such file or directory$/);
   });
 });

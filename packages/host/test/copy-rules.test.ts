@@ -3,9 +3,10 @@
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
-import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
+import { CopyError } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import { copyTo } from "../src/copy-to.js";
+import type { GuestErrorReason } from "../src/guest-error.js";
 import { useCopyAgent } from "./copy-fixture.js";
 
 const suite = useCopyAgent("guestkit-copy-rules-");
@@ -33,10 +34,10 @@ for (const [name, copy] of Object.entries(directions)) {
   describe(`${name} follows the docker cp rules`, () => {
     const src = (path: string) => join(suite.work, "src", path);
     const dst = (path = "") => join(suite.work, "dst", path);
-    const fails = async (source: string, destination: string, kind: CopyErrorKind, message: RegExp) => {
+    const fails = async (source: string, destination: string, kind: GuestErrorReason, message: RegExp) => {
       const error = await copy(source, destination).catch((reason: unknown) => reason);
       expect(error).toBeInstanceOf(CopyError);
-      expect((error as CopyError).kind).toBe(kind);
+      expect((error as CopyError).reason).toBe(kind);
       expect((error as CopyError).message).toMatch(message);
     };
 
@@ -58,13 +59,13 @@ for (const [name, copy] of Object.entries(directions)) {
     });
 
     it("a file onto a missing path ending in / is an error", async () => {
-      await fails(src("file"), `${dst("missing")}/`, "DESTINATION", /destination directory .*missing\/ does not exist/);
+      await fails(src("file"), `${dst("missing")}/`, "destination", /destination directory .*missing\/ does not exist/);
       expect(await tree(dst())).toEqual([]);
     });
 
     it("a file onto an existing file written with a trailing / is an error", async () => {
       await writeFile(dst("existing"), "old");
-      await fails(src("file"), `${dst("existing")}/`, "DESTINATION", /existing is not a directory/);
+      await fails(src("file"), `${dst("existing")}/`, "destination", /existing is not a directory/);
       expect(await readFile(dst("existing"), "utf8")).toBe("old");
     });
 
@@ -93,19 +94,19 @@ for (const [name, copy] of Object.entries(directions)) {
 
     it("a directory onto an existing file is an error", async () => {
       await writeFile(dst("existing"), "old");
-      await fails(src("dir"), dst("existing"), "DESTINATION", /cannot copy a directory onto a file/);
+      await fails(src("dir"), dst("existing"), "destination", /cannot copy a directory onto a file/);
       expect(await readFile(dst("existing"), "utf8")).toBe("old");
     });
 
     it("a file source written with a trailing / or /. is an error", async () => {
-      await fails(`${src("file")}/`, dst(), "SOURCE", /is not a directory/);
-      await fails(`${src("file")}/.`, dst(), "SOURCE", /is not a directory/);
+      await fails(`${src("file")}/`, dst(), "source", /is not a directory/);
+      await fails(`${src("file")}/.`, dst(), "source", /is not a directory/);
       expect(await tree(dst())).toEqual([]);
     });
 
     it("a destination whose parent does not exist is an error", async () => {
-      await fails(src("file"), dst("no/such/place"), "DESTINATION", /no\/such.* does not exist/);
-      await fails(src("dir"), dst("no/such/place"), "DESTINATION", /no\/such.* does not exist/);
+      await fails(src("file"), dst("no/such/place"), "destination", /no\/such.* does not exist/);
+      await fails(src("dir"), dst("no/such/place"), "destination", /no\/such.* does not exist/);
       expect(await tree(dst())).toEqual([]);
     });
   });

@@ -10,9 +10,10 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { type HostileAgent, type HostileScenario, startHostileAgent } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CopyError, type CopyErrorKind } from "../src/copy-error.js";
+import { CopyError } from "../src/copy-error.js";
 import { copyFrom } from "../src/copy-from.js";
 import type { CopyOptions } from "../src/copy-types.js";
+import type { GuestErrorReason } from "../src/guest-error.js";
 import { runCli } from "./cli-support.js";
 import { type CopyClient, connectCopyClient, peakRssGrowth } from "./copy-fixture.js";
 
@@ -83,45 +84,45 @@ async function expectContained(): Promise<void> {
 }
 
 describe("copyFrom refuses a hostile guest", () => {
-  const unsafe: Array<[HostileScenario, CopyErrorKind, RegExp]> = [
-    ["traversal", "UNSAFE_ENTRY", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
-    ["traversal-root", "UNSAFE_ENTRY", /refused entry "\.\.\/escaped": `\.\.` in path/],
-    ["absolute", "UNSAFE_ENTRY", /absolute path/],
-    ["symlink-then-file", "UNSAFE_ENTRY", /refused entry "root\/a": absolute symlink target/],
-    ["inner-symlink-then-file", "UNSAFE_ENTRY", /refused entry "root\/a\/evil": goes through the symbolic link a/],
-    ["link-escape", "UNSAFE_ENTRY", /symlink target points outside the destination: "\.\.\/\.\.\/escaped"/],
-    ["link-chain", "UNSAFE_ENTRY", /symlink target has `\.\.` after a name: "up\/\.\.\/\.\."/],
-    ["dir-over-link", "UNSAFE_ENTRY", /refused entry "root\/d": .* exists and is a symbolic link/],
-    ["nul-name", "UNSAFE_ENTRY", /path contains a NUL byte/],
-    ["empty-name", "UNSAFE_ENTRY", /empty name in path/],
-    ["foreign-root", "UNSAFE_ENTRY", /outside the copied tree/],
-    ["oversize", "SIZE_MISMATCH", /sent more data than the 16 bytes its header declared/],
-    ["undersize", "SIZE_MISMATCH", /ended the file after 10 of the 100 bytes its header declared/],
-    ["endless", "SIZE_MISMATCH", /sent more data than the 1048576 bytes its header declared/],
-    ["no-final", "PROTOCOL", /closed the stream without the final `end`: the transfer is incomplete/],
-    ["data-first", "PROTOCOL", /data outside a file/],
-    ["only-final-end", "PROTOCOL", /protocol error: the guest ended the transfer without sending any entry/],
-    ["batch-oversize", "SIZE_MISMATCH", /sent more data than the 4 bytes its header declared/],
-    ["batch-undersize", "SIZE_MISMATCH", /ended the file after 10 of the 100 bytes its header declared/],
-    ["batch-traversal", "UNSAFE_ENTRY", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
-    ["batch-symlink-then-file", "UNSAFE_ENTRY", /refused entry "root\/a": absolute symlink target/],
+  const unsafe: Array<[HostileScenario, GuestErrorReason, RegExp]> = [
+    ["traversal", "unsafe-entry", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
+    ["traversal-root", "unsafe-entry", /refused entry "\.\.\/escaped": `\.\.` in path/],
+    ["absolute", "unsafe-entry", /absolute path/],
+    ["symlink-then-file", "unsafe-entry", /refused entry "root\/a": absolute symlink target/],
+    ["inner-symlink-then-file", "unsafe-entry", /refused entry "root\/a\/evil": goes through the symbolic link a/],
+    ["link-escape", "unsafe-entry", /symlink target points outside the destination: "\.\.\/\.\.\/escaped"/],
+    ["link-chain", "unsafe-entry", /symlink target has `\.\.` after a name: "up\/\.\.\/\.\."/],
+    ["dir-over-link", "unsafe-entry", /refused entry "root\/d": .* exists and is a symbolic link/],
+    ["nul-name", "unsafe-entry", /path contains a NUL byte/],
+    ["empty-name", "unsafe-entry", /empty name in path/],
+    ["foreign-root", "unsafe-entry", /outside the copied tree/],
+    ["oversize", "size-mismatch", /sent more data than the 16 bytes its header declared/],
+    ["undersize", "size-mismatch", /ended the file after 10 of the 100 bytes its header declared/],
+    ["endless", "size-mismatch", /sent more data than the 1048576 bytes its header declared/],
+    ["no-final", "protocol", /closed the stream without the final `end`: the transfer is incomplete/],
+    ["data-first", "protocol", /data outside a file/],
+    ["only-final-end", "protocol", /protocol error: the guest ended the transfer without sending any entry/],
+    ["batch-oversize", "size-mismatch", /sent more data than the 4 bytes its header declared/],
+    ["batch-undersize", "size-mismatch", /ended the file after 10 of the 100 bytes its header declared/],
+    ["batch-traversal", "unsafe-entry", /refused entry "root\/\.\.\/\.\.\/escaped": `\.\.` in path/],
+    ["batch-symlink-then-file", "unsafe-entry", /refused entry "root\/a": absolute symlink target/],
     [
       "batch-inner-symlink-then-file",
-      "UNSAFE_ENTRY",
+      "unsafe-entry",
       /refused entry "root\/a\/evil": goes through the symbolic link a/,
     ],
-    ["batch-large-file", "PROTOCOL", /a file of 65537 bytes in a batch/],
-    ["batch-too-many", "PROTOCOL", /a batch of 1025 entries/],
-    ["batch-too-big", "PROTOCOL", /a batch with more than 262144 bytes of data/],
+    ["batch-large-file", "protocol", /a file of 65537 bytes in a batch/],
+    ["batch-too-many", "protocol", /a batch of 1025 entries/],
+    ["batch-too-big", "protocol", /a batch with more than 262144 bytes of data/],
     // Cut while decoding (packages/protocol/src/bounded-decode.ts), so the call fails.
-    ["batch-flood", "TRANSPORT", /CopyFromGuestResponse: 4097 entries in one message, more than the 4096 allowed/],
-    ["batch-in-entry", "PROTOCOL", /a batch arrived before the previous entry's `end`/],
-    ["batch-dir-data", "PROTOCOL", /data outside a file/],
+    ["batch-flood", "internal", /CopyFromGuestResponse: 4097 entries in one message, more than the 4096 allowed/],
+    ["batch-in-entry", "protocol", /a batch arrived before the previous entry's `end`/],
+    ["batch-dir-data", "protocol", /data outside a file/],
   ];
   for (const [scenario, kind, message] of unsafe) {
     it(`${scenario}: refused with ${kind}`, async () => {
       const error = await refused(scenario);
-      expect(error.kind).toBe(kind);
+      expect(error.reason).toBe(kind);
       expect(error.message).toMatch(message);
       await expectContained();
     });
@@ -139,7 +140,7 @@ describe("copyFrom refuses a hostile guest", () => {
     await mkdir(join(dest, "root"));
     await symlink(outside, join(dest, "root", "a"));
     const error = await refused("through-existing-link");
-    expect(error.kind).toBe("UNSAFE_ENTRY");
+    expect(error.reason).toBe("unsafe-entry");
     expect(error.message).toMatch(/refused entry "root\/a\/evil": goes through the symbolic link a/);
     expect(await readdir(outside)).toEqual([]);
     expect((await tree(dest)).sort()).toEqual(["root", "root/a"]);
@@ -148,7 +149,7 @@ describe("copyFrom refuses a hostile guest", () => {
   it("undersize: a file that fails leaves the existing file at its name untouched", async () => {
     await writeFile(join(dest, "root"), "original contents");
     const error = await refused("undersize");
-    expect(error.kind).toBe("SIZE_MISMATCH");
+    expect(error.reason).toBe("size-mismatch");
     expect(await readFile(join(dest, "root"), "utf8")).toBe("original contents");
     await expectContained();
   });
@@ -156,7 +157,7 @@ describe("copyFrom refuses a hostile guest", () => {
   it("shrunk-file: a file the guest says shrank part-way fails the copy, and is never committed", async () => {
     for (const options of [{}, { acceptChangingFiles: true }]) {
       const error = await refused("shrunk-file", options);
-      expect(error.kind).toBe("SOURCE_CHANGED");
+      expect(error.reason).toBe("source-changed");
       expect(error.message).toMatch(
         /guest: "root\/f" shrank while it was read \(shrank\): no complete copy of it exists/,
       );
@@ -185,7 +186,7 @@ describe("copyFrom refuses a hostile guest", () => {
     "far-future-mtime: a time the local file system cannot store is refused, nothing written",
     async () => {
       const error = await refused("far-future-mtime");
-      expect(error).toMatchObject({ kind: "LOCAL_IO", errno: "EINVAL", path: "root" });
+      expect(error).toMatchObject({ reason: "local-io", errno: "EINVAL", path: "root" });
       expect(error.message).toMatch(
         /cannot write root: the mtime 253402300800 s is outside what the local file system can store \(it would be 15032385535 s\)/,
       );
@@ -279,7 +280,7 @@ describe("copyFrom keeps memory bounded against a hostile guest", () => {
       }).catch((reason: unknown) => reason);
     });
     expect(error).toBeInstanceOf(CopyError);
-    expect((error as CopyError).kind).toBe("ABORTED");
+    expect((error as CopyError).reason).toBe("cancelled");
     expect(seen).toBeGreaterThanOrEqual(512 * 1024 * 1024);
     expect(growth).toBeLessThan(100);
     expect(await readdir(dest)).toEqual([]);

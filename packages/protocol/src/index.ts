@@ -7,6 +7,7 @@ export {
   parseCapabilities,
 } from "./capabilities.js";
 export { cutText } from "./cut-text.js";
+export * from "./error-codes.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";
 export {
@@ -39,6 +40,8 @@ export {
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
   MAX_MESSAGE_BYTES,
+  MAX_NAME_BYTES,
+  MAX_PATH_BYTES,
   MAX_QUOTED_PATH,
   MAX_STDERR_EXCERPT,
   MAX_SYNTHETIC_FILE_BYTES,

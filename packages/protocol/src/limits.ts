@@ -115,6 +115,14 @@ export const MAX_QUOTED_PATH = 300;
 export const MAX_STDERR_EXCERPT = 500;
 
 /**
+ * Longest entry path or symlink target, and longest single name, in UTF-8 bytes, that a
+ * receiver accepts from a copy (Linux PATH_MAX and NAME_MAX): the host refuses an entry
+ * beyond them before it touches its disk.
+ */
+export const MAX_PATH_BYTES = 4096;
+export const MAX_NAME_BYTES = 255;
+
+/**
  * Largest synthetic file (procfs, sysfs...; see synthetic-files.ts) a copy reads: such a
  * file is held whole in memory before its header, since its size is known only once it
  * has been read. Far above what /proc and /sys files hold (a few KiB; /proc/kallsyms

@@ -21,6 +21,7 @@ import {
   type CopyFromGuestResponse,
   CopyFromGuestResponseSchema,
   DECODED_ENTRIES_LIMIT,
+  ErrorCode,
   guestServiceDefinition,
   MAX_BATCH_BYTES,
   MAX_BATCH_ENTRIES,
@@ -250,7 +251,9 @@ function* script(config: ServeConfig): Generator<Message> {
     }
     case "shrunk-file":
       yield* [dir("root"), end(), file("root/f", 100), data(10)];
-      yield { response: { case: "skipped", value: { path: "root/f", code: "SIZE_MISMATCH", reason: "shrank" } } };
+      yield {
+        response: { case: "skipped", value: { path: "root/f", code: ErrorCode.SIZE_MISMATCH, reason: "shrank" } },
+      };
       yield* [end(), file("root/g", 2), data(2), end(true)];
       return;
     case "out-of-order":

@@ -1,4 +1,4 @@
-// A stand-in for the host side of Cloud Hypervisor's hybrid vsock (FACTS.md section 2),
+// A stand-in for the host side of Cloud Hypervisor's hybrid vsock (docs/hybrid-vsock.md),
 // byte for byte: a Unix socket where a client writes `CONNECT <port>\n`, gets
 // `OK <host_side_port>\n` and then talks to whatever listens on that guest port, here
 // an agent's Unix socket registered for the port. Fault modes play the VMM misbehaving

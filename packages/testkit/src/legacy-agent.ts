@@ -1,4 +1,4 @@
-// An agent that knows only the original protocol (FACTS.md section 1), as the existing Go
+// An agent that knows only the original protocol (docs/wire-protocol.md), as the existing Go
 // agent does: CopyToGuest takes start, data, end and nothing else, and a request whose
 // oneof holds a field it does not know is dropped without a word, exactly what a Go
 // agent does with a guestkit `batch`. It announces nothing in its response headers. The

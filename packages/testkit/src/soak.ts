@@ -426,7 +426,7 @@ async function runOperation(kind: SoakOperation, context: Context, client: Guest
         );
       await rm(local);
       // A copy that finished before the abort took effect is fine too; anything else is not.
-      if (error !== undefined && !(error instanceof CopyError && error.kind === "ABORTED")) {
+      if (error !== undefined && !(error instanceof CopyError && error.reason === "cancelled")) {
         throw new Error(`a cancelled upload ended with ${describe(error)}`);
       }
       await rm(guest, { force: true });
