@@ -14,6 +14,7 @@ export const AGENT_CAPABILITIES: readonly string[] = [
   Capability.PORT_FORWARD,
   Capability.DETACHED,
   Capability.EXEC_STDIN_CREDIT,
+  Capability.CALL_PRIORITY,
 ];
 
 /** A server interceptor that adds the capability header to every call's response headers. */

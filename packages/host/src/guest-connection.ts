@@ -507,8 +507,9 @@ export class GuestConnection {
       metadata() {
         const metadata = new grpc.Metadata();
         if (token) metadata.set("authorization", `Bearer ${token}`);
-        // Calls on the connection take turns (see CALL_PRIORITY).
-        metadata.set("priority", CALL_PRIORITY);
+        // Calls on the connection take turns (see CALL_PRIORITY), where the agent said it
+        // schedules by the header.
+        if (capabilities.has(Capability.CALL_PRIORITY)) metadata.set("priority", CALL_PRIORITY);
         return metadata;
       },
     };

@@ -46,6 +46,11 @@ export const Capability = {
    * (signal, resize) overtake stdin it has not sent yet.
    */
   EXEC_STDIN_CREDIT: "exec-stdin-credit",
+  /**
+   * The agent's HTTP/2 server schedules streams by the RFC 9218 `priority` request header,
+   * so calls that carry CALL_PRIORITY (limits.ts) take turns on a busy connection.
+   */
+  CALL_PRIORITY: "call-priority",
 } as const;
 
 export type CapabilityName = (typeof Capability)[keyof typeof Capability];

@@ -70,7 +70,8 @@ export const MAX_CONCURRENT_STREAMS = 1000;
 export const EXEC_STDIN_WINDOW_BYTES = 512 * 1024;
 
 /**
- * The RFC 9218 priority a host sends with every call (the `priority` request header):
+ * The RFC 9218 priority a host sends with every call to an agent that announces the
+ * `call-priority` capability (the `priority` request header):
  * the default urgency, and incremental. Node's HTTP/2 server (nghttp2 1.70) schedules the
  * data of streams of one urgency that are not incremental oldest first: a newer stream
  * sends only when every older one has nothing to send or no window left. A StatPath on a

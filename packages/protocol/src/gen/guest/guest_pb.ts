@@ -21,6 +21,8 @@
 //   port-forward      ForwardPort is served.
 //   detached          StartDetached, ListDetached, AttachDetached and ControlDetached.
 //   exec-stdin-credit ExecResponse.stdin_consumed is sent; stdin is queued by the agent.
+//   call-priority     streams are scheduled by the RFC 9218 `priority` request header: a
+//                     client sends CALL_PRIORITY with every call so that calls take turns.
 //
 // Limits. Each is written NAME (value), NAME as exported by limits.ts in the protocol
 // package; packages/protocol/test/proto-limits.test.ts fails when a value here differs.
