@@ -7,7 +7,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { dial, parseTarget, splice } from "@guestkit/host";
 import {
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
@@ -25,6 +24,9 @@ import {
   type StatPathResponse,
 } from "@guestkit/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dial } from "../../host/src/dial.js";
+import { splice } from "../../host/src/socket-splice.js";
+import { parseTarget } from "../../host/src/target.js";
 import { type CCoreLegacyAgent, startCCoreLegacyAgent } from "../src/c-core-legacy-agent.js";
 import { startHybridVsockEndpoint } from "../src/hybrid-vsock-endpoint.js";
 
