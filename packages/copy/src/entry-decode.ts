@@ -25,7 +25,7 @@ export type EntryKind = "file" | "dir" | "symlink";
 
 /** One whole entry of a batch; a batch entry without its header is a framing error. */
 export interface BatchEntry {
-  header: EntryHeader | undefined;
+  header?: EntryHeader | undefined;
   data: Uint8Array;
 }
 
