@@ -161,6 +161,7 @@ export class TreeWriter<Header extends EntryHeader = EntryHeader> {
   async write(bytes: Uint8Array): Promise<void> {
     const entry = this.#entry;
     if (!entry) throw EntryError.protocol("", "data arrived before any start message");
+    this.#throwIfFailed();
     if (entry.kind !== "file") {
       const what = entry.kind === "dir" ? "a directory" : entry.kind === "symlink" ? "a symlink" : "a dropped file";
       throw EntryError.protocol(entry.header.path, `data arrived for ${what}`);
