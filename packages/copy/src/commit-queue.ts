@@ -1,12 +1,10 @@
 // Commits staged files in stream order. The slow part of committing a file durably is
 // fsync; waiting for each one in turn makes a tree of thousands of files wait for
 // thousands of disk flushes in a row. Here the fsyncs of many files run at once (a
-// journalling file system shares their flushes), and the
-// renames still happen strictly in stream order, so "everything before the first
-// failure, nothing after it" holds exactly as if the files had been committed one by
-// one. A file that needs no fsync (the host's side; a file system in memory) is renamed
-// at once when nothing is ahead of it.
-import type { EntryError } from "./entry-error.js";
+// journalling file system shares their flushes), and the renames still happen strictly
+// in stream order, so "everything before the first failure, nothing after it" holds
+// exactly as if the files had been committed one by one. A file that needs no fsync (the
+// host's side; a file system in memory) is renamed at once when nothing is ahead of it.
 import type { StagedFile } from "./staged-file.js";
 
 /** Files staged and not yet renamed; each holds an open descriptor until then. */
@@ -79,7 +77,7 @@ export class CommitQueue {
           head.file.publish();
           head.onCommitted();
         } catch (error) {
-          this.#failure = { error: error as EntryError, path: head.file.entryPath };
+          this.#failure = { error, path: head.file.entryPath };
           head.file.discard();
         }
       }
