@@ -135,7 +135,7 @@ describe("a client killed during a download", () => {
     // is marked as such, and nothing is at the final name.
     const left = await readdir(local);
     expect(left).not.toContain("big.bin");
-    for (const name of left) expect(name).toMatch(/^\.guestkit-[0-9a-f]+-\d+\.part$/);
+    for (const name of left) expect(name).toMatch(/^\.big\.bin\.guestkit-[0-9a-f]+-\d+$/);
     await expectSettled(agent, baseline);
     await expectServing(client);
   });

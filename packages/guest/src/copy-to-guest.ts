@@ -1,14 +1,31 @@
-// CopyToGuest: receives files, directories and symlinks and commits each one atomically.
+// CopyToGuest: receives files, directories and symlinks and commits each one atomically,
+// through the copy engine's TreeWriter with the agent's path policy (absolute paths,
+// missing parents made as `mkdir -p` does).
+import { dirname, posix } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
+import {
+  type EntryAttributes,
+  EntryError,
+  type EntryKind,
+  type OpenDirectory,
+  type PathPolicy,
+  TreeWriter,
+} from "@guestkit/copy";
 import {
   type CopyToGuestRequest,
   type CopyToGuestResponse,
   CopyToGuestResponseSchema,
+  type CopyToGuestStart,
   type GuestServiceHandlers,
 } from "@guestkit/protocol";
 import { grpcErrorFrom } from "./grpc-errors.js";
-import { UploadError, UploadSession } from "./upload-session.js";
+import { checkGuestPath } from "./guest-path.js";
+import { makeParents } from "./make-parents.js";
+
+// Modes for mode = 0, as the protocol defines them.
+const DEFAULT_FILE_MODE = 0o644;
+const DEFAULT_DIRECTORY_MODE = 0o755;
 
 /**
  * The CopyToGuest handler.
@@ -21,26 +38,27 @@ import { UploadError, UploadSession } from "./upload-session.js";
  * handled exactly like start, data, end.
  *
  * Each entry takes effect when its `end` arrives. A file is written to
- * `.NAME.guestkit-RANDOM` in the target directory, fsynced, given owner (chown before
- * chmod, as chown clears setuid/setgid), exact mode and mtime, and renamed over the
- * target only if exactly `size` bytes arrived. A symlink is made under a temporary name
- * and renamed over the target too. A directory is created or, if it exists, updated; its
- * mtime is set when the stream ends (deepest directories first), because writing into a
- * directory changes its mtime. Mode 0 means 0644 for a new file, 0755 for a new
- * directory, and "leave as it is" for an existing directory. Owner is set when uid or gid
- * is non-zero, or exactly (0:0 included) when `chown` is set. Missing parents are created
- * with mode 0755.
+ * `.NAME.guestkit-TAG-N` in the target directory, given owner (chown before chmod, as
+ * chown clears setuid/setgid), exact mode and mtime, fsynced (where the file system
+ * keeps anything), and renamed over the target only if exactly `size` bytes arrived. A
+ * symlink is made under a temporary name and renamed over the target too. A directory
+ * is created (owner-only until it is finished) or, if it exists, updated; its owner,
+ * mode and mtime are set once the stream leaves it (deepest directories first), because
+ * writing into a directory changes its mtime. Mode 0 means 0644 for a new file, 0755 for
+ * a new directory, and "leave as it is" for an existing directory. Owner is set when uid
+ * or gid is non-zero, or exactly (0:0 included) when `chown` is set. Missing parents are
+ * created with mode 0755.
  *
  * Failure: the stream stops at the first entry that fails (a bad start, a file system
- * error, an mtime the file system does not keep (EINVAL, see file-times.ts), SIZE_MISMATCH
- * when more or fewer bytes than `size` arrive, PROTOCOL for framing errors such as data
- * before start or a new start before end). That entry's temporary
- * file is removed and its target is left as it was; entries committed before it stay,
- * with their directory times applied. The response says success=false with `error`,
- * `error_path`, `error_code`, and counts only what was committed in `entries_written`
- * and `bytes_written`; the rest of the stream is not read. All of this is in-band with
- * status OK, which is how existing hosts read failures. A cancelled or disconnected call
- * is treated the same way, except that nobody is left to answer.
+ * error, an mtime the file system does not keep (EINVAL, see @guestkit/copy's
+ * timestamp.ts), SIZE_MISMATCH when more or fewer bytes than `size` arrive, PROTOCOL for
+ * framing errors such as data before start or a new start before end). That entry's
+ * temporary file is removed and its target is left as it was; entries committed before
+ * it stay, with their directory times applied. The response says success=false with
+ * `error`, `error_path`, `error_code`, and counts only what was committed in
+ * `entries_written` and `bytes_written`; the rest of the stream is not read. All of this
+ * is in-band with status OK, which is how existing hosts read failures. A cancelled or
+ * disconnected call is treated the same way, except that nobody is left to answer.
  */
 export const handleCopyToGuest: GuestServiceHandlers["copyToGuest"] = (call, callback) => {
   receiveUpload(call).then(
@@ -52,28 +70,102 @@ export const handleCopyToGuest: GuestServiceHandlers["copyToGuest"] = (call, cal
 async function receiveUpload(
   call: grpc.ServerReadableStream<CopyToGuestRequest, CopyToGuestResponse>,
 ): Promise<CopyToGuestResponse> {
-  const session = new UploadSession();
+  const writer = new TreeWriter(new GuestPathPolicy());
+  const totals = () => ({ entriesWritten: BigInt(writer.entriesWritten), bytesWritten: writer.bytesWritten });
   try {
     // One message at a time: the next one is read only after the previous one's write
     // finished, so a fast host cannot make the agent buffer a file in memory.
-    for await (const request of call as AsyncIterable<CopyToGuestRequest>) {
-      await session.receive(request);
+    for await (const { request } of call as AsyncIterable<CopyToGuestRequest>) {
+      if (request.case === "start") await writer.begin(request.value);
+      else if (request.case === "data") await writer.write(request.value);
+      else if (request.case === "end") await writer.end();
+      else if (request.case === "batch")
+        await writer.batch(request.value.entries.map(({ start, data }) => ({ header: start, data })));
+      else throw EntryError.protocol("", "a request with no start, data or end, and no batch");
     }
-    await session.finish();
-    return create(CopyToGuestResponseSchema, { success: true, ...session.totals });
+    await writer.finish();
+    return create(CopyToGuestResponseSchema, { success: true, ...totals() });
   } catch (error) {
-    await session.abort();
+    await writer.abort();
     // A background commit that failed first is the cause; what the stream did after it
     // (or its cancellation) is a consequence.
     const failure =
-      session.commitFailure ??
-      (call.cancelled ? new UploadError("ECANCELED", "", "the call was cancelled") : UploadError.from(error, ""));
+      writer.failure ??
+      (call.cancelled
+        ? new EntryError("local-io", "ECANCELED", "", "the call was cancelled")
+        : EntryError.io(error, ""));
     return create(CopyToGuestResponseSchema, {
       success: false,
       error: failure.message,
       errorPath: failure.path,
       errorCode: failure.code,
-      ...session.totals,
+      ...totals(),
     });
   }
+}
+
+/** The agent's side: absolute paths, parents made as needed, links followed as `mkdir -p` does. */
+class GuestPathPolicy implements PathPolicy<CopyToGuestStart> {
+  readonly durable = true;
+  readonly followLinks = true;
+  // Directories found or made, so a tree of thousands of files does not stat them every time.
+  readonly #known = new Set<string>();
+  // Directories the stream has left, with what was applied: entered again, they get it again.
+  readonly #left = new Map<string, OpenDirectory["final"]>();
+
+  locate(start: CopyToGuestStart, kind: EntryKind): { local: string; linkDepth: number } {
+    const problem = checkGuestPath(start.path);
+    if (problem) throw EntryError.invalid(start.path, problem);
+    const name = posix.basename(start.path);
+    if (kind !== "dir" && (start.path.endsWith("/") || name === "." || name === "..")) {
+      throw EntryError.invalid(start.path, "not a file name");
+    }
+    return { local: stripTrailingSlashes(start.path), linkDepth: 0 };
+  }
+
+  async enterParents(
+    parent: string,
+    top: OpenDirectory | undefined,
+    _entryPath: string,
+    enter: (directory: OpenDirectory) => void,
+  ): Promise<void> {
+    await makeParents(parent, this.#known);
+    if (this.#left.size === 0) return;
+    const again: OpenDirectory[] = [];
+    for (let directory = parent; directory !== top?.local; directory = dirname(directory)) {
+      const final = this.#left.get(directory);
+      if (final) again.unshift({ local: directory, path: directory, final });
+      if (directory === "/") break;
+    }
+    for (const directory of again) enter(directory);
+  }
+
+  attributes(start: CopyToGuestStart, kind: EntryKind, created: boolean): EntryAttributes {
+    const given = start.mode & 0o7777;
+    const defaultMode = created ? (kind === "dir" ? DEFAULT_DIRECTORY_MODE : DEFAULT_FILE_MODE) : undefined;
+    const mode = given || defaultMode;
+    const wantsOwner = start.chown || start.uid !== 0 || start.gid !== 0;
+    const wantsTime = start.mtime !== 0n || start.mtimeNanos !== 0;
+    return {
+      ...(mode === undefined ? {} : { mode }),
+      ...(wantsOwner ? { owner: { uid: start.uid, gid: start.gid } } : {}),
+      ...(wantsTime ? { mtime: { seconds: start.mtime, nanos: start.mtimeNanos } } : {}),
+    };
+  }
+
+  committed(local: string, kind: EntryKind): void {
+    if (kind === "dir") this.#known.add(local);
+    // A directory path may have just become a link.
+    else if (kind === "symlink") this.#known.delete(local);
+  }
+
+  left(directory: OpenDirectory): void {
+    if (directory.final) this.#left.set(directory.local, directory.final);
+  }
+}
+
+function stripTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 1 && path[end - 1] === "/") end -= 1;
+  return path.slice(0, end);
 }

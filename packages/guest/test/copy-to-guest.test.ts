@@ -68,7 +68,7 @@ function mtimeNs(path: string): bigint {
   return lstatSync(path, { bigint: true }).mtimeNs;
 }
 
-// Node's utimes takes a double (see file-times.ts): whole seconds are exact and
+// Node's utimes takes a double (see @guestkit/copy timestamp.ts): whole seconds are exact and
 // nanoseconds within one step of a double (2^-22 s, 238 ns) for dates before 2038.
 const NANOSECOND_TOLERANCE = 239n;
 

@@ -2,16 +2,17 @@
 //
 // Messages are taken one at a time and the next is read only once the previous one is
 // on disk, so a guest sending faster than the disk writes is held back by gRPC flow
-// control instead of filling memory. What the guest sends is checked by
-// LocalTreeWriter; this file runs the protocol around it: header, data..., end per
-// entry, and a final `end` that must arrive.
+// control instead of filling memory. What the guest sends is checked and written by the
+// copy engine's TreeWriter with the DestinationPolicy (copy-local-writer.ts); this file
+// runs the protocol around it: header, data..., end per entry, and a final `end` that
+// must arrive.
 //
 // The request asks for batches: guestkit's agent then sends small files, directories
 // and symlinks whole, many to a message. Each batched entry goes through the very same
-// begin, write, end of LocalTreeWriter as one sent in three messages, so it is checked
-// the same way; on top, a batch is refused beyond MAX_BATCH_ENTRIES entries or
-// MAX_BATCH_BYTES of data, or with a file larger than SMALL_FILE_BYTES in it. An agent
-// that does not know the request's flag answers in the original framing.
+// begin, write, end as one sent in three messages, so it is checked the same way; on
+// top, a batch is refused beyond MAX_BATCH_ENTRIES entries or MAX_BATCH_BYTES of data,
+// or with a file larger than SMALL_FILE_BYTES in it. An agent that does not know the
+// request's flag answers in the original framing.
 //
 // A file the guest says changed while it read it (`end.changed`) is refused, or kept
 // and listed when the caller accepts changing files; one it says shrank (a `skipped`
@@ -26,26 +27,23 @@ import { realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
+import { TreeWriter } from "@guestkit/copy";
 import {
   Capability,
-  type CopyFromGuestBatch,
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
   cutText,
   ErrorCode,
   errnoOf,
-  MAX_BATCH_BYTES,
-  MAX_BATCH_ENTRIES,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
   MAX_QUOTED_PATH,
-  SMALL_FILE_BYTES,
 } from "@guestkit/protocol";
 import { abortedError, callError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
-import { LocalTreeWriter } from "./copy-local-writer.js";
+import { copyErrorOf, DestinationPolicy } from "./copy-local-writer.js";
 import {
   ACCEPT_HINT,
   type CopyOptions,
@@ -65,11 +63,11 @@ export type CopyFromOptions = CopyOptions;
  * Copies `guestPath` (absolute; a file, a symlink or a whole tree) out of the guest to
  * `localPath`, with the `docker cp` destination rules (see placeCopy). Nothing the
  * guest sends can write outside the destination: unsafe names, links and sizes fail the
- * transfer with a CopyError (unsafe-entry, size-mismatch, protocol). A file that changed
- * while the guest read it fails it with source-changed, leaving what was under its name,
+ * transfer with a CopyError (UNSAFE_ENTRY, SIZE_MISMATCH, PROTOCOL). A file that changed
+ * while the guest read it fails it with SOURCE_CHANGED, leaving what was under its name,
  * unless `acceptChangingFiles` (then it is kept as read and listed in `changed`); one
  * that shrank always does. A time the local file system cannot store (the kernel would
- * clamp it) fails it with local-io, errno EINVAL. Setuid and setgid
+ * clamp it) fails it with LOCAL_IO, errno EINVAL. Setuid and setgid
  * bits are dropped unless `keepSetuid`; ownership is applied only with
  * `preserveOwnership`. Symlink targets must stay inside the copied tree (or, for a
  * single link, inside the directory that receives it): relative, with their `..` only
@@ -88,7 +86,7 @@ export async function copyFrom(
     throw new CopyError("source", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
   }
   const local = await resolveDestination(parseDestination(localPath));
-  const writer = new LocalTreeWriter({
+  const destination = new DestinationPolicy({
     source,
     baseName: posix.basename(source.path),
     destination: local.spec,
@@ -96,6 +94,7 @@ export async function copyFrom(
     preserveOwnership: options.preserveOwnership === true,
     keepSetuid: options.keepSetuid === true,
   });
+  const writer = new TreeWriter(destination);
   const call = channel.guest.copyFromGuest(
     create(CopyFromGuestRequestSchema, {
       path: source.path,
@@ -136,7 +135,7 @@ export async function copyFrom(
         bytes += response.value.byteLength;
         progress();
       } else if (response.case === "end") {
-        if (response.value.final && !writer.hasRoot) {
+        if (response.value.final && !destination.hasRoot) {
           throw new CopyError("protocol", "protocol error: the guest ended the transfer without sending any entry");
         }
         // A bare final `end` closes a transfer whose last entry came in a batch.
@@ -147,7 +146,7 @@ export async function copyFrom(
             changed.add(changedPath);
           }
           await writer.end();
-          entries = writer.entriesCompleted;
+          entries = writer.entriesWritten;
           progress();
         }
         if (response.value.final) {
@@ -156,21 +155,11 @@ export async function copyFrom(
           break;
         }
       } else if (response.case === "batch") {
-        checkBatch(response.value);
-        for (const { header, data } of response.value.entries) {
-          if (!header) throw new CopyError("protocol", "protocol error: a batch entry without its header");
-          currentPath = header.path;
-          if (writer.hasOpenEntry) {
-            throw new CopyError("protocol", "protocol error: a batch arrived before the previous entry's `end`", {
-              path: header.path,
-            });
-          }
-          await writer.begin(header);
-          if (data.byteLength > 0) await writer.write(data);
-          await writer.end();
-          bytes += data.byteLength;
-        }
-        entries = writer.entriesCompleted;
+        const batched = response.value.entries;
+        await writer.batch(batched);
+        for (const { data } of batched) bytes += data.byteLength;
+        currentPath = batched[batched.length - 1]?.header?.path ?? currentPath;
+        entries = writer.entriesWritten;
         progress();
       } else if (response.case === "skipped") {
         const { path, reason, code } = response.value;
@@ -187,7 +176,7 @@ export async function copyFrom(
           code: cutText(code, MAX_GUEST_CODE),
         });
         // A skip of the file being received (a read failed part-way): drop it and go on.
-        droppedBytes += (await writer.dropFile(path)) ?? 0;
+        droppedBytes += writer.dropFile(path) ?? 0;
       } else if (response.case === "error") {
         const { message: text, path, code } = response.value;
         const errorPath = cutText(path, MAX_GUEST_PATH) || guestPath;
@@ -214,15 +203,15 @@ export async function copyFrom(
       );
     }
     await writer.finish();
-    if (writer.entriesCompleted !== entries) {
+    if (writer.entriesWritten !== entries) {
       // The last commits finished after the final `end`: report the totals once more.
-      entries = writer.entriesCompleted;
+      entries = writer.entriesWritten;
       progress();
     }
     succeeded = true;
   } catch (error) {
-    await writer.discard();
-    throw incomplete(error, signal, writer.entriesCompleted, bytes);
+    await writer.abort();
+    throw incomplete(copyErrorOf(error), signal, writer.entriesWritten, bytes);
   } finally {
     signal?.removeEventListener("abort", onAbort);
     if (succeeded) settleFinishedCall(call, () => callEnded);
@@ -264,33 +253,6 @@ function settleFinishedCall(call: grpc.ClientReadableStream<CopyFromGuestRespons
 }
 
 const SETTLE_MS = 1000;
-
-/** Refuses a batch beyond the bounds any sender keeps to; its entries are checked one by one after. */
-function checkBatch(batch: CopyFromGuestBatch): void {
-  if (batch.entries.length > MAX_BATCH_ENTRIES) {
-    throw new CopyError(
-      "protocol",
-      `protocol error: a batch of ${batch.entries.length} entries (at most ${MAX_BATCH_ENTRIES} are allowed)`,
-    );
-  }
-  let bytes = 0;
-  for (const { header, data } of batch.entries) {
-    bytes += data.byteLength;
-    if (bytes > MAX_BATCH_BYTES) {
-      throw new CopyError("protocol", `protocol error: a batch with more than ${MAX_BATCH_BYTES} bytes of data`, {
-        path: cutText(header?.path ?? "", MAX_GUEST_PATH),
-      });
-    }
-    // A batch holds whole files in memory: only small ones belong in it.
-    if (header && header.size > BigInt(SMALL_FILE_BYTES)) {
-      throw new CopyError(
-        "protocol",
-        `protocol error at entry ${JSON.stringify(cutText(header.path, MAX_QUOTED_PATH))}: a file of ${header.size} bytes in a batch (at most ${SMALL_FILE_BYTES})`,
-        { path: cutText(header.path, MAX_GUEST_PATH) },
-      );
-    }
-  }
-}
 
 /** The local destination with its path made absolute and resolved through links the user named. */
 async function resolveDestination(spec: DestinationSpec): Promise<{ spec: DestinationSpec; state: DestinationState }> {

@@ -1,23 +1,35 @@
-// Setting modification times as exactly as Node allows.
+// Times as the protocol carries them, and setting them as exactly as Node allows.
 //
 // Node's utimes/futimes/lutimes take seconds as a double, and libuv turns it back into a
 // timespec. A double between 2^30 and 2^31 seconds (2004 to 2038) has a step of 2^-22 s,
 // about 238 ns, so nanoseconds land within one step of the wanted value (two after
-// 2038); whole seconds are kept exact. Node also replaces any negative time with "now",
-// so instants before 1970 cannot be set at all and are refused as bad input. Exact
-// nanoseconds and pre-1970 times would need utimensat() through a native addon.
+// 2038); whole seconds are kept exact. Node replaces a negative number with "now", so
+// instants before 1970 are refused as bad input (timeProblem) on both sides. Exact
+// nanoseconds would need utimensat() through a native addon.
 //
 // The kernel clamps a time past what the file system stores (ext4 and tmpfs: 2446-05-10;
-// ext4 with small inodes and XFS without bigtime: 2038) without an error, so an upload
-// would report success for a time it did not apply. The time is read back after it is
-// set (checkTimeKept) and the entry refused when it was not kept: most likely the time
-// was bogus to begin with, and an error names it, where a silently different time
-// would be found much later, if ever. Reporting the time applied instead would need a
-// per-entry answer that every host would have to read.
-import type { Timestamp } from "./file-metadata.js";
+// ext4 with small inodes and XFS without bigtime: 2038) without an error, so a copy
+// would report success for a time it did not apply. Such a time is read back after it
+// is set (checkTimeKept) and the entry refused when it was not kept: most likely the time
+// was bogus to begin with, and an error names it, where a silently different time would
+// be found much later, if ever.
+
+/** A point in time as the protocol carries it: unix seconds plus 0..999,999,999 nanoseconds. */
+export interface Timestamp {
+  seconds: bigint;
+  nanos: number;
+}
 
 /** Largest seconds value a double carries exactly; later instants are refused as bad input. */
 export const MAX_TIME_SECONDS = 2n ** 53n;
+
+/** Why a time from the wire cannot be set, or undefined when it can. */
+export function timeProblem(time: Timestamp): string | undefined {
+  if (time.nanos >= 1_000_000_000) return `mtime_nanos ${time.nanos} is not below one second`;
+  if (time.seconds < 0n) return `mtime ${time.seconds} is before 1970, which cannot be set from here`;
+  if (time.seconds > MAX_TIME_SECONDS) return `mtime ${time.seconds} is out of range`;
+  return undefined;
+}
 
 /** The seconds argument for fs.utimes/futimes/lutimes that reproduces `time` most closely. */
 export function timeArgument(time: Timestamp): number {
@@ -28,7 +40,7 @@ export function timeArgument(time: Timestamp): number {
   return Math.trunc(value) > seconds ? largestBelow(seconds + 1) : value;
 }
 
-/** Now, as the seconds argument, for the access time (the host does not send one). */
+/** Now, as the seconds argument, for the access time (no side sends one). */
 export function nowArgument(): number {
   return Date.now() / 1000;
 }
@@ -79,4 +91,20 @@ export function checkTimeKept(asked: Timestamp, keptNs: bigint): void {
 function describeSeconds(seconds: bigint): string {
   const date = new Date(Number(seconds) * 1000);
   return Number.isNaN(date.getTime()) ? `${seconds} s after 1970` : date.toISOString();
+}
+
+const NANOS_PER_SECOND = 1_000_000_000n;
+
+/**
+ * Splits a nanosecond timestamp (BigIntStats.mtimeNs) into seconds and nanoseconds.
+ * Before 1970 the seconds round down so that nanos stay non-negative, as in a timespec.
+ */
+export function splitNanoseconds(nanoseconds: bigint): Timestamp {
+  let seconds = nanoseconds / NANOS_PER_SECOND;
+  let nanos = nanoseconds % NANOS_PER_SECOND;
+  if (nanos < 0n) {
+    nanos += NANOS_PER_SECOND;
+    seconds -= 1n;
+  }
+  return { seconds, nanos: Number(nanos) };
 }
