@@ -142,9 +142,9 @@ interface UploadPlan {
   readonly signal: AbortSignal | undefined;
 }
 
-async function* itemsOf(first: WalkItem, rest: AsyncIterator<WalkItem>): AsyncGenerator<WalkItem> {
+async function* itemsOf(first: WalkItem, rest: AsyncGenerator<WalkItem>): AsyncGenerator<WalkItem> {
   yield first;
-  for (let step = await rest.next(); !step.done; step = await rest.next()) yield step.value;
+  yield* rest;
 }
 
 // The whole tree in one stream (see the file comment).
