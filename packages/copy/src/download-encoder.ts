@@ -85,7 +85,8 @@ export async function encodeDownload(
   const out = new DownloadEncoder(send, request.batch);
   const root = tidyPath(request.path);
   const rootError = (code: string, reason: string) => out.error(reason, root, code);
-  const walk = walkTree(root, { followLinks: request.followLinks });
+  // The agent runs as root: it checks where each file really is (see WalkPolicy).
+  const walk = walkTree(root, { followLinks: request.followLinks, checkLocation: true });
   try {
     let first: WalkEntry;
     try {

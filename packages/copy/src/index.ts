@@ -31,8 +31,8 @@ export {
 } from "./synthetic-files.js";
 export { describeError, errnoCode } from "./system-error.js";
 export {
-  identityOf,
   SPECIAL_FILE_CODE,
+  sameFile,
   type WalkEntry,
   type WalkItem,
   type WalkPolicy,

@@ -11,7 +11,7 @@ import { type FileHandle, open } from "node:fs/promises";
 import { allocateBulkData, CHUNK_SIZE, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { readWholeFile, type SyntheticFileCheck } from "./synthetic-files.js";
 import { describeError, errnoCode } from "./system-error.js";
-import { identityOf, type WalkEntry } from "./tree-walk.js";
+import { sameFile, type WalkEntry } from "./tree-walk.js";
 
 /** Code of an entry that changed between the walk and the open. */
 export const CHANGED_CODE = "CHANGED";
@@ -162,8 +162,7 @@ function openFailure(error: unknown): Source & { kind: "refused" } {
  * through /proc/self/fd when /proc is there).
  */
 function swapOf(entry: WalkEntry, stats: BigIntStats, fd: number): string | undefined {
-  if (!stats.isFile() || identityOf(stats) !== identityOf(entry.stats))
-    return "replaced by another file during the copy";
+  if (!stats.isFile() || !sameFile(stats, entry.stats)) return "replaced by another file during the copy";
   if (entry.realPath === undefined) return undefined;
   let actual: string | undefined;
   try {

@@ -23,8 +23,8 @@ export interface WalkEntry {
   followed: boolean;
   /**
    * Where a regular file must really be (the root's realpath joined with the entry's
-   * path), for openSource to notice a directory on the way swapped for a symlink during
-   * the walk. Undefined when following links, where being elsewhere is expected.
+   * path), for readSource to notice a directory on the way swapped for a symlink during
+   * the walk; see WalkPolicy.checkLocation.
    */
   realPath: string | undefined;
 }
@@ -46,14 +46,23 @@ export interface WalkPolicy {
   followLinks: boolean;
   /** Follow the root if it is a link, even without followLinks (`link/` names the directory). */
   followRoot?: boolean;
+  /**
+   * Check that each file opened is where the walk found it, not reached through a
+   * directory swapped for a symlink since (never when following links, where being
+   * elsewhere is expected). For a sender with more rights than the tree's owner: the
+   * agent runs as root, and a user who owns the tree could otherwise make it send any
+   * file. It costs a readlink of /proc/self/fd per file, which a sender reading its own
+   * user's files does not need to pay.
+   */
+  checkLocation?: boolean;
 }
 
 /** Code of a skipped FIFO, socket or device. */
 export const SPECIAL_FILE_CODE = "SPECIAL_FILE";
 
-/** Identity of a file system object, to recognise a directory seen again, or a file swapped. */
-export function identityOf(stats: BigIntStats): string {
-  return `${stats.dev}:${stats.ino}`;
+/** Whether two stats describe the same file system object: a directory seen again, a file not swapped. */
+export function sameFile(a: BigIntStats, b: BigIntStats): boolean {
+  return a.ino === b.ino && a.dev === b.dev;
 }
 
 // How long the walk and its consumer may run before the walk lets other work on the
@@ -65,7 +74,7 @@ interface OpenDirectory {
   path: string;
   relativePath: string;
   dir: Dir;
-  id: string;
+  stats: BigIntStats;
 }
 
 /**
@@ -83,7 +92,8 @@ export async function* walkTree(root: string, policy: WalkPolicy): AsyncGenerato
   const followRoot = policy.followLinks || policy.followRoot === true;
   const rootStats = followRoot ? statSync(root, { bigint: true }) : lstatSync(root, { bigint: true });
   // Where each file really is, to notice a directory swapped for a symlink mid-walk.
-  const realRoot = policy.followLinks ? undefined : await realpath(root).catch(() => undefined);
+  const realRoot =
+    policy.followLinks || policy.checkLocation !== true ? undefined : await realpath(root).catch(() => undefined);
   const realPathOf = (path: string) =>
     realRoot === undefined ? undefined : realRoot.replace(/\/$/, "") + path.slice(root === "/" ? 0 : root.length);
   const stack: OpenDirectory[] = [];
@@ -157,12 +167,11 @@ function examine(
   const realPath = stats.isFile() ? realPathOf(child.path) : undefined;
   const item: WalkEntry = { kind: "entry", ...child, stats, linkTarget, followed: followLinks, realPath };
   if (!stats.isDirectory()) return { item };
-  const id = identityOf(stats);
-  if (onPath.some((ancestor) => ancestor.id === id)) {
+  if (onPath.some((ancestor) => sameFile(ancestor.stats, stats))) {
     return skip("ELOOP", "a directory that contains itself (a symlink or mount points back up the tree)");
   }
   try {
-    return { item, opened: { ...child, dir: opendirSync(child.path), id } };
+    return { item, opened: { ...child, dir: opendirSync(child.path), stats } };
   } catch (error) {
     return { item: failed(child, error, "cannot read the directory") };
   }

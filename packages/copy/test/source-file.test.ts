@@ -13,7 +13,7 @@ import { collect, openDescriptors, tempDir } from "./send-support.js";
 
 /** The walk's entry for `name` under `root`. */
 async function entryOf(root: string, name: string, followLinks = false): Promise<WalkEntry> {
-  const items = await collect(walkTree(root, { followLinks }));
+  const items = await collect(walkTree(root, { followLinks, checkLocation: true }));
   const entry = items.find((item) => item.relativePath === name);
   if (entry?.kind !== "entry") throw new Error(`no entry ${name}`);
   return entry;

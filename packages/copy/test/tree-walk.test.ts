@@ -23,7 +23,7 @@ function sampleTree(): string {
 describe("walkTree", () => {
   it("yields the root first, then each directory before its contents, links as links", async () => {
     const root = sampleTree();
-    const items = await collect(walkTree(root, { followLinks: false }));
+    const items = await collect(walkTree(root, { followLinks: false, checkLocation: true }));
     const paths = items.map((item) => item.relativePath);
     expect(paths[0]).toBe("");
     expect(paths.indexOf("sub")).toBeLessThan(paths.indexOf("sub/b.txt"));
@@ -45,8 +45,10 @@ describe("walkTree", () => {
     expect(found.get("link-to-a")).toMatchObject({ kind: "entry", linkTarget: "a.txt", followed: false });
     expect(found.get("dangling")).toMatchObject({ kind: "entry", linkTarget: "/nowhere/at/all" });
     expect(found.get("sub/b.txt")).toMatchObject({ kind: "entry", path: join(root, "sub/b.txt"), linkTarget: "" });
-    // Files carry where they must really be, for the open's check.
+    // Files carry where they must really be, for the open's check, when the policy asks.
     expect(found.get("sub/b.txt")).toMatchObject({ realPath: join(root, "sub/b.txt") });
+    const unchecked = byPath(await collect(walkTree(root, { followLinks: false })));
+    expect(unchecked.get("sub/b.txt")).toMatchObject({ realPath: undefined });
   });
 
   it("follows links when asked, skipping dangling ones and directories that contain themselves", async () => {
