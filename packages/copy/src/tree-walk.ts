@@ -94,8 +94,9 @@ export async function* walkTree(root: string, policy: WalkPolicy): AsyncGenerato
   // Where each file really is, to notice a directory swapped for a symlink mid-walk.
   const realRoot =
     policy.followLinks || policy.checkLocation !== true ? undefined : await realpath(root).catch(() => undefined);
+  const realPrefix = realRoot?.replace(/\/$/, "");
   const realPathOf = (path: string) =>
-    realRoot === undefined ? undefined : realRoot.replace(/\/$/, "") + path.slice(root === "/" ? 0 : root.length);
+    realPrefix === undefined ? undefined : realPrefix + path.slice(root === "/" ? 0 : root.length);
   const stack: OpenDirectory[] = [];
   try {
     const first = examine({ path: root, relativePath: "" }, rootStats, followRoot, stack, realPathOf);
