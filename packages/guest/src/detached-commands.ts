@@ -18,6 +18,7 @@ import {
   DETACHED_OUTPUT_BYTES,
   type DetachedCommand as DetachedCommandInfo,
   DetachedCommandSchema,
+  describeError,
   type ExecExit,
   ExecExitSchema,
   type GuestServiceHandlers,
@@ -28,7 +29,7 @@ import {
 import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { ExecRequestError, parseExecStart, parseWindowSize } from "./exec-request.js";
-import { describeError, grpcError } from "./grpc-errors.js";
+import { grpcError } from "./grpc-errors.js";
 import { logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
 import { signalProcessGroup, terminateTree } from "./process-group.js";

@@ -1,8 +1,8 @@
 // From a validated ExecStart to a running process: who it runs as, its environment,
 // the preflight checks, its cgroup, then pipes or a terminal.
 
+import { describeError } from "@guestkit/protocol";
 import type { ExecSpec } from "./exec-request.js";
-import { describeError } from "./grpc-errors.js";
 import type { CommandCgroup, CommandCgroups } from "./process-cgroup.js";
 import type { LaunchResult } from "./process-handle.js";
 import { launchProcess } from "./process-launch.js";

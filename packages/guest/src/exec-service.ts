@@ -4,13 +4,19 @@
 import { basename } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { type ExecRequest, type ExecResponse, ExecResponseSchema, type GuestServiceHandlers } from "@guestkit/protocol";
+import {
+  describeError,
+  type ExecRequest,
+  type ExecResponse,
+  ExecResponseSchema,
+  type GuestServiceHandlers,
+} from "@guestkit/protocol";
 import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { OutputForwarder } from "./exec-output.js";
 import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
 import { StdinQueue } from "./exec-stdin.js";
-import { describeError, grpcError } from "./grpc-errors.js";
+import { grpcError } from "./grpc-errors.js";
 import { logError, logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
 import { signalProcessGroup, terminateTree } from "./process-group.js";

@@ -1,15 +1,10 @@
 // The agent's gRPC statuses for Node errors (by errno, through the protocol's one table).
 import * as grpc from "@grpc/grpc-js";
-import { errnoOf, statusOfErrno } from "@guestkit/protocol";
+import { describeError, errnoOf, statusOfErrno } from "@guestkit/protocol";
 
 /** The gRPC status code for an error: by errno when it has one, else INTERNAL. */
 export function grpcCodeOf(error: unknown): grpc.status {
   return statusOfErrno(errnoOf(error)) ?? grpc.status.INTERNAL;
-}
-
-/** A message without Node's "ENOENT: " prefix noise doubled, for in-band errors. */
-export function describeError(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** A status object for `callback(err)` / `call.destroy(err)` / `call.emit("error")`. */

@@ -22,8 +22,7 @@
 // died without removing theirs (SIGKILL) are taken over the same way at start-up.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { errnoOf } from "@guestkit/protocol";
-import { describeError } from "./grpc-errors.js";
+import { describeError, errnoOf } from "@guestkit/protocol";
 
 /** How the kernel lets the agent kill a whole cgroup. */
 export type CgroupKillMethod = "cgroup.kill" | "cgroup.freeze";

@@ -13,10 +13,9 @@
 // becomes the command: correct, at the cost of a Node start per command.
 import { type ChildProcess, spawn } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
-import { errnoOf } from "@guestkit/protocol";
+import { describeError, errnoOf } from "@guestkit/protocol";
 import { startExitCode } from "./exec-exit.js";
 import { trampolineInvocation } from "./exec-trampoline-env.js";
-import { describeError } from "./grpc-errors.js";
 import { importOptional } from "./optional-package.js";
 import { commandTree } from "./process-group.js";
 import type {

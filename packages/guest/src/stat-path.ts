@@ -3,7 +3,9 @@
 import type { BigIntStats } from "node:fs";
 import { lstat, readlink, stat } from "node:fs/promises";
 import { create } from "@bufbuild/protobuf";
+import { fileTypeOf, permissionBits, splitNanoseconds } from "@guestkit/copy";
 import {
+  describeError,
   errnoOf,
   errorCodeOf,
   type GuestServiceHandlers,
@@ -11,8 +13,7 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { fileTypeOf, permissionBits, splitNanoseconds } from "./file-metadata.js";
-import { describeError, grpcErrorFrom } from "./grpc-errors.js";
+import { grpcErrorFrom } from "./grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 
 /**

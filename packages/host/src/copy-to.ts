@@ -12,43 +12,39 @@
 //   bytes_written equal to the file's size). A directory's stream is answered before any
 //   entry inside it is sent, since such an agent may not create parents. Symlinks cannot
 //   be expressed in the original fields: they are skipped and listed.
-// Files are read CHUNK_SIZE at a time and the next chunk is read only when the call
-// accepts more, so memory stays flat whatever the size.
+// The copy engine walks the tree, opens and reads files, and encodes the messages
+// (@guestkit/copy); this file decides what the host accepts and drives the calls. Files
+// are read CHUNK_SIZE at a time and the next chunk is read only when the call accepts
+// more, so memory stays flat whatever the size.
 import type { BigIntStats } from "node:fs";
-import { closeSync, constants as fsConstants, fstatSync, openSync, readSync } from "node:fs";
-import { type FileHandle, open } from "node:fs/promises";
 import { basename, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
 import {
-  allocateBulkData,
+  createSyntheticFileCheck,
+  entryMetadata,
+  readSource,
+  type Source,
+  streamSource,
+  UploadEncoder,
+  type WalkItem,
+  walkTree,
+} from "@guestkit/copy";
+import {
   Capability,
-  CHUNK_SIZE,
-  type CopyToGuestBatchEntry,
-  CopyToGuestBatchEntrySchema,
   type CopyToGuestRequest,
-  CopyToGuestRequestSchema,
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
-  createSyntheticFileCheck,
   cutText,
-  ErrorCode,
   errnoOf,
-  errorCodeOf,
-  MAX_BATCH_BYTES,
-  MAX_BATCH_ENTRIES,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
-  readWholeFile,
-  SMALL_FILE_BYTES,
-  type SyntheticFileCheck,
 } from "@guestkit/protocol";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
-import { type LocalEntry, walkLocalTree } from "./copy-local-walk.js";
 import {
   ACCEPT_HINT,
   type CopyOptions,
@@ -65,9 +61,6 @@ import { sanitizeMode } from "./path-safety.js";
 /** Options of copyTo. */
 export type CopyToOptions = CopyOptions;
 
-// How long the upload loop may run before it lets other work on the event loop in.
-const MAX_TURN_MS = 10;
-
 // Streams in flight at once against an agent that takes one entry per stream: enough to
 // hide the round trip of each answer, few enough that a failure stops the rest quickly.
 const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
@@ -78,7 +71,7 @@ const STREAMS_PER_ENTRY_IN_FLIGHT = 8;
  * Special files (FIFOs, sockets, devices) and unreadable entries inside a tree are
  * skipped and listed in the result, which is then `partial`. A file that shrinks while
  * it is read, or changes otherwise (see `acceptChangingFiles`), fails the copy with
- * source-changed before its `end` is sent, so the agent commits nothing of it. Files of
+ * SOURCE_CHANGED before its `end` is sent, so the agent commits nothing of it. Files of
  * procfs, sysfs and the like are read whole and sent with what they hold. Each guest file
  * is committed atomically by the agent; on failure or abort, entries already committed
  * stay and the error says how many there were.
@@ -98,13 +91,11 @@ export async function copyTo(
   if (!destination.path.startsWith("/")) {
     throw new CopyError("destination", `the guest path must be absolute: ${guestPath}`, { path: guestPath });
   }
-  const followLinks = options.followLinks ?? false;
   const absSource = resolve(source.path);
-  const walk = walkLocalTree(absSource, { followLinks, followRoot: source.mustBeDir });
-  let first: LocalEntry;
+  const walk = walkTree(absSource, { followLinks: options.followLinks ?? false, followRoot: source.mustBeDir });
+  let first: WalkItem;
   try {
-    const step = await walk.next();
-    first = step.value as LocalEntry;
+    first = (await walk.next()).value as WalkItem;
   } catch (error) {
     throw new CopyError("source", `cannot read ${localPath}: ${describeLocalError(error)}`, {
       path: localPath,
@@ -127,7 +118,7 @@ export async function copyTo(
         { path: destination.path, guestCode: cutText(destState.errorCode, MAX_GUEST_CODE) },
       );
     }
-    const placement = placeCopy(source, first.kind === "dir", basename(absSource), destination, destState);
+    const placement = placeCopy(source, first.stats.isDirectory(), basename(absSource), destination, destState);
     if (placement.createsDestination) {
       const parent = posix.dirname(placement.target);
       const parentState = await statGuestPath(client, parent, true, metadata, signal);
@@ -135,8 +126,10 @@ export async function copyTo(
         throw new CopyError("destination", `guest directory ${parent} does not exist`, { path: parent });
       }
     }
-    const upload = channel.has(Capability.COPY_MULTI_ENTRY) ? uploadInOneStream : uploadStreamPerEntry;
-    return await upload(channel, { first, rest: walk, placement, rootName: basename(absSource), metadata }, options);
+    const oneStream = channel.has(Capability.COPY_MULTI_ENTRY);
+    const reader = new EntryReader(placement, basename(absSource), options, oneStream);
+    const plan: UploadPlan = { items: itemsOf(first, walk), reader, metadata, signal };
+    return await (oneStream ? uploadInOneStream(channel, plan) : uploadStreamPerEntry(channel, plan));
   } finally {
     await walk.return(undefined);
   }
@@ -144,167 +137,285 @@ export async function copyTo(
 
 /** What both upload strategies are given. */
 interface UploadPlan {
-  readonly first: LocalEntry;
-  readonly rest: AsyncGenerator<LocalEntry>;
-  readonly placement: Placement;
-  readonly rootName: string;
+  readonly items: AsyncIterable<WalkItem>;
+  readonly reader: EntryReader;
   readonly metadata: grpc.Metadata;
+  readonly signal: AbortSignal | undefined;
 }
 
-/** What happens to one entry, whichever way it travels. */
-type PreparedEntry =
-  | { kind: "skip" }
-  // A directory, a symlink or a small file read whole.
-  | { kind: "whole"; start: CopyToGuestStart; data: Uint8Array }
-  // A larger file, read chunk by chunk as the stream accepts them.
-  | { kind: "streamed"; start: CopyToGuestStart; chunks: AsyncGenerator<Uint8Array> };
+async function* itemsOf(first: WalkItem, rest: AsyncGenerator<WalkItem>): AsyncGenerator<WalkItem> {
+  yield first;
+  yield* rest;
+}
+
+// The whole tree in one stream (see the file comment).
+async function uploadInOneStream(channel: GuestChannel, { items, reader, metadata, signal }: UploadPlan) {
+  const call = new UploadCall(channel, metadata, signal);
+  const encoder = new UploadEncoder((request) => call.send(request), channel.has(Capability.COPY_BATCH));
+  // The guest answered before the upload was complete: its answer says why.
+  let cutShort = false;
+  try {
+    for await (const item of items) {
+      const entry = await reader.prepare(item);
+      if (entry === undefined) continue;
+      await reader.send(entry, encoder);
+      reader.completed(entry);
+    }
+    await encoder.finish();
+    call.stream.end();
+  } catch (error) {
+    if (!(error instanceof EarlyAnswer)) {
+      await call.abandon();
+      throw localFailure(error, reader.currentPath, signal, reader.counts());
+    }
+    cutShort = true;
+  }
+  const result = await call.answer("CopyToGuest", reader.counts());
+  if (!result.success) throw guestFailure(result);
+  // An answer is success only for everything that was sent: one that came early, or
+  // that counts fewer entries, means entries were dropped.
+  if (cutShort || Number(result.entriesWritten) !== reader.entries) {
+    throw new CopyError(
+      "protocol",
+      `the guest reported success for ${result.entriesWritten} of the ${reader.entries} entries sent${cutShort ? " before the upload was complete" : ""}`,
+      { entriesCompleted: Number(result.entriesWritten), bytesCompleted: Number(result.bytesWritten) },
+    );
+  }
+  return reader.result();
+}
+
+// One stream per entry, a few in flight (see the file comment).
+async function uploadStreamPerEntry(channel: GuestChannel, plan: UploadPlan): Promise<CopyResult> {
+  const { items, reader, signal } = plan;
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  const drain = async () => {
+    while (inFlight.size > 0) await Promise.race(inFlight);
+  };
+  try {
+    for await (const item of items) {
+      if (failure) break;
+      const entry = await reader.prepare(item);
+      if (entry === undefined) continue;
+      const running: Promise<void> = uploadEntry(channel, plan, entry).then(
+        () => void inFlight.delete(running),
+        (error: unknown) => {
+          inFlight.delete(running);
+          failure ??= error;
+        },
+      );
+      inFlight.add(running);
+      // A directory must exist before anything inside it is sent.
+      if (entry.start.isDir) await drain();
+      else if (inFlight.size >= STREAMS_PER_ENTRY_IN_FLIGHT) await Promise.race(inFlight);
+    }
+  } catch (error) {
+    failure ??= error;
+  } finally {
+    await drain();
+  }
+  if (failure) {
+    if (signal?.aborted) throw abortedError(signal, reader.counts());
+    throw failure instanceof CopyError ? failure : localFailure(failure, reader.currentPath, signal, reader.counts());
+  }
+  return reader.result();
+}
+
+// One entry in a stream of its own, its answer checked.
+async function uploadEntry(channel: GuestChannel, { reader, metadata, signal }: UploadPlan, entry: UploadEntry) {
+  const { path } = entry;
+  const call = new UploadCall(channel, metadata, signal);
+  // An agent that takes one entry answers once it has the `end`.
+  const encoder = new UploadEncoder((request) => call.send(request, request.request.case === "end"), false);
+  try {
+    await reader.send(entry, encoder);
+    call.stream.end();
+  } catch (error) {
+    if (error instanceof EarlyAnswer) {
+      const early = await call.response.catch(() => undefined);
+      if (early && !early.success) throw guestFailure(early, reader.counts());
+      throw new CopyError(
+        "protocol",
+        `the guest reported success before the upload was complete (${path} was not sent whole)`,
+        { path, ...reader.counts() },
+      );
+    }
+    await call.abandon();
+    throw localFailure(error, path, signal, reader.counts());
+  }
+  const result = await call.answer(`CopyToGuest ${path}`, reader.counts());
+  if (!result.success) throw guestFailure(result, reader.counts(), path);
+  const size = entry.start.isDir ? 0n : entry.start.size;
+  if (result.bytesWritten !== size) {
+    throw new CopyError("size-mismatch", `the guest wrote ${result.bytesWritten} of the ${size} bytes of ${path}`, {
+      path,
+      ...reader.counts(),
+    });
+  }
+  reader.completed(entry);
+}
+
+/** An entry ready to travel: whole (a directory, a symlink, a small file read at once) or streamed. */
+type UploadEntry = { path: string; localPath: string; start: CopyToGuestStart } & (
+  | { kind: "whole"; data: Uint8Array }
+  | { kind: "streamed"; source: Source & { kind: "opened" } }
+);
 
 /**
- * Reads what the walk found into what travels. Skips (listed in `skipped`) what cannot be
- * read; throws a CopyError for the root or for a file that shrinks while it is read.
+ * Turns what the walk found into what travels, and keeps the tally: what was skipped
+ * (listed), what changed and was kept, entries and bytes sent, for progress, the result
+ * and the errors' counts. Throws a CopyError for the root, or for a file that shrinks or
+ * changes while it is read (unless accepted).
  */
 class EntryReader {
   readonly skipped = new EntryList<SkippedEntry>();
   // Files that changed while read and were kept, because the caller accepts that.
   readonly changed = new EntryList<string>();
-  // procfs, sysfs...: read whole before their start, whose size is what was read.
   readonly #isSynthetic = createSyntheticFileCheck();
-  readonly #plan: UploadPlan;
-  readonly #options: CopyToOptions;
-  readonly #symlinks: boolean;
-  // Counted as the entries are sent, for progress and for the errors' counts.
-  bytesSent = 0;
+  bytes = 0;
+  entries = 0;
   currentPath = "";
 
-  constructor(plan: UploadPlan, options: CopyToOptions, symlinks: boolean) {
-    this.#plan = plan;
-    this.#options = options;
-    this.#symlinks = symlinks;
+  constructor(
+    readonly placement: Placement,
+    readonly rootName: string,
+    readonly options: CopyToOptions,
+    readonly symlinks: boolean,
+  ) {}
+
+  counts(): { entriesCompleted: number; bytesCompleted: number } {
+    return { entriesCompleted: this.entries, bytesCompleted: this.bytes };
   }
 
-  /** "root/dir/file", as CopyFromGuest headers name entries. */
-  displayPath(entry: LocalEntry): string {
-    return entry.relPath === "" ? this.#plan.rootName : `${this.#plan.rootName}/${entry.relPath}`;
-  }
-
-  progress(entries: number): void {
-    notifyProgress(this.#options, { bytes: this.bytesSent, entries, path: this.currentPath });
-  }
-
-  async prepare(entry: LocalEntry, entriesDone: number): Promise<PreparedEntry> {
-    const options = this.#options;
-    const { target, mergeIntoExisting: skipRoot } = this.#plan.placement;
-    if (entry.kind === "skipped") {
-      this.skipped.add({ path: this.displayPath(entry), reason: entry.reason, code: entry.code });
-      return { kind: "skip" };
-    }
-    if (skipRoot && entry.relPath === "") return { kind: "skip" };
-    const guestPath = entry.relPath === "" ? target : `${target}/${entry.relPath}`;
-    this.currentPath = this.displayPath(entry);
-    const follow = options.followLinks === true || entry.relPath === "";
-    const skip = (reason: string, code: string): PreparedEntry => {
-      if (entry.relPath === "") throw new CopyError("source", `cannot copy ${entry.absPath}: ${reason}`);
-      this.skipped.add({ path: this.currentPath, reason, code });
-      return { kind: "skip" };
+  /** The entry as it travels, or undefined when it does not (skipped, or the root merged into an existing directory). */
+  async prepare(item: WalkItem): Promise<UploadEntry | undefined> {
+    const { signal } = this.options;
+    if (signal?.aborted) throw abortedError(signal, this.counts());
+    const isRoot = item.relativePath === "";
+    // "root/dir/file", as CopyFromGuest headers name entries.
+    const path = isRoot ? this.rootName : `${this.rootName}/${item.relativePath}`;
+    if (item.kind === "skipped") return void this.skipped.add({ path, reason: item.reason, code: item.code });
+    const { target, mergeIntoExisting } = this.placement;
+    if (isRoot && mergeIntoExisting) return undefined;
+    this.currentPath = path;
+    const guestPath = isRoot ? target : `${target}/${item.relativePath}`;
+    const skip = (code: string, reason: string): undefined => {
+      if (isRoot) throw new CopyError("source", `cannot copy ${item.path}: ${reason}`);
+      this.skipped.add({ path, reason, code });
     };
-    const counts = () => ({ entriesCompleted: entriesDone, bytesCompleted: this.bytesSent });
-    const shrank = () =>
-      new CopyError("source-changed", `${entry.absPath} shrank while it was being copied`, {
-        path: this.currentPath,
-        ...counts(),
-      });
-    // Unless accepted, a file whose size or times differ after the read fails the upload
-    // before its `end` goes out, so the agent commits nothing of it.
-    const changedWhileRead = (before: BigIntStats, after: BigIntStats): void => {
-      if (before.size === after.size && before.mtimeNs === after.mtimeNs && before.ctimeNs === after.ctimeNs) return;
-      if (options.acceptChangingFiles !== true) {
-        throw new CopyError(
-          "source-changed",
-          `${this.currentPath} changed while it was read (its size or times differed after the read), so what was read may mix old and new content; it was not copied ${ACCEPT_HINT}`,
-          { path: this.currentPath, ...counts() },
-        );
+    if (!item.stats.isFile()) {
+      if (item.stats.isSymbolicLink() && !this.symlinks) {
+        return skip("UNSUPPORTED", "the agent cannot create symlinks (it speaks only the original protocol)");
       }
-      this.changed.add(this.currentPath);
+      const start = this.#start(guestPath, item.stats, item.linkTarget);
+      return { path, localPath: item.path, start, kind: "whole", data: EMPTY };
+    }
+    const source = await readSource(item, this.#isSynthetic);
+    if (source.kind === "refused") return skip(source.code, source.reason);
+    if (source.kind === "opened") {
+      return { path, localPath: item.path, start: this.#start(guestPath, source.stats), kind: "streamed", source };
+    }
+    const entry: UploadEntry = {
+      path,
+      localPath: item.path,
+      start: this.#start(guestPath, source.stats, "", source.size),
+      kind: "whole",
+      data: source.data,
     };
-    if (entry.kind === "file" && entry.stats.size <= SMALL_FILE_BYTES) {
-      const file = readSmallSource(entry, follow, this.#isSynthetic);
-      if ("skip" in file) return skip(file.skip.reason, file.skip.code);
-      if ("data" in file) {
-        if (file.data.length < file.stats.size) throw shrank();
-        changedWhileRead(file.stats, file.after);
-        return { kind: "whole", start: startOf(guestPath, file.stats, false, "", options), data: file.data };
-      }
-    }
-    if (entry.kind === "file") {
-      const file = await openSource(entry, follow, this.#isSynthetic);
-      if ("skip" in file) return skip(file.skip.reason, file.skip.code);
-      if (file.synthetic) {
-        const whole = await readWholeFile(file.handle).finally(() => file.handle.close());
-        if (whole.kind === "too-large") {
-          return skip(
-            `a file of a synthetic file system (procfs, sysfs...) that holds more than ${whole.limit} bytes is not copied`,
-            "EFBIG",
-          );
-        }
-        // Its size is what was read; it is never `changed`: its content is made by the read.
-        const start = startOf(guestPath, file.stats, false, "", options, BigInt(whole.data.length));
-        return { kind: "whole", start, data: whole.data };
-      }
-      return {
-        kind: "streamed",
-        start: startOf(guestPath, file.stats, false, "", options),
-        chunks: this.#chunks(file.handle, file.stats, shrank, changedWhileRead, entriesDone),
-      };
-    }
-    if (entry.kind === "symlink" && !this.#symlinks) {
-      return skip("the agent cannot create symlinks (it speaks only the original protocol)", "UNSUPPORTED");
-    }
-    const isSymlink = entry.kind === "symlink";
-    const start = startOf(guestPath, entry.stats, isSymlink, isSymlink ? entry.linkTarget : "", options);
-    return { kind: "whole", start, data: EMPTY };
+    if (source.data.length < source.size) throw this.#shrank(entry);
+    this.#checkChanged(entry, source.changed);
+    return entry;
   }
 
-  // A file's data, CHUNK_SIZE at a time; the handle is closed however the reading ends.
-  async *#chunks(
-    handle: FileHandle,
-    stats: BigIntStats,
-    shrank: () => CopyError,
-    changedWhileRead: (before: BigIntStats, after: BigIntStats) => void,
-    entriesDone: number,
-  ): AsyncGenerator<Uint8Array> {
-    try {
-      let remaining = stats.size;
-      while (remaining > 0n) {
-        const length = Number(remaining < BigInt(CHUNK_SIZE) ? remaining : BigInt(CHUNK_SIZE));
-        // A fresh buffer per chunk: the message may still be queued when the next read
-        // happens. allocateBulkData's lets the message be encoded without a copy.
-        const chunk = allocateBulkData(length);
-        const { bytesRead } = await handle.read(chunk, 0, length, null);
-        if (bytesRead === 0) throw shrank();
-        const signal = this.#options.signal;
-        if (signal?.aborted) throw abortedError(signal);
-        remaining -= BigInt(bytesRead);
-        yield chunk.subarray(0, bytesRead);
-        this.bytesSent += bytesRead;
-        this.progress(entriesDone);
-      }
-      // Before the caller sends the file's `end`.
-      changedWhileRead(stats, await handle.stat({ bigint: true }));
-    } finally {
-      await handle.close();
+  /** Sends a prepared entry through `encoder`, reading a streamed file's data as the call accepts it. */
+  async send(entry: UploadEntry, encoder: UploadEncoder): Promise<void> {
+    if (entry.kind === "whole") await encoder.whole(entry.start, entry.data);
+    else await encoder.streamed(entry.start, (sendData) => this.#stream(entry, sendData));
+  }
+
+  completed(entry: UploadEntry): void {
+    this.entries += 1;
+    if (entry.kind === "whole") this.bytes += entry.data.length;
+    this.#progress();
+  }
+
+  result(): CopyResult {
+    const { skipped, changed } = this;
+    return {
+      bytes: this.bytes,
+      entries: this.entries,
+      skipped: skipped.listed,
+      skippedCount: skipped.count,
+      partial: skipped.count > 0,
+      changed: changed.listed,
+      changedCount: changed.count,
+    };
+  }
+
+  // A file's data; what is wrong with it throws before the caller sends its `end`.
+  async #stream(entry: UploadEntry & { kind: "streamed" }, sendData: (chunk: Uint8Array) => Promise<void>) {
+    const { signal } = this.options;
+    const outcome = await streamSource(entry.source, async (chunk) => {
+      if (signal?.aborted) throw abortedError(signal);
+      await sendData(chunk);
+      this.bytes += chunk.length;
+      this.#progress();
+    });
+    if (outcome.kind === "shrank") throw this.#shrank(entry);
+    if (outcome.kind === "failed") throw outcome.error;
+    this.#checkChanged(entry, outcome.changed);
+  }
+
+  #progress(): void {
+    notifyProgress(this.options, { bytes: this.bytes, entries: this.entries, path: this.currentPath });
+  }
+
+  #shrank(entry: UploadEntry): CopyError {
+    return new CopyError("source-changed", `${entry.localPath} shrank while it was being copied`, {
+      path: entry.path,
+      ...this.counts(),
+    });
+  }
+
+  // Unless accepted, a file whose size or times differ after the read fails the upload
+  // before its `end` goes out, so the agent commits nothing of it.
+  #checkChanged(entry: UploadEntry, changed: boolean): void {
+    if (!changed) return;
+    if (this.options.acceptChangingFiles !== true) {
+      throw new CopyError(
+        "source-changed",
+        `${entry.path} changed while it was read (its size or times differed after the read), so what was read may mix old and new content; it was not copied ${ACCEPT_HINT}`,
+        { path: entry.path, ...this.counts() },
+      );
     }
+    this.changed.add(entry.path);
+  }
+
+  /** The start of an entry; `size` overrides a file's stat size (a synthetic file's is what was read). */
+  #start(path: string, stats: BigIntStats, linkTarget = "", size?: bigint): CopyToGuestStart {
+    const metadata = entryMetadata(stats, linkTarget, size);
+    const own = this.options.preserveOwnership === true;
+    return create(CopyToGuestStartSchema, {
+      ...metadata,
+      path,
+      mode: metadata.isSymlink ? 0 : sanitizeMode(metadata.mode, this.options.keepSetuid === true),
+      uid: own ? metadata.uid : 0,
+      gid: own ? metadata.gid : 0,
+      chown: own,
+    });
   }
 }
 
-/** One CopyToGuest call: its stream, a backpressured send, and the answer. */
+/** One CopyToGuest call: its stream, a backpressured send, and the answer. An abort cancels it. */
 class UploadCall {
   readonly stream: grpc.ClientWritableStream<CopyToGuestRequest>;
   readonly response: Promise<CopyToGuestResponse>;
   // Settles when the guest answers, which it may do early (a failure mid-stream).
   readonly #answer: Promise<void>;
+  readonly #signal: AbortSignal | undefined;
   answered = false;
 
-  constructor(channel: GuestChannel, metadata: grpc.Metadata) {
+  constructor(channel: GuestChannel, metadata: grpc.Metadata, signal: AbortSignal | undefined) {
     let stream: grpc.ClientWritableStream<CopyToGuestRequest> | undefined;
     this.response = new Promise<CopyToGuestResponse>((resolve, reject) => {
       stream = channel.guest.copyToGuest(metadata, {}, (error, value) => {
@@ -314,8 +425,12 @@ class UploadCall {
       });
     });
     this.stream = stream as grpc.ClientWritableStream<CopyToGuestRequest>;
+    const onAbort = () => this.stream.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#signal = signal;
     const settled = () => {
       this.answered = true;
+      signal?.removeEventListener("abort", onAbort);
     };
     this.#answer = this.response.then(settled, settled);
   }
@@ -338,15 +453,14 @@ class UploadCall {
     if (this.answered) throw new EarlyAnswer();
   }
 
-  /** Sends one entry in the original framing: start, data..., end (`last`: see send). */
-  async sendEntry(prepared: Exclude<PreparedEntry, { kind: "skip" }>, last = false): Promise<void> {
-    await this.send(startRequest(prepared.start));
-    if (prepared.kind === "whole") {
-      if (prepared.data.length > 0) await this.send(dataRequest(prepared.data));
-    } else {
-      for await (const chunk of prepared.chunks) await this.send(dataRequest(chunk));
+  /** The guest's answer, or the CopyError for the call's failure (`context` names it). */
+  async answer(context: string, counts: { entriesCompleted: number; bytesCompleted: number }) {
+    try {
+      return await this.response;
+    } catch (error) {
+      if (this.#signal?.aborted) throw abortedError(this.#signal, counts);
+      throw callError(error, context, counts);
     }
-    await this.send(END, last);
   }
 
   /** Ends the call from this side after a local failure and waits for it to settle. */
@@ -354,216 +468,6 @@ class UploadCall {
     this.stream.cancel();
     await this.#answer;
   }
-}
-
-// The whole tree in one stream (see the file comment).
-async function uploadInOneStream(channel: GuestChannel, plan: UploadPlan, options: CopyToOptions): Promise<CopyResult> {
-  const { signal } = options;
-  const reader = new EntryReader(plan, options, true);
-  const call = new UploadCall(channel, plan.metadata);
-  const onAbort = () => call.stream.cancel();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const batching = channel.has(Capability.COPY_BATCH);
-  let batch: CopyToGuestBatchEntry[] = [];
-  let batchBytes = 0;
-  let entries = 0;
-
-  const flushBatch = async (): Promise<void> => {
-    if (batch.length === 0) return;
-    const entries = batch;
-    batch = [];
-    batchBytes = 0;
-    await call.send(create(CopyToGuestRequestSchema, { request: { case: "batch", value: { entries } } }));
-  };
-
-  const sendEntry = async (entry: LocalEntry): Promise<void> => {
-    const prepared = await reader.prepare(entry, entries);
-    if (prepared.kind === "skip") return;
-    if (batching && prepared.kind === "whole") {
-      if (batch.length >= MAX_BATCH_ENTRIES || batchBytes + prepared.data.length > MAX_BATCH_BYTES) await flushBatch();
-      batch.push(create(CopyToGuestBatchEntrySchema, { start: prepared.start, data: prepared.data }));
-      batchBytes += prepared.data.length;
-      reader.bytesSent += prepared.data.length;
-    } else {
-      // Entries take effect in stream order: whatever waits in the batch goes first.
-      await flushBatch();
-      await call.sendEntry(prepared);
-      if (prepared.kind === "whole") reader.bytesSent += prepared.data.length;
-    }
-    entries += 1;
-    reader.progress(entries);
-  };
-
-  const counts = () => ({ entriesCompleted: entries, bytesCompleted: reader.bytesSent });
-  let result: CopyToGuestResponse;
-  let cutShort = false;
-  try {
-    try {
-      await sendEntry(plan.first);
-      let turnStarted = performance.now();
-      for await (const entry of plan.rest) {
-        if (signal?.aborted) throw abortedError(signal);
-        await sendEntry(entry);
-        // Small files are read synchronously and the stream rarely pushes back, so
-        // without this a large tree could hold the caller's event loop for seconds.
-        if (performance.now() - turnStarted > MAX_TURN_MS) {
-          await new Promise((resolveTurn) => setImmediate(resolveTurn));
-          turnStarted = performance.now();
-        }
-      }
-      await flushBatch();
-      call.stream.end();
-    } catch (error) {
-      // The guest's own answer (a failure it reported) explains an early end better.
-      cutShort = true;
-      if (!(error instanceof EarlyAnswer)) {
-        await call.abandon();
-        throw localFailure(error, reader.currentPath, signal, counts());
-      }
-    }
-    try {
-      result = await call.response;
-    } catch (error) {
-      if (signal?.aborted) throw abortedError(signal, counts());
-      throw callError(error, "CopyToGuest", counts());
-    }
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-  }
-  if (!result.success) throw guestFailure(result);
-  // An answer is success only for everything that was sent: one that came early, or
-  // that counts fewer entries, means entries were dropped.
-  if (cutShort || Number(result.entriesWritten) !== entries) {
-    throw new CopyError(
-      "protocol",
-      `the guest reported success for ${result.entriesWritten} of the ${entries} entries sent${cutShort ? " before the upload was complete" : ""}`,
-      { entriesCompleted: Number(result.entriesWritten), bytesCompleted: Number(result.bytesWritten) },
-    );
-  }
-  return finished(reader, entries);
-}
-
-// One stream per entry, a few in flight (see the file comment).
-async function uploadStreamPerEntry(
-  channel: GuestChannel,
-  plan: UploadPlan,
-  options: CopyToOptions,
-): Promise<CopyResult> {
-  const { signal } = options;
-  const reader = new EntryReader(plan, options, false);
-  const inFlight = new Set<Promise<void>>();
-  const calls = new Set<UploadCall>();
-  let entries = 0;
-  let failure: unknown;
-  const counts = () => ({ entriesCompleted: entries, bytesCompleted: reader.bytesSent });
-  const onAbort = () => {
-    for (const call of calls) call.stream.cancel();
-  };
-  signal?.addEventListener("abort", onAbort, { once: true });
-
-  const uploadOne = async (prepared: Exclude<PreparedEntry, { kind: "skip" }>, path: string): Promise<void> => {
-    const call = new UploadCall(channel, plan.metadata);
-    calls.add(call);
-    try {
-      try {
-        // An agent that takes one entry answers once it has the `end`.
-        await call.sendEntry(prepared, true);
-        call.stream.end();
-      } catch (error) {
-        if (error instanceof EarlyAnswer) {
-          const early = await call.response.catch(() => undefined);
-          if (early && !early.success) throw guestFailure(early, counts());
-          throw new CopyError(
-            "protocol",
-            `the guest reported success before the upload was complete (${path} was not sent whole)`,
-            {
-              path,
-              ...counts(),
-            },
-          );
-        }
-        await call.abandon();
-        throw localFailure(error, path, signal, counts());
-      }
-      let result: CopyToGuestResponse;
-      try {
-        result = await call.response;
-      } catch (error) {
-        if (signal?.aborted) throw abortedError(signal, counts());
-        throw callError(error, `CopyToGuest ${path}`, counts());
-      }
-      if (!result.success) throw guestFailure(result, counts(), path);
-      const size = prepared.start.isDir ? 0n : prepared.start.size;
-      if (result.bytesWritten !== size) {
-        throw new CopyError("size-mismatch", `the guest wrote ${result.bytesWritten} of the ${size} bytes of ${path}`, {
-          path,
-          ...counts(),
-        });
-      }
-      entries += 1;
-      if (prepared.kind === "whole") reader.bytesSent += prepared.data.length;
-      reader.progress(entries);
-    } finally {
-      calls.delete(call);
-    }
-  };
-
-  // Starts an entry's stream; returns once another may start.
-  const start = async (prepared: Exclude<PreparedEntry, { kind: "skip" }>): Promise<void> => {
-    const path = reader.currentPath;
-    const running: Promise<void> = uploadOne(prepared, path).then(
-      () => {
-        inFlight.delete(running);
-      },
-      (error: unknown) => {
-        inFlight.delete(running);
-        failure ??= error;
-      },
-    );
-    inFlight.add(running);
-    // A directory must exist before anything inside it is sent.
-    if (prepared.start.isDir) await drain();
-    else if (inFlight.size >= STREAMS_PER_ENTRY_IN_FLIGHT) await Promise.race(inFlight);
-  };
-  const drain = async () => {
-    while (inFlight.size > 0) await Promise.race(inFlight);
-  };
-
-  try {
-    const next = async (entry: LocalEntry) => {
-      const prepared = await reader.prepare(entry, entries);
-      if (prepared.kind !== "skip") await start(prepared);
-    };
-    await next(plan.first);
-    for await (const entry of plan.rest) {
-      if (failure) break;
-      if (signal?.aborted) throw abortedError(signal, counts());
-      await next(entry);
-    }
-  } catch (error) {
-    failure ??= error;
-  } finally {
-    await drain();
-    signal?.removeEventListener("abort", onAbort);
-  }
-  if (failure) {
-    if (signal?.aborted) throw abortedError(signal, counts());
-    throw failure instanceof CopyError ? failure : localFailure(failure, reader.currentPath, signal, counts());
-  }
-  return finished(reader, entries);
-}
-
-function finished(reader: EntryReader, entries: number): CopyResult {
-  const { skipped, changed } = reader;
-  return {
-    bytes: reader.bytesSent,
-    entries,
-    skipped: skipped.listed,
-    skippedCount: skipped.count,
-    partial: skipped.count > 0,
-    changed: changed.listed,
-    changedCount: changed.count,
-  };
 }
 
 // The CopyError for a failure on this side (reading, the caller's abort).
@@ -610,108 +514,6 @@ function guestFailure(
 class EarlyAnswer extends Error {}
 
 const EMPTY = new Uint8Array(0);
-const END = create(CopyToGuestRequestSchema, { request: { case: "end", value: {} } });
-
-function startRequest(start: CopyToGuestStart): CopyToGuestRequest {
-  return create(CopyToGuestRequestSchema, { request: { case: "start", value: start } });
-}
-
-function dataRequest(data: Uint8Array): CopyToGuestRequest {
-  return create(CopyToGuestRequestSchema, { request: { case: "data", value: data } });
-}
-
-/** The start of an entry; `size` overrides a file's stat size (a synthetic file's is what was read). */
-function startOf(
-  path: string,
-  stats: BigIntStats,
-  isSymlink: boolean,
-  linkTarget: string,
-  options: CopyToOptions,
-  size?: bigint,
-): CopyToGuestStart {
-  // Floor division, so times before 1970 still get nanos in 0..999999999.
-  let seconds = stats.mtimeNs / 1_000_000_000n;
-  let nanos = stats.mtimeNs % 1_000_000_000n;
-  if (nanos < 0n) {
-    nanos += 1_000_000_000n;
-    seconds -= 1n;
-  }
-  const own = options.preserveOwnership === true;
-  return create(CopyToGuestStartSchema, {
-    path,
-    mode: isSymlink ? 0 : sanitizeMode(Number(stats.mode), options.keepSetuid === true),
-    isDir: stats.isDirectory(),
-    size: stats.isFile() ? (size ?? stats.size) : 0n,
-    mtime: seconds,
-    mtimeNanos: Number(nanos),
-    uid: own ? Number(stats.uid) : 0,
-    gid: own ? Number(stats.gid) : 0,
-    chown: own,
-    isSymlink,
-    linkTarget,
-  });
-}
-
-type OpenedSource =
-  | { handle: FileHandle; stats: BigIntStats; synthetic: boolean }
-  | { skip: { reason: string; code: string } };
-
-/**
- * Opens a file the walk found. O_NONBLOCK keeps a file swapped for a FIFO since the walk
- * from hanging the open; the fstat afterwards checks that it is still a regular file.
- */
-async function openSource(entry: LocalEntry, follow: boolean, isSynthetic: SyntheticFileCheck): Promise<OpenedSource> {
-  const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
-  let handle: FileHandle;
-  try {
-    handle = await open(entry.absPath, flags);
-  } catch (error) {
-    return { skip: { reason: describeLocalError(error), code: errorCodeOf(error) } };
-  }
-  const stats = await handle.stat({ bigint: true });
-  if (!stats.isFile()) {
-    await handle.close();
-    return { skip: { reason: "no longer a regular file", code: ErrorCode.SPECIAL_FILE } };
-  }
-  return { handle, stats, synthetic: isSynthetic(handle.fd, entry.absPath, stats.dev) };
-}
-
-/**
- * openSource for a small file, synchronously, reading it whole, with its fstat before and
- * after the read. `{ large }` when the file grew past SMALL_FILE_BYTES since the walk, or
- * is synthetic (procfs, sysfs: its size says nothing): it then goes through openSource.
- */
-function readSmallSource(
-  entry: LocalEntry,
-  follow: boolean,
-  isSynthetic: SyntheticFileCheck,
-):
-  | { stats: BigIntStats; data: Buffer; after: BigIntStats }
-  | { large: true }
-  | { skip: { reason: string; code: string } } {
-  const flags = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | (follow ? 0 : fsConstants.O_NOFOLLOW);
-  let fd: number;
-  try {
-    fd = openSync(entry.absPath, flags);
-  } catch (error) {
-    return { skip: { reason: describeLocalError(error), code: errorCodeOf(error) } };
-  }
-  try {
-    const stats = fstatSync(fd, { bigint: true });
-    if (!stats.isFile()) return { skip: { reason: "no longer a regular file", code: ErrorCode.SPECIAL_FILE } };
-    if (stats.size > SMALL_FILE_BYTES || isSynthetic(fd, entry.absPath, stats.dev)) return { large: true };
-    const data = Buffer.allocUnsafe(Number(stats.size));
-    let offset = 0;
-    while (offset < data.length) {
-      const read = readSync(fd, data, offset, data.length - offset, null);
-      if (read === 0) break;
-      offset += read;
-    }
-    return { stats, data: data.subarray(0, offset), after: fstatSync(fd, { bigint: true }) };
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function errnoDetail(error: unknown): { errno?: string } {
   const errno = errnoOf(error);

@@ -34,6 +34,11 @@ export function errnoOf(error: unknown): string {
   return typeof code === "string" ? code : "";
 }
 
+/** What went wrong, in words: an error's own message (the `reason` of a skipped entry, a log line). */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** The in-band code for a failure: its errno name, FALLBACK_ERRNO when it has none. */
 export function errorCodeOf(error: unknown): string {
   return errnoOf(error) || FALLBACK_ERRNO;

@@ -48,10 +48,4 @@ export {
   SERVICE_NAME,
   SMALL_FILE_BYTES,
 } from "./limits.js";
-export {
-  createSyntheticFileCheck,
-  readWholeFile,
-  type SyntheticFileCheck,
-  type WholeFile,
-} from "./synthetic-files.js";
 export { readTokenFile, TokenFileError } from "./token-file.js";

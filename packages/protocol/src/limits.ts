@@ -124,7 +124,7 @@ export const MAX_PATH_BYTES = 4096;
 export const MAX_NAME_BYTES = 255;
 
 /**
- * Largest synthetic file (procfs, sysfs...; see synthetic-files.ts) a copy reads: such a
+ * Largest synthetic file (procfs, sysfs...; see packages/copy/src/synthetic-files.ts) a copy reads: such a
  * file is held whole in memory before its header, since its size is known only once it
  * has been read. Far above what /proc and /sys files hold (a few KiB; /proc/kallsyms
  * some MiB); /proc/kcore, which declares the whole address space, is refused.

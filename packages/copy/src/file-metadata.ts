@@ -1,34 +1,45 @@
-// How the agent describes a file system entry on the wire: permission bits with
+// How both senders describe a file system entry on the wire: permission bits with
 // setuid/setgid/sticky kept, nanosecond mtimes split the way the protocol carries them,
 // and the kind of entry.
 import type { BigIntStats } from "node:fs";
 import { FileType } from "@guestkit/protocol";
-
-const NANOS_PER_SECOND = 1_000_000_000n;
-
-/** A point in time as the protocol carries it: unix seconds plus 0..999,999,999 nanoseconds. */
-export interface Timestamp {
-  seconds: bigint;
-  nanos: number;
-}
-
-/**
- * Splits a nanosecond timestamp (BigIntStats.mtimeNs) into seconds and nanoseconds.
- * Before 1970 the seconds round down so that nanos stay non-negative, as in a timespec.
- */
-export function splitNanoseconds(nanoseconds: bigint): Timestamp {
-  let seconds = nanoseconds / NANOS_PER_SECOND;
-  let nanos = nanoseconds % NANOS_PER_SECOND;
-  if (nanos < 0n) {
-    nanos += NANOS_PER_SECOND;
-    seconds -= 1n;
-  }
-  return { seconds, nanos: Number(nanos) };
-}
+import { splitNanoseconds } from "./timestamp.js";
 
 /** st_mode & 07777: permissions with setuid, setgid and sticky (so /tmp is 01777, not 0777). */
 export function permissionBits(mode: number | bigint): number {
   return Number(BigInt(mode) & 0o7777n);
+}
+
+/**
+ * The fields an entry's header (CopyFromGuestHeader) and start (CopyToGuestStart) share,
+ * from its stats. `size` overrides a file's stat size: a synthetic file's is what was read.
+ */
+export interface EntryMetadata {
+  mode: number;
+  isDir: boolean;
+  isSymlink: boolean;
+  linkTarget: string;
+  size: bigint;
+  mtime: bigint;
+  mtimeNanos: number;
+  uid: number;
+  gid: number;
+}
+
+/** The wire metadata of an entry (see EntryMetadata). */
+export function entryMetadata(stats: BigIntStats, linkTarget = "", size?: bigint): EntryMetadata {
+  const mtime = splitNanoseconds(stats.mtimeNs);
+  return {
+    mode: permissionBits(stats.mode),
+    isDir: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    linkTarget,
+    size: stats.isFile() ? (size ?? stats.size) : 0n,
+    mtime: mtime.seconds,
+    mtimeNanos: mtime.nanos,
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+  };
 }
 
 /** The protocol's FileType of an entry. */

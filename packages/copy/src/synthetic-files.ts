@@ -15,7 +15,7 @@
 // and leaves ordinary files on the path where a short read is what it looks like.
 import { statfsSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { MAX_SYNTHETIC_FILE_BYTES } from "./limits.js";
+import { MAX_SYNTHETIC_FILE_BYTES } from "@guestkit/protocol";
 
 // statfs f_type values, from the kernel's include/uapi/linux/magic.h.
 const SYNTHETIC_FILE_SYSTEMS: ReadonlySet<number> = new Set([
