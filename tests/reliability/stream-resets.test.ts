@@ -3,7 +3,7 @@
 // copy-from once its final `end` is in); nghttp2's rapid-reset guard used to answer more
 // than 1000 resets (plus 33 a second) with GOAWAY INTERNAL_ERROR, failing every call on
 // the connection with "Session closed with error code 2" (see
-// packages/guest/src/http2-stream-resets.ts). The resets are sent here by hand, as fast
+// packages/guest/src/transport/http2-stream-resets.ts). The resets are sent here by hand, as fast
 // as one connection takes them, so the count alone decides: no timing is involved.
 import { constants } from "node:http2";
 import { encodeRequest, GUEST_METHODS, grpcFrame, RawGrpcConnection, startAgent } from "@guestkit/testkit";

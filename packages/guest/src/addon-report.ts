@@ -1,9 +1,10 @@
 // The line the agent logs at start saying which native addons it runs with. Each is
 // optional and the agent works without it, more slowly or with less: without it a
 // user would only find out from a failed TTY, a refused vsock listener or a slow exec.
+
+import { posixSpawnFallbackReason } from "./exec/process-launch.js";
+import { ptyNative } from "./exec/process-pty-native.js";
 import { importOptional } from "./optional-package.js";
-import { posixSpawnFallbackReason } from "./process-launch.js";
-import { ptyNative } from "./process-pty-native.js";
 
 /** "addons: node-pty (TTYs), @guestkit/posix-spawn (...), ...", with the reason for each one missing. */
 export async function addonReport(): Promise<string> {

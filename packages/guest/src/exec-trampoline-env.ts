@@ -1,6 +1,6 @@
 // Shared by the agent and exec-trampoline.ts, which must not import each other.
 import { fileURLToPath } from "node:url";
-import type { LaunchOptions } from "./process-handle.js";
+import type { LaunchOptions } from "./exec/process-handle.js";
 
 /** Prefix that hides the command's environment from the trampoline's own Node. */
 export const ENV_PREFIX = "GUESTKIT_EXEC_ENV:";

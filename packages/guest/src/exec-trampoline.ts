@@ -16,7 +16,7 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isatty } from "node:tty";
-import { startExitCode } from "./exec-exit.js";
+import { startExitCode } from "./exec/exec-exit.js";
 import { ENV_PREFIX } from "./exec-trampoline-env.js";
 
 // O_CLOEXEC as /proc/PID/fdinfo prints it (octal "flags:").

@@ -1,2 +1,2 @@
-export { type ListenAddress, parseListenAddress } from "./listen-address.js";
 export { type AgentServer, type AgentServerOptions, createAgentServer } from "./server.js";
+export { type ListenAddress, parseListenAddress } from "./transport/listen-address.js";

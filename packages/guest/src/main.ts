@@ -4,11 +4,11 @@ import "./node-requirement.js";
 import { parseArgs } from "node:util";
 import { readTokenFile } from "@guestkit/protocol";
 import { addonReport } from "./addon-report.js";
-import { LISTEN_FORMS, parseListenAddress } from "./listen-address.js";
+import { posixSpawnFallbackReason } from "./exec/process-launch.js";
 import { logError, logInfo, setQuiet } from "./log.js";
-import { posixSpawnFallbackReason } from "./process-launch.js";
 import { createAgentServer } from "./server.js";
-import { checkTokenFor } from "./token-auth.js";
+import { LISTEN_FORMS, parseListenAddress } from "./transport/listen-address.js";
+import { checkTokenFor } from "./transport/token-auth.js";
 import { agentVersion } from "./version.js";
 
 /** How long a stop may take before the agent exits with connections still open. */

@@ -16,7 +16,7 @@ import {
   ForwardPortResponseSchema,
   type GuestServiceHandlers,
 } from "@guestkit/protocol";
-import { grpcError } from "./grpc-errors.js";
+import { grpcError } from "./transport/grpc-errors.js";
 
 type ForwardCall = grpc.ServerDuplexStream<ForwardPortRequest, ForwardPortResponse>;
 

@@ -7,24 +7,24 @@ import {
   MAX_MESSAGE_BYTES,
   SERVICE_NAME,
 } from "@guestkit/protocol";
-import { createCapabilityInterceptor } from "./capability-announcement.js";
-import { handleCopyFromGuest } from "./copy-from-guest.js";
-import { handleCopyToGuest } from "./copy-to-guest.js";
-import { DetachedCommands } from "./detached-commands.js";
-import { createExecHandler } from "./exec-service.js";
-import { addHealthService } from "./health-service.js";
-import { logHttp2SessionErrors } from "./http2-session-log.js";
-import { allowStreamResets } from "./http2-stream-resets.js";
-import { widenHttp2Windows } from "./http2-window.js";
-import { grpcBindTarget, type ListenAddress } from "./listen-address.js";
+import { DetachedCommands } from "./exec/detached-commands.js";
+import { createExecHandler } from "./exec/exec-service.js";
+import { setUpCommandCgroups } from "./exec/process-cgroup.js";
+import { RunningCommands } from "./exec/running-commands.js";
+import { handleCopyFromGuest } from "./files/copy-from-guest.js";
+import { handleCopyToGuest } from "./files/copy-to-guest.js";
+import { handleStatPath } from "./files/stat-path.js";
 import { createForwardPortHandler } from "./port-forward.js";
-import { setUpCommandCgroups } from "./process-cgroup.js";
-import { addReflection } from "./reflection.js";
-import { RunningCommands } from "./running-commands.js";
-import { handleStatPath } from "./stat-path.js";
-import { checkTokenFor, createTokenInterceptor } from "./token-auth.js";
-import { type BoundSocket, bindUnixSocketPrivately, removeBoundSocket } from "./unix-socket-bind.js";
-import { listenVsock } from "./vsock-listener.js";
+import { createCapabilityInterceptor } from "./transport/capability-announcement.js";
+import { addHealthService } from "./transport/health-service.js";
+import { logHttp2SessionErrors } from "./transport/http2-session-log.js";
+import { allowStreamResets } from "./transport/http2-stream-resets.js";
+import { widenHttp2Windows } from "./transport/http2-window.js";
+import { grpcBindTarget, type ListenAddress } from "./transport/listen-address.js";
+import { addReflection } from "./transport/reflection.js";
+import { checkTokenFor, createTokenInterceptor } from "./transport/token-auth.js";
+import { type BoundSocket, bindUnixSocketPrivately, removeBoundSocket } from "./transport/unix-socket-bind.js";
+import { listenVsock } from "./transport/vsock-listener.js";
 
 export interface AgentServerOptions {
   /** Every call must carry `authorization: Bearer <token>`. Required to listen on TCP. */

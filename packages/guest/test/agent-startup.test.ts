@@ -71,7 +71,14 @@ describe("its optional addons", () => {
     cpSync(join(PACKAGE_DIR, "bin"), join(copy, "bin"), { recursive: true });
     cpSync(join(PACKAGE_DIR, "package.json"), join(copy, "package.json"));
     // Every required dependency, none of the optional addons.
-    for (const name of ["@bufbuild/protobuf", "@grpc/grpc-js", "@grpc/reflection", "@guestkit/protocol", "node-pty"]) {
+    for (const name of [
+      "@bufbuild/protobuf",
+      "@grpc/grpc-js",
+      "@grpc/reflection",
+      "@guestkit/copy",
+      "@guestkit/protocol",
+      "node-pty",
+    ]) {
       mkdirSync(join(copy, "node_modules", name, ".."), { recursive: true });
       symlinkSync(join(PACKAGE_DIR, "node_modules", name), join(copy, "node_modules", name));
     }

@@ -2,7 +2,7 @@
 // them, and /proc and cgroup v2 lookups to tell whether they still run.
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { procStat } from "../dist/process-group.js";
+import { procStat } from "../dist/exec/process-group.js";
 import { waitFor } from "./exec-client.js";
 
 // Starts a setsid child and a double-forked daemon (its parent exits, so init adopts

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSignalName, signalNameOf } from "../src/signal-names.js";
-import { resolveUser, UnknownUserError } from "../src/user-database.js";
+import { parseSignalName, signalNameOf } from "../src/exec/signal-names.js";
+import { resolveUser, UnknownUserError } from "../src/exec/user-database.js";
 
 let dir: string;
 let files: { passwdPath: string; groupPath: string };

@@ -8,9 +8,9 @@ import { dirname, join } from "node:path";
 import { posixSpawn } from "@guestkit/posix-spawn";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // The built modules: the trampoline runs as a file of its own, next to them.
-import { type CgroupKillMethod, type CommandCgroups, setUpCommandCgroups } from "../dist/process-cgroup.js";
-import { commandTree } from "../dist/process-group.js";
-import { launchWithNode } from "../dist/process-launch.js";
+import { type CgroupKillMethod, type CommandCgroups, setUpCommandCgroups } from "../dist/exec/process-cgroup.js";
+import { commandTree } from "../dist/exec/process-group.js";
+import { launchWithNode } from "../dist/exec/process-launch.js";
 import {
   alive,
   cgroupDir,

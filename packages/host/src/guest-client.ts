@@ -2,9 +2,9 @@
 // connection; everything a CLI or a program does goes through its methods.
 import type { Duplex, Writable } from "node:stream";
 import type { GuestServiceClient } from "@guestkit/protocol";
-import { type CopyFromOptions, copyFrom } from "./copy-from.js";
-import { type CopyToOptions, copyTo } from "./copy-to.js";
-import type { CopyResult } from "./copy-types.js";
+import { type CopyFromOptions, copyFrom } from "./copy/copy-from.js";
+import { type CopyToOptions, copyTo } from "./copy/copy-to.js";
+import type { CopyResult } from "./copy/copy-types.js";
 import {
   type AttachHandle,
   type AttachOptions,
@@ -15,10 +15,10 @@ import {
   listDetached,
   type StartDetachedOptions,
   startDetached,
-} from "./detached.js";
-import { type ExecHandle, startExec } from "./exec-handle.js";
-import { buildExecStart, type ExecOptions } from "./exec-request.js";
-import { GuestConnection, type GuestConnectionOptions } from "./guest-connection.js";
+} from "./exec/detached.js";
+import { type ExecHandle, startExec } from "./exec/exec-handle.js";
+import { buildExecStart, type ExecOptions } from "./exec/exec-request.js";
+import { collectRun, type RunOptions, type RunResult } from "./exec/run.js";
 import { Code, GuestError } from "./guest-error.js";
 import {
   type ForwardListener,
@@ -27,9 +27,9 @@ import {
   type ListenForwardOptions,
   listenForward,
 } from "./port-forward.js";
-import { collectRun, type RunOptions, type RunResult } from "./run.js";
 import { type GuestStat, type StatOptions, statPath } from "./stat.js";
-import { formatTarget, type GuestTarget, parseTarget } from "./target.js";
+import { GuestConnection, type GuestConnectionOptions } from "./transport/guest-connection.js";
+import { formatTarget, type GuestTarget, parseTarget } from "./transport/target.js";
 import { type WaitUntilReadyOptions, waitUntilReady } from "./wait-until-ready.js";
 
 /** Options of createGuestClient. */

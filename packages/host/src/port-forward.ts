@@ -21,8 +21,8 @@ import {
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
 } from "@guestkit/protocol";
-import type { GuestConnection } from "./guest-connection.js";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
+import type { GuestConnection } from "./transport/guest-connection.js";
 
 /** Options of forwardPort(). */
 export interface ForwardPortOptions {

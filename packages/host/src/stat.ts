@@ -8,8 +8,8 @@ import {
   StatPathRequestSchema,
   type StatPathResponse,
 } from "@guestkit/protocol";
-import type { GuestConnection } from "./guest-connection.js";
 import { Code, cancelledError, errorFromStatus, GuestError, guestReportedError } from "./guest-error.js";
+import type { GuestConnection } from "./transport/guest-connection.js";
 
 /** The kind of a file system entry. */
 export type GuestFileType =

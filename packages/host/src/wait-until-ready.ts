@@ -8,8 +8,6 @@ import {
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus,
 } from "@guestkit/protocol";
-import { retryDelayMs } from "./connect-retry.js";
-import type { GuestChannel, GuestConnection } from "./guest-connection.js";
 import {
   Code,
   cancelledError,
@@ -18,6 +16,8 @@ import {
   isRetriableConnectError,
   toGuestError,
 } from "./guest-error.js";
+import { retryDelayMs } from "./transport/connect-retry.js";
+import type { GuestChannel, GuestConnection } from "./transport/guest-connection.js";
 
 /** Options of waitUntilReady(). */
 export interface WaitUntilReadyOptions {

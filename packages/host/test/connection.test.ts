@@ -8,9 +8,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { openDialBridge } from "../src/dial-bridge.js";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
 import { Code } from "../src/guest-error.js";
+import { openDialBridge } from "../src/transport/dial-bridge.js";
 import { rejection, waitFor } from "./guest-fixture.js";
 
 let dir: string;
@@ -250,7 +250,7 @@ describe("the dial bridge", () => {
     ["an uncaught exception", "throw new Error('boom');"],
   ])("is removed when a program ends by %s without closing its client", async (_how, ending) => {
     // Only vsock targets use the bridge, and vsock cannot be dialed here: open one directly.
-    const bridgeModule = fileURLToPath(new URL("../dist/dial-bridge.js", import.meta.url));
+    const bridgeModule = fileURLToPath(new URL("../dist/transport/dial-bridge.js", import.meta.url));
     const script = `
       import { openDialBridge } from ${JSON.stringify(bridgeModule)};
       await openDialBridge(() => Promise.reject(new Error("not used")));

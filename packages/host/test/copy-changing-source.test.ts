@@ -13,8 +13,8 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, truncateSyn
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CopyError } from "../src/copy-error.js";
-import type { CopyProgress } from "../src/copy-types.js";
+import { CopyError } from "../src/copy/copy-error.js";
+import type { CopyProgress } from "../src/copy/copy-types.js";
 import { type CliResult, startCli, stopAll } from "./cli-support.js";
 import { rejection, useGuestFixture } from "./guest-fixture.js";
 

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AgentProcess, startAgent } from "@guestkit/testkit";
 import { afterAll, beforeAll, beforeEach } from "vitest";
-import { type GuestChannel, GuestConnection } from "../src/guest-connection.js";
+import { type GuestChannel, GuestConnection } from "../src/transport/guest-connection.js";
 
 /** A connected channel to the agent at `socketPath`, and how to close it. */
 export interface CopyClient extends GuestChannel {

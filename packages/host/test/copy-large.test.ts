@@ -6,10 +6,10 @@ import { mkdir, open, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { CopyError } from "../src/copy-error.js";
-import { copyFrom } from "../src/copy-from.js";
-import { copyTo } from "../src/copy-to.js";
-import type { CopyProgress } from "../src/copy-types.js";
+import { CopyError } from "../src/copy/copy-error.js";
+import { copyFrom } from "../src/copy/copy-from.js";
+import { copyTo } from "../src/copy/copy-to.js";
+import type { CopyProgress } from "../src/copy/copy-types.js";
 import { peakRssGrowth, useCopyAgent } from "./copy-fixture.js";
 
 const MiB = 1024 * 1024;

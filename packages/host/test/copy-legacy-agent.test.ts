@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type LegacyAgent, startLegacyAgent } from "@guestkit/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyTo } from "../src/copy-to.js";
+import { copyTo } from "../src/copy/copy-to.js";
 import { type CopyClient, connectCopyClient } from "./copy-fixture.js";
 
 let agent: LegacyAgent;

@@ -1,7 +1,7 @@
 // The checks on guest-supplied names and link targets, on their own. The end-to-end
 // refusals (nothing written outside the destination) are in hostile-copy.test.ts.
 import { describe, expect, it } from "vitest";
-import { linkTargetProblem, sanitizeMode, splitEntryPath } from "../src/path-safety.js";
+import { linkTargetProblem, sanitizeMode, splitEntryPath } from "../src/copy/path-safety.js";
 
 describe("splitEntryPath", () => {
   it("splits plain relative paths", () => {

@@ -21,9 +21,9 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CopyError } from "../src/copy-error.js";
-import { copyFrom } from "../src/copy-from.js";
-import { copyTo } from "../src/copy-to.js";
+import { CopyError } from "../src/copy/copy-error.js";
+import { copyFrom } from "../src/copy/copy-from.js";
+import { copyTo } from "../src/copy/copy-to.js";
 import { useCopyAgent } from "./copy-fixture.js";
 
 const suite = useCopyAgent("guestkit-copy-test-");

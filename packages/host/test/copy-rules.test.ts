@@ -3,9 +3,9 @@
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
-import { CopyError } from "../src/copy-error.js";
-import { copyFrom } from "../src/copy-from.js";
-import { copyTo } from "../src/copy-to.js";
+import { CopyError } from "../src/copy/copy-error.js";
+import { copyFrom } from "../src/copy/copy-from.js";
+import { copyTo } from "../src/copy/copy-to.js";
 import type { GuestErrorReason } from "../src/guest-error.js";
 import { useCopyAgent } from "./copy-fixture.js";
 

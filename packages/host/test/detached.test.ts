@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { DETACHED_OUTPUT_BYTES, MAX_DETACHED_COMMANDS } from "@guestkit/protocol";
 import { rssBytesOf, startAgent } from "@guestkit/testkit";
 import { afterEach, describe, expect, it } from "vitest";
-import type { AttachHandle } from "../src/detached.js";
+import type { AttachHandle } from "../src/exec/detached.js";
 import { createGuestClient } from "../src/guest-client.js";
 import { Code, GuestError } from "../src/guest-error.js";
 import { runCli, startCli } from "./cli-support.js";

@@ -4,7 +4,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Capability } from "@guestkit/protocol";
 import { describe, expect, it } from "vitest";
-import type { ExecHandle, ExecOutput } from "../src/exec-handle.js";
+import type { ExecHandle, ExecOutput } from "../src/exec/exec-handle.js";
 import { Code, GuestError } from "../src/guest-error.js";
 import { processExists, rejection, useGuestFixture, waitFor } from "./guest-fixture.js";
 

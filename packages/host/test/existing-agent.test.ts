@@ -16,10 +16,10 @@ import {
   startHybridVsockEndpoint,
 } from "@guestkit/testkit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CopyError } from "../src/copy-error.js";
+import { CopyError } from "../src/copy/copy-error.js";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
-import type { GuestConnectionOptions } from "../src/guest-connection.js";
 import { Code, GuestError } from "../src/guest-error.js";
+import type { GuestConnectionOptions } from "../src/transport/guest-connection.js";
 import { runCli } from "./cli-support.js";
 
 let agent: CCoreLegacyAgent;

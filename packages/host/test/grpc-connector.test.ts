@@ -11,10 +11,10 @@ import * as grpc from "@grpc/grpc-js";
 import { GuestServiceClient, StatPathRequestSchema, type StatPathResponse } from "@guestkit/protocol";
 import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createConnectorCredentials } from "../src/grpc-connector.js";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
 import { Code } from "../src/guest-error.js";
-import { hybridVsockHandshake } from "../src/hybrid-vsock-handshake.js";
+import { createConnectorCredentials } from "../src/transport/grpc-connector.js";
+import { hybridVsockHandshake } from "../src/transport/hybrid-vsock-handshake.js";
 import { rejection } from "./guest-fixture.js";
 
 let dir: string;

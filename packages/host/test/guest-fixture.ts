@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterAll, afterEach, beforeAll, beforeEach, expect } from "vitest";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
-import type { GuestConnectionOptions } from "../src/guest-connection.js";
 import { GuestError } from "../src/guest-error.js";
+import type { GuestConnectionOptions } from "../src/transport/guest-connection.js";
 
 /** An agent, the endpoint in front of it, and the clients made on it (closed by stop()). */
 export interface GuestFixture {

@@ -6,11 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HybridVsockEndpoint, startHybridVsockEndpoint } from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { dialWithRetry } from "../src/connect-retry.js";
-import { dial } from "../src/dial.js";
 import { Code } from "../src/guest-error.js";
-import { hybridVsockHandshake } from "../src/hybrid-vsock-handshake.js";
-import { parseTarget } from "../src/target.js";
+import { dialWithRetry } from "../src/transport/connect-retry.js";
+import { dial } from "../src/transport/dial.js";
+import { hybridVsockHandshake } from "../src/transport/hybrid-vsock-handshake.js";
+import { parseTarget } from "../src/transport/target.js";
 import { rejection } from "./guest-fixture.js";
 
 let dir: string;

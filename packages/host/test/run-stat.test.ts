@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { FileType, StatPathResponseSchema } from "@guestkit/protocol";
 import { describe, expect, it } from "vitest";
+import { CommandFailedError } from "../src/exec/run.js";
 import { Code, GuestError } from "../src/guest-error.js";
-import { CommandFailedError } from "../src/run.js";
 import { statFromResponse } from "../src/stat.js";
 import { useGuestFixture } from "./guest-fixture.js";
 

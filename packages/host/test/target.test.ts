@@ -1,7 +1,7 @@
 // Target strings: every accepted form, and clear errors for the rest.
 import { describe, expect, it } from "vitest";
 import { Code, GuestError } from "../src/guest-error.js";
-import { formatTarget, parseTarget, TARGET_FORMS } from "../src/target.js";
+import { formatTarget, parseTarget, TARGET_FORMS } from "../src/transport/target.js";
 
 describe("parseTarget", () => {
   it.each([

@@ -24,9 +24,9 @@ import {
   type StatPathResponse,
 } from "@guestkit/protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dial } from "../../host/src/dial.js";
-import { splice } from "../../host/src/socket-splice.js";
-import { parseTarget } from "../../host/src/target.js";
+import { dial } from "../../host/src/transport/dial.js";
+import { splice } from "../../host/src/transport/socket-splice.js";
+import { parseTarget } from "../../host/src/transport/target.js";
 import { type CCoreLegacyAgent, startCCoreLegacyAgent } from "../src/c-core-legacy-agent.js";
 import { startHybridVsockEndpoint } from "../src/hybrid-vsock-endpoint.js";
 

@@ -5,7 +5,7 @@ import { readTokenFile, TokenFileError } from "@guestkit/protocol";
 import type { Command } from "commander";
 import type { GuestClientOptions } from "../guest-client.js";
 import { GuestError } from "../guest-error.js";
-import { type GuestTarget, parseTarget, TARGET_FORMS } from "../target.js";
+import { type GuestTarget, parseTarget, TARGET_FORMS } from "../transport/target.js";
 import { printable, usageError } from "./exit-status.js";
 
 /** The shared options as commander parses them. */

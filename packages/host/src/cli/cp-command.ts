@@ -7,7 +7,7 @@
 // what was done.
 import { lstat, stat } from "node:fs/promises";
 import type { WriteStream } from "node:tty";
-import type { CopyOptions, CopyResult } from "../copy-types.js";
+import type { CopyOptions, CopyResult } from "../copy/copy-types.js";
 import { createGuestClient, type GuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions } from "./connection-flags.js";
 import { printable, usageError } from "./exit-status.js";

@@ -1,8 +1,8 @@
 // guestctl's detached-command commands: `exec -d`, `ps`, `logs`, `attach`, `kill`, `rm`
 // (see StartDetached in proto/guest/guest.proto for what the agent does).
 
-import type { DetachedInfo } from "../detached.js";
-import type { ExecOptions } from "../exec-request.js";
+import type { DetachedInfo } from "../exec/detached.js";
+import type { ExecOptions } from "../exec/exec-request.js";
 import { createGuestClient, type GuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions } from "./connection-flags.js";
 import { CliError, EXIT_UNREACHABLE, messageOf, printable } from "./exit-status.js";

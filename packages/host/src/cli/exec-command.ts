@@ -4,8 +4,8 @@
 // command line exits 2 before anything runs; every other failure of guestctl itself
 // exits 255, so it cannot pass for the command's status.
 import type { Writable } from "node:stream";
-import type { ExecHandle, ExitStatus } from "../exec-handle.js";
-import type { ExecOptions } from "../exec-request.js";
+import type { ExecHandle, ExitStatus } from "../exec/exec-handle.js";
+import type { ExecOptions } from "../exec/exec-request.js";
 import { createGuestClient } from "../guest-client.js";
 import { type ConnectionFlags, clientOptions, parseSeconds } from "./connection-flags.js";
 import { execDetached } from "./detached-commands.js";

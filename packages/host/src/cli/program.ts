@@ -2,7 +2,7 @@
 // own errors become guestctl's one-line errors and exit statuses.
 import { readFileSync } from "node:fs";
 import { Command, type CommanderError } from "commander";
-import { TARGET_FORMS } from "../target.js";
+import { TARGET_FORMS } from "../transport/target.js";
 import { addConnectionOptions, type ConnectionFlags, TARGET_ENV, TOKEN_FILE_ENV } from "./connection-flags.js";
 import { type CpFlags, cpCommand } from "./cp-command.js";
 import {

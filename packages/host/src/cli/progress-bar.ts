@@ -2,7 +2,7 @@
 // terminal, and only for a transfer that is large (its size is known and big) or has
 // taken a while: a small copy prints nothing, like cp(1).
 import type { WriteStream } from "node:tty";
-import type { CopyProgress } from "../copy-types.js";
+import type { CopyProgress } from "../copy/copy-types.js";
 import { printable } from "./exit-status.js";
 
 /** Options of a progress bar. */

@@ -6,9 +6,9 @@
 // closes every connection and removes its socket.
 import { lstat, unlink } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { dialWithRetry } from "../connect-retry.js";
-import { splice } from "../socket-splice.js";
-import { formatTarget } from "../target.js";
+import { dialWithRetry } from "../transport/connect-retry.js";
+import { splice } from "../transport/socket-splice.js";
+import { formatTarget } from "../transport/target.js";
 import { type ConnectionFlags, parseSeconds, resolveTarget } from "./connection-flags.js";
 import { CliError, messageOf, printable, usageError } from "./exit-status.js";
 import { loopbackPeerUid, loopbackPeerUidUnavailable } from "./loopback-peer-uid.js";

@@ -42,6 +42,8 @@ import {
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
 } from "@guestkit/protocol";
+import { describeLocalError, errnoText } from "../guest-error.js";
+import type { GuestChannel } from "../transport/guest-connection.js";
 import { abortedError, callError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
@@ -54,8 +56,6 @@ import {
   notifyProgress,
   type SkippedEntry,
 } from "./copy-types.js";
-import type { GuestChannel } from "./guest-connection.js";
-import { describeLocalError, errnoText } from "./guest-error.js";
 import { sanitizeMode } from "./path-safety.js";
 
 /** Options of copyTo. */

@@ -19,7 +19,7 @@ import {
   type CopyToGuestStart,
   type GuestServiceHandlers,
 } from "@guestkit/protocol";
-import { grpcErrorFrom } from "./grpc-errors.js";
+import { grpcErrorFrom } from "../transport/grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
 

@@ -40,6 +40,8 @@ import {
   MAX_GUEST_PATH,
   MAX_QUOTED_PATH,
 } from "@guestkit/protocol";
+import { describeLocalError, errnoText } from "../guest-error.js";
+import type { GuestChannel } from "../transport/guest-connection.js";
 import { abortedError, callError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
@@ -53,8 +55,6 @@ import {
   notifyProgress,
   type SkippedEntry,
 } from "./copy-types.js";
-import type { GuestChannel } from "./guest-connection.js";
-import { describeLocalError, errnoText } from "./guest-error.js";
 
 /** Options of copyFrom. */
 export type CopyFromOptions = CopyOptions;

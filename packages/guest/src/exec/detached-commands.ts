@@ -26,11 +26,11 @@ import {
   MAX_DETACHED_COMMANDS,
   StartDetachedResponseSchema,
 } from "@guestkit/protocol";
+import { logInfo } from "../log.js";
+import { grpcError } from "../transport/grpc-errors.js";
 import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { ExecRequestError, parseExecStart, parseWindowSize } from "./exec-request.js";
-import { grpcError } from "./grpc-errors.js";
-import { logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
 import { signalProcessGroup, terminateTree } from "./process-group.js";
 import type { ProcessHandle } from "./process-handle.js";

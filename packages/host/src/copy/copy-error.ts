@@ -4,7 +4,7 @@
 // transfer got, so a caller can tell "nothing happened" from "some entries landed
 // before the failure".
 import { statusOfErrno } from "@guestkit/protocol";
-import { Code, GuestError, type GuestErrorReason } from "./guest-error.js";
+import { Code, GuestError, type GuestErrorReason } from "../guest-error.js";
 
 /** Details a CopyError carries besides its reason and message. */
 export interface CopyErrorDetails {

@@ -8,7 +8,7 @@
 // but it runs the same hybridVsockHandshake and asks dial() why when a connect failed.
 import { connect, type Socket } from "node:net";
 import { errnoOf } from "@guestkit/protocol";
-import { Code, cancelledError, connectErrorFromErrno, GuestError } from "./guest-error.js";
+import { Code, cancelledError, connectErrorFromErrno, GuestError } from "../guest-error.js";
 import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 import { dialVsock } from "./vsock-dial.js";

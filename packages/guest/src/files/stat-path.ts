@@ -13,7 +13,7 @@ import {
   type StatPathResponse,
   StatPathResponseSchema,
 } from "@guestkit/protocol";
-import { grpcErrorFrom } from "./grpc-errors.js";
+import { grpcErrorFrom } from "../transport/grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 
 /**

@@ -19,10 +19,10 @@ import {
   StartDetachedRequestSchema,
   type StartDetachedResponse,
 } from "@guestkit/protocol";
+import { Code, errorFromStatus, GuestError, toGuestError } from "../guest-error.js";
+import type { GuestChannel, GuestConnection } from "../transport/guest-connection.js";
 import { type ExecOutput, type ExitStatus, exitStatusOf } from "./exec-handle.js";
 import { buildExecStart, type ExecOptions, signalName } from "./exec-request.js";
-import type { GuestChannel, GuestConnection } from "./guest-connection.js";
-import { Code, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
 import { OutputQueue } from "./output-queue.js";
 
 /** Options of startDetached(): those of exec, a name, and whether stdin stays open. */

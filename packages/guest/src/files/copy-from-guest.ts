@@ -3,10 +3,10 @@
 import { create } from "@bufbuild/protobuf";
 import { encodeDownload } from "@guestkit/copy";
 import { CopyFromGuestResponseSchema, describeError, type GuestServiceHandlers } from "@guestkit/protocol";
-import { grpcErrorFrom } from "./grpc-errors.js";
+import { logError } from "../log.js";
+import { grpcErrorFrom } from "../transport/grpc-errors.js";
+import { CallClosedError, writeMessage } from "../transport/stream-writer.js";
 import { checkGuestPath } from "./guest-path.js";
-import { logError } from "./log.js";
-import { CallClosedError, writeMessage } from "./stream-writer.js";
 
 /**
  * The CopyFromGuest handler: the copy engine's encodeDownload (which states the framing)

@@ -1,7 +1,7 @@
 // Target strings: the one way to say where an agent is, shared by the library,
 // guestctl's --target and GUESTCTL_TARGET.
 import { DEFAULT_PORT } from "@guestkit/protocol";
-import { Code, GuestError } from "./guest-error.js";
+import { Code, GuestError } from "../guest-error.js";
 
 /** Where an agent is. */
 export type GuestTarget =

@@ -1,7 +1,7 @@
 // Options and results shared by copyTo and copyFrom.
 import type { Metadata } from "@grpc/grpc-js";
+import type { GuestChannel } from "../transport/guest-connection.js";
 import { CopyError } from "./copy-error.js";
-import type { GuestChannel } from "./guest-connection.js";
 
 /** How far a transfer has got; passed to `onProgress`. */
 export interface CopyProgress {

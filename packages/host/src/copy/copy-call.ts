@@ -3,8 +3,8 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { type GuestServiceClient, StatPathRequestSchema, type StatPathResponse } from "@guestkit/protocol";
+import { Code, cancelledError, errorFromStatus } from "../guest-error.js";
 import { CopyError, type CopyErrorDetails } from "./copy-error.js";
-import { Code, cancelledError, errorFromStatus } from "./guest-error.js";
 
 /** StatPath of a guest path; an abort cancels the call. */
 export function statGuestPath(

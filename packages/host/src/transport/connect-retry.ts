@@ -4,8 +4,8 @@
 
 import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { cancelledError, GuestError, isRetriableConnectError, toGuestError } from "../guest-error.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
-import { cancelledError, GuestError, isRetriableConnectError, toGuestError } from "./guest-error.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 
 // Existing hosts poll every 25 ms for the first 2 s (a VM that is about to answer),

@@ -14,9 +14,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { describeError, errnoOf } from "@guestkit/protocol";
+import { trampolineInvocation } from "../exec-trampoline-env.js";
+import { importOptional } from "../optional-package.js";
 import { startExitCode } from "./exec-exit.js";
-import { trampolineInvocation } from "./exec-trampoline-env.js";
-import { importOptional } from "./optional-package.js";
 import { commandTree } from "./process-group.js";
 import type {
   LaunchOptions,

@@ -12,7 +12,7 @@
 // and says so once.
 import type * as http2 from "node:http2";
 import type * as grpc from "@grpc/grpc-js";
-import { logError } from "./log.js";
+import { logError } from "../log.js";
 
 type Http2ServerFactory = (credentials: grpc.ServerCredentials) => http2.Http2Server;
 

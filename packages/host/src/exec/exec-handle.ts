@@ -16,10 +16,10 @@ import {
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
 } from "@guestkit/protocol";
+import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "../guest-error.js";
+import type { GuestChannel, GuestConnection } from "../transport/guest-connection.js";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
-import type { GuestChannel, GuestConnection } from "./guest-connection.js";
-import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
 import { OutputQueue } from "./output-queue.js";
 
 /** A piece of a command's output. */

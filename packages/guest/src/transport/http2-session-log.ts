@@ -3,8 +3,8 @@
 // without a word in the agent's log, and only the host would see "Session closed with
 // error code 2". One line names the reason on the agent's side.
 import type * as grpc from "@grpc/grpc-js";
+import { logError } from "../log.js";
 import { hookHttp2Servers } from "./http2-server-hook.js";
-import { logError } from "./log.js";
 
 /** Logs every HTTP/2 session error of the http2 servers `server` creates from now on. */
 export function logHttp2SessionErrors(server: grpc.Server): boolean {

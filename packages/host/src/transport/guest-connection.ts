@@ -55,11 +55,11 @@ import {
   parseCapabilities,
   StatPathRequestSchema,
 } from "@guestkit/protocol";
+import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "../guest-error.js";
 import { capTimeouts, MIN_ATTEMPT_MS, retryConnect } from "./connect-retry.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
 import { createConnectorCredentials } from "./grpc-connector.js";
-import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
 import { hybridVsockHandshake } from "./hybrid-vsock-handshake.js";
 import { formatTarget, type GuestTarget } from "./target.js";
 

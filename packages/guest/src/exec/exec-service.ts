@@ -11,19 +11,19 @@ import {
   ExecResponseSchema,
   type GuestServiceHandlers,
 } from "@guestkit/protocol";
+import { logError, logInfo } from "../log.js";
+import { grpcError } from "../transport/grpc-errors.js";
+import { onWritable, sendMessage } from "../transport/stream-writer.js";
 import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { OutputForwarder } from "./exec-output.js";
 import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
 import { StdinQueue } from "./exec-stdin.js";
-import { grpcError } from "./grpc-errors.js";
-import { logError, logInfo } from "./log.js";
 import type { CommandCgroups } from "./process-cgroup.js";
 import { signalProcessGroup, terminateTree } from "./process-group.js";
 import type { ProcessExit, ProcessHandle, StartFailure } from "./process-handle.js";
 import type { RunningCommands } from "./running-commands.js";
 import { parseSignalName } from "./signal-names.js";
-import { onWritable, sendMessage } from "./stream-writer.js";
 
 type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
 type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>;

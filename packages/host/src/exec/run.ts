@@ -1,9 +1,9 @@
 // run(): exec that collects the output, for the common "run this and give me what it
 // printed" case.
 import { cutText, MAX_STDERR_EXCERPT } from "@guestkit/protocol";
+import { Code, GuestError } from "../guest-error.js";
 import type { ExecHandle, ExitStatus } from "./exec-handle.js";
 import type { ExecOptions } from "./exec-request.js";
-import { Code, GuestError } from "./guest-error.js";
 
 /** Options of run(). */
 export interface RunOptions extends Omit<ExecOptions, "stdin" | "unconsumedOutputLimit"> {

@@ -3,7 +3,7 @@
 // `CONNECT <port>\n`, read `OK <host_side_port>\n`, and from then on the socket carries
 // the guest's bytes.
 import type { Socket } from "node:net";
-import { Code, cancelledError, GuestError } from "./guest-error.js";
+import { Code, cancelledError, GuestError } from "../guest-error.js";
 
 /** Options of hybridVsockHandshake. */
 export interface HybridVsockHandshakeOptions {

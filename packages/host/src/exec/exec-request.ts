@@ -4,7 +4,7 @@
 import { constants } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { type ExecStart, ExecStartSchema } from "@guestkit/protocol";
-import { Code, GuestError } from "./guest-error.js";
+import { Code, GuestError } from "../guest-error.js";
 
 /** Options of exec() (and of run()). */
 export interface ExecOptions {

@@ -24,9 +24,9 @@ import {
 } from "@guestkit/copy";
 import type { CopyFromGuestHeader } from "@guestkit/protocol";
 import { cutText, errnoOf, MAX_GUEST_PATH, MAX_QUOTED_PATH } from "@guestkit/protocol";
+import { describeLocalError } from "../guest-error.js";
 import { type DestinationSpec, type DestinationState, placeCopy, type SourceSpec } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
-import { describeLocalError } from "./guest-error.js";
 import { linkTargetProblem, sanitizeMode, splitEntryPath } from "./path-safety.js";
 
 /** What the destination policy needs to know about the copy. */

@@ -12,8 +12,8 @@
 // closed at once and logged. With a token every peer is served and every call must
 // carry it (token-auth.ts), which is how a test inside the guest, or a sibling VM, reaches it.
 import * as grpc from "@grpc/grpc-js";
-import { logError } from "./log.js";
-import { importOptional } from "./optional-package.js";
+import { logError } from "../log.js";
+import { importOptional } from "../optional-package.js";
 
 type VsockModule = typeof import("@guestkit/vsock");
 
