@@ -22,7 +22,9 @@ export function sampleRss(pid: number, everyMs = 5): { stop(): number } {
   let peak = 0;
   const timer = setInterval(() => {
     try {
-      peak = Math.max(peak, memoryOf(pid).rss);
+      // A process that has exited but is not reaped yet has no VmRSS: NaN, skipped.
+      const { rss } = memoryOf(pid);
+      if (!Number.isNaN(rss)) peak = Math.max(peak, rss);
     } catch {}
   }, everyMs);
   return {
