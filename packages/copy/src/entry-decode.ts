@@ -4,20 +4,12 @@
 // business (see tree-writer.ts); everything else about a header is checked here.
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, SMALL_FILE_BYTES } from "@guestkit/protocol";
 import { EntryError } from "./entry-error.js";
+import type { EntryMetadata } from "./file-metadata.js";
 import { timeProblem } from "./timestamp.js";
 
-/** The fields a start or a header carries about one entry. */
-export interface EntryHeader {
+/** The fields a start or a header carries about one entry: its metadata (the senders' EntryMetadata) and its path. */
+export interface EntryHeader extends EntryMetadata {
   path: string;
-  mode: number;
-  isDir: boolean;
-  isSymlink: boolean;
-  linkTarget: string;
-  size: bigint;
-  mtime: bigint;
-  mtimeNanos: number;
-  uid: number;
-  gid: number;
 }
 
 /** The kind of entry a header announced. */
