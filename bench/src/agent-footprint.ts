@@ -17,24 +17,6 @@ export function memoryOf(pid: number): { rss: number; hwm: number } {
   return { rss: field("VmRSS"), hwm: field("VmHWM") };
 }
 
-/** Samples a process's VmRSS every few ms until stopped; resolves to the peak, MiB. */
-export function sampleRss(pid: number, everyMs = 5): { stop(): number } {
-  let peak = 0;
-  const timer = setInterval(() => {
-    try {
-      // A process that has exited but is not reaped yet has no VmRSS: NaN, skipped.
-      const { rss } = memoryOf(pid);
-      if (!Number.isNaN(rss)) peak = Math.max(peak, rss);
-    } catch {}
-  }, everyMs);
-  return {
-    stop() {
-      clearInterval(timer);
-      return peak;
-    },
-  };
-}
-
 /**
  * Starts fresh agents `count` times: time to the "serving on" line and idle RSS one
  * second later; `node -e 0` beside it as the floor of any Node program.

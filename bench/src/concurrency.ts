@@ -1,7 +1,7 @@
 // Many execs at once on one connection: the total time of the batch, each call's
 // latency, and what it costs the agent in memory.
 import type { GuestClient } from "@guestkit/host";
-import { sampleRss } from "./agent-footprint.js";
+import { sampleRss } from "@guestkit/testkit";
 import { runTrue } from "./exec-latency.js";
 import { type Measurement, measured } from "./stats.js";
 
@@ -18,7 +18,7 @@ export async function measureConcurrentExecs(
   const peaks: number[] = [];
   const failures = new Map<string, number>();
   for (let round = 0; round < rounds; round++) {
-    const sampler = sampleRss(agentPid);
+    const sampler = sampleRss(agentPid, 5);
     const start = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
@@ -33,7 +33,7 @@ export async function measureConcurrentExecs(
       }),
     );
     totals.push(performance.now() - start);
-    peaks.push(sampler.stop());
+    peaks.push(sampler.stop().peakBytes / 2 ** 20);
   }
   const failed = [...failures].map(([message, count]) => `${count} x ${message}`).join("; ");
   return [

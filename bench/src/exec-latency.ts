@@ -2,17 +2,13 @@
 // through the hybrid-vsock handshake, the local spawn floor, and OpenSSH with and
 // without a control connection.
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { createGuestClient, type GuestClient } from "@guestkit/host";
-import type { HybridVsockEndpoint } from "@guestkit/testkit";
+import { GUESTCTL_BIN, type HybridVsockEndpoint } from "@guestkit/testkit";
 import type { OpenSsh } from "./openssh.js";
 import { type Measurement, measured, skipped, timeEach } from "./stats.js";
 import { runCommand } from "./workspace.js";
 
 const SECTION = "exec `true` latency";
-
-/** The guestctl users run: the launcher in this checkout (what node_modules/.bin/guestctl runs). */
-export const GUESTCTL_BIN = fileURLToPath(new URL("../../packages/host/bin/guestctl", import.meta.url));
 
 /** How many times each variant runs. */
 export interface ExecLatencyCounts {

@@ -5,8 +5,7 @@ import { closeSync, openSync, readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { GuestClient } from "@guestkit/host";
-import { sampleRss } from "./agent-footprint.js";
-import { GUESTCTL_BIN } from "./exec-latency.js";
+import { GUESTCTL_BIN, sampleRss } from "@guestkit/testkit";
 import type { OpenSsh } from "./openssh.js";
 import type { RawPipe } from "./raw-pipe.js";
 import { type Measurement, measured, mibPerSecond, quantile, since, skipped } from "./stats.js";
@@ -122,9 +121,9 @@ async function hostRss(section: string, setup: TransferSetup, args: string[], ou
       err += text;
     });
     // The launcher execs Node in place, so the pid is guestctl's own.
-    const sampler = sampleRss(child.pid as number);
+    const sampler = sampleRss(child.pid as number, 5);
     const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-    peaks.push(sampler.stop());
+    peaks.push(sampler.stop().peakBytes / 2 ** 20);
     if (code !== 0) throw new Error(`guestctl ${args.join(" ")}: exit ${code}: ${err.trim()}`);
     await checkAndRemove(output, setup.bytes);
   }

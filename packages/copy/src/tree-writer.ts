@@ -359,11 +359,16 @@ export class TreeWriter<Header extends EntryHeader = EntryHeader> {
       } catch {
         needed = true;
       }
+      // Kept per directory, but bounded: a tree of a million directories must not grow it.
+      if (this.#syncNeeded.size >= MAX_KNOWN_DIRECTORIES) this.#syncNeeded.clear();
       this.#syncNeeded.set(directory, needed);
     }
     return needed;
   }
 }
+
+// How many directories' "does fsync do anything here" answers are remembered at once.
+const MAX_KNOWN_DIRECTORIES = 1024;
 
 function contains(directory: string, path: string): boolean {
   if (path === directory) return true;

@@ -10,6 +10,9 @@ import { stopChild } from "./stop-child.js";
 /** Path of the guest-agent launcher in this checkout. */
 export const GUEST_AGENT_BIN = fileURLToPath(new URL("../../guest/bin/guest-agent", import.meta.url));
 
+/** The guestctl launcher in this checkout (what `node_modules/.bin/guestctl` runs). */
+export const GUESTCTL_BIN = fileURLToPath(new URL("../../host/bin/guestctl", import.meta.url));
+
 export interface AgentProcess {
   readonly process: ChildProcess;
   readonly pid: number;

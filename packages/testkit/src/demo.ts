@@ -20,12 +20,8 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
-import { type AgentProcess, startAgent } from "./agent-process.js";
+import { type AgentProcess, GUESTCTL_BIN, startAgent } from "./agent-process.js";
 import { type HybridVsockEndpoint, startHybridVsockEndpoint } from "./hybrid-vsock-endpoint.js";
-
-/** The guestctl launcher in this checkout (what `node_modules/.bin/guestctl` runs). */
-export const GUESTCTL_BIN = fileURLToPath(new URL("../../host/bin/guestctl", import.meta.url));
 
 // The agent's guest port, as a VM's agent would listen on vsock.
 const GUEST_PORT = 2222;

@@ -4,7 +4,13 @@ export {
   connectInspector,
   INSPECTOR_NODE_OPTIONS,
 } from "./agent-inspector.js";
-export { type AgentProcess, GUEST_AGENT_BIN, type StartAgentOptions, startAgent } from "./agent-process.js";
+export {
+  type AgentProcess,
+  GUEST_AGENT_BIN,
+  GUESTCTL_BIN,
+  type StartAgentOptions,
+  startAgent,
+} from "./agent-process.js";
 export {
   C_CORE_LEGACY_AGENT_SCRIPT,
   type CCoreLegacyAgent,
