@@ -94,7 +94,7 @@ describe("proxy", () => {
     });
     expect(asNobody.stdout).toBe("");
     expect(asNobody.code).toBe(255);
-    expect(proxy.stderr()).toContain("guestctl: proxy: refused a connection from uid 65534: only uid");
+    await proxy.waitForOutput("guestctl: proxy: refused a connection from uid 65534: only uid", "stderr");
     const asUs = await runCli(["--target", target, "exec", "--", "echo", "let in"]);
     expect(asUs).toMatchObject({ code: 0, stdout: "let in\n" });
     proxy.child.kill("SIGTERM");
@@ -107,8 +107,7 @@ describe("proxy", () => {
     await proxy.waitForOutput("(stop with Ctrl-C)", "stderr");
     const failed = await runCli(["--target", `unix:${socket}`, "stat", "/"]);
     expect(failed.code).toBe(255);
-    await proxy.waitForOutput("guestctl: proxy: ", "stderr");
-    expect(proxy.stderr()).toContain("no agent listening on port 2299");
+    await proxy.waitForOutput("no agent listening on port 2299", "stderr");
     expect(proxy.child.exitCode).toBe(null);
     proxy.child.kill("SIGINT");
     expect((await proxy.result).code).toBe(0);
