@@ -11,11 +11,12 @@ import { DetachedCommands } from "./exec/detached-commands.js";
 import { createExecHandler } from "./exec/exec-service.js";
 import { setUpCommandCgroups } from "./exec/process-cgroup.js";
 import { RunningCommands } from "./exec/running-commands.js";
-import { handleCopyFromGuest } from "./files/copy-from-guest.js";
-import { handleCopyToGuest } from "./files/copy-to-guest.js";
+import { createCopyFromGuestHandler } from "./files/copy-from-guest.js";
+import { createCopyToGuestHandler } from "./files/copy-to-guest.js";
 import { handleStatPath } from "./files/stat-path.js";
 import { createForwardPortHandler } from "./port-forward.js";
 import { createCapabilityInterceptor } from "./transport/capability-announcement.js";
+import { DataConnections } from "./transport/data-connections.js";
 import { addHealthService } from "./transport/health-service.js";
 import { logHttp2SessionErrors } from "./transport/http2-session-log.js";
 import { allowStreamResets } from "./transport/http2-stream-resets.js";
@@ -73,6 +74,9 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
   // A host cancels calls as part of its work; see http2-stream-resets.ts.
   allowStreamResets(server);
   logHttp2SessionErrors(server);
+  // Bulk copies move beside HTTP/2, on connections to the same listeners.
+  const data = new DataConnections();
+  data.listenOn(server);
   const commands = new RunningCommands();
   const cgroups = options.cgroups === false ? "--no-cgroups" : setUpCommandCgroups();
   const processTracking =
@@ -85,8 +89,8 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
     guestServiceDefinition as unknown as grpc.ServiceDefinition,
     {
       exec: createExecHandler(commands, commandCgroups),
-      copyToGuest: handleCopyToGuest,
-      copyFromGuest: handleCopyFromGuest,
+      copyToGuest: createCopyToGuestHandler(data),
+      copyFromGuest: createCopyFromGuestHandler(data),
       statPath: handleStatPath,
       forwardPort: createForwardPortHandler({ tcpPorts: () => tcpPorts }),
       startDetached: detached.start,

@@ -6,7 +6,13 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
+import {
+  type AgentProcess,
+  type HybridVsockEndpoint,
+  startAgent,
+  startCCoreLegacyAgent,
+  startHybridVsockEndpoint,
+} from "@guestkit/testkit";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
 import { Code } from "../src/guest-error.js";
@@ -81,12 +87,18 @@ describe("waitUntilReady", () => {
 
 describe("reaching the agent", () => {
   it("keeps agent bytes that arrive in the same read as the OK line (real gRPC over it)", async () => {
-    agent = await startAgent();
-    endpoint = await startHybridVsockEndpoint({ coalesceOkWithFirstBytes: true });
-    endpoint.register(2222, agent.socketPath);
-    const guest = client(endpoint.target());
-    const result = await guest.run(["echo", "coalesced"]);
-    expect(result.stdout).toBe("coalesced\n");
+    // An HTTP/2 server that speaks first (C-core sends its SETTINGS at once; guestkit's
+    // agent waits for the client's first bytes, to tell a data connection from HTTP/2).
+    const legacy = await startCCoreLegacyAgent();
+    try {
+      endpoint = await startHybridVsockEndpoint({ coalesceOkWithFirstBytes: true });
+      endpoint.register(2222, legacy.socketPath);
+      const guest = client(endpoint.target());
+      const result = await guest.run(["echo", "coalesced"]);
+      expect(result.stdout).toBe("coalesced\n");
+    } finally {
+      await legacy.stop();
+    }
   });
 
   it("a call to a port nobody listens on fails with a clear error, without waiting for timeouts", async () => {

@@ -270,8 +270,12 @@ describe("against guestkit's agent, the capabilities it announced are used", () 
     const sent: string[] = [];
     let streams = 0;
     const guest = suite.client.guest;
-    // The same connection, with its CopyToGuest calls watched.
+    // The same connection, with its CopyToGuest calls watched, and in-band (where the
+    // messages can be watched; data-connection.test.ts covers the other way).
     const watched = Object.create(suite.client) as typeof suite.client;
+    Object.defineProperty(watched, "has", {
+      value: (name: string) => name !== "data-connection" && suite.client.has(name as never),
+    });
     Object.defineProperty(watched, "guest", {
       value: new Proxy(guest, {
         get(target, name, receiver) {

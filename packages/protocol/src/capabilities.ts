@@ -51,6 +51,11 @@ export const Capability = {
    * so calls that carry CALL_PRIORITY (limits.ts) take turns on a busy connection.
    */
   CALL_PRIORITY: "call-priority",
+  /**
+   * CopyToGuest and CopyFromGuest move their messages on a data connection beside
+   * HTTP/2 when the client asks (see data-connection.ts).
+   */
+  DATA_CONNECTION: "data-connection",
 } as const;
 
 export type CapabilityName = (typeof Capability)[keyof typeof Capability];

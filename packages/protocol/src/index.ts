@@ -7,6 +7,18 @@ export {
   parseCapabilities,
 } from "./capabilities.js";
 export { cutText } from "./cut-text.js";
+export {
+  DATA_CONNECTION_MAGIC,
+  DATA_CONNECTION_MIN_BYTES,
+  DATA_CONNECTION_REQUEST_KEY,
+  DATA_CONNECTION_TICKET_KEY,
+  DATA_CONNECTION_WAIT_MS,
+  DataConnectionError,
+  dataConnectionPreamble,
+  FrameWriter,
+  readFrames,
+  TICKET_BYTES,
+} from "./data-connection.js";
 export * from "./error-codes.js";
 export * from "./gen/guest/guest_pb.js";
 export * from "./gen/health/v1/health_pb.js";

@@ -82,6 +82,18 @@ export const EXEC_STDIN_WINDOW_BYTES = 512 * 1024;
 export const CALL_PRIORITY = "u=3, i";
 
 /**
+ * A ticket for a data connection (data-connection.ts) is good for this long, and a
+ * connection that began like one must have sent its magic and ticket within it.
+ */
+export const DATA_CONNECTION_WAIT_MS = 5000;
+
+/**
+ * A copy moves on a data connection only when it is a tree or a file of at least this
+ * size: below it, the extra connection costs more than it saves.
+ */
+export const DATA_CONNECTION_MIN_BYTES = 1024 * 1024;
+
+/**
  * Files up to this size travel whole: read, held and written in one go with synchronous
  * calls on both sides (one event-loop turn per file instead of a thread-pool round trip
  * per system call), which is what makes trees of many small files fast.

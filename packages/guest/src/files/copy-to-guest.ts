@@ -3,7 +3,6 @@
 // missing parents made as `mkdir -p` does).
 import { dirname, posix } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import type * as grpc from "@grpc/grpc-js";
 import {
   type EntryAttributes,
   EntryError,
@@ -14,11 +13,14 @@ import {
 } from "@guestkit/copy";
 import {
   type CopyToGuestRequest,
+  CopyToGuestRequestSchema,
   type CopyToGuestResponse,
   CopyToGuestResponseSchema,
   type CopyToGuestStart,
   type GuestServiceHandlers,
+  readFrames,
 } from "@guestkit/protocol";
+import { asksForDataConnection, type DataConnections, type DataTicket } from "../transport/data-connections.js";
 import { grpcErrorFrom } from "../transport/grpc-errors.js";
 import { checkGuestPath } from "./guest-path.js";
 import { makeParents } from "./make-parents.js";
@@ -59,23 +61,44 @@ const DEFAULT_DIRECTORY_MODE = 0o755;
  * `entries_written` and `bytes_written`; the rest of the stream is not read. All of this
  * is in-band with status OK, which is how existing hosts read failures. A cancelled or
  * disconnected call is treated the same way, except that nobody is left to answer.
+ *
+ * A client that asks for a data connection (data-connection.ts) gets a ticket in the
+ * response headers and sends the same requests on that connection instead; a data
+ * connection that does not come in time, or is lost before its end frame, fails the
+ * upload like a framing error (the entry being written is removed). The answer goes on
+ * the call either way.
  */
-export const handleCopyToGuest: GuestServiceHandlers["copyToGuest"] = (call, callback) => {
-  receiveUpload(call).then(
-    (response) => callback(null, response),
-    (error: unknown) => callback(grpcErrorFrom(error, "CopyToGuest")),
-  );
-};
+export function createCopyToGuestHandler(data: DataConnections): GuestServiceHandlers["copyToGuest"] {
+  return (call, callback) => {
+    const offered = asksForDataConnection(call) ? data.offer(call) : undefined;
+    const requests = offered ? requestsOn(offered) : (call as AsyncIterable<CopyToGuestRequest>);
+    receiveUpload(requests, () => call.cancelled).then(
+      (response) => {
+        offered?.withdraw();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        offered?.withdraw();
+        callback(grpcErrorFrom(error, "CopyToGuest"));
+      },
+    );
+  };
+}
+
+async function* requestsOn(offered: DataTicket): AsyncGenerator<CopyToGuestRequest> {
+  yield* readFrames(await offered.connection, CopyToGuestRequestSchema);
+}
 
 async function receiveUpload(
-  call: grpc.ServerReadableStream<CopyToGuestRequest, CopyToGuestResponse>,
+  requests: AsyncIterable<CopyToGuestRequest>,
+  cancelled: () => boolean,
 ): Promise<CopyToGuestResponse> {
   const writer = new TreeWriter(new GuestPathPolicy());
   const totals = () => ({ entriesWritten: BigInt(writer.entriesWritten), bytesWritten: writer.bytesWritten });
   try {
     // One message at a time: the next one is read only after the previous one's write
     // finished, so a fast host cannot make the agent buffer a file in memory.
-    for await (const { request } of call as AsyncIterable<CopyToGuestRequest>) {
+    for await (const { request } of requests) {
       if (request.case === "start") await writer.begin(request.value);
       else if (request.case === "data") await writer.write(request.value);
       else if (request.case === "end") await writer.end();
@@ -91,9 +114,7 @@ async function receiveUpload(
     // (or its cancellation) is a consequence.
     const failure =
       writer.failure ??
-      (call.cancelled
-        ? new EntryError("local-io", "ECANCELED", "", "the call was cancelled")
-        : EntryError.io(error, ""));
+      (cancelled() ? new EntryError("local-io", "ECANCELED", "", "the call was cancelled") : EntryError.io(error, ""));
     return create(CopyToGuestResponseSchema, {
       success: false,
       error: failure.message,

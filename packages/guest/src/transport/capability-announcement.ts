@@ -15,6 +15,7 @@ export const AGENT_CAPABILITIES: readonly string[] = [
   Capability.DETACHED,
   Capability.EXEC_STDIN_CREDIT,
   Capability.CALL_PRIORITY,
+  Capability.DATA_CONNECTION,
 ];
 
 /** A server interceptor that adds the capability header to every call's response headers. */

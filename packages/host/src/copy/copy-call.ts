@@ -47,6 +47,14 @@ export function callError(error: unknown, context: string, details: CopyErrorDet
   });
 }
 
+/** The CopyError for a data connection that was lost before the end of its stream. */
+export function dataConnectionError(error: Error, details: CopyErrorDetails = {}): CopyError {
+  return new CopyError("connection-lost", `the data connection to the agent was lost: ${error.message}`, {
+    ...details,
+    cause: error,
+  });
+}
+
 /** The CopyError for a transfer stopped by the caller's AbortSignal (a deadline if it was AbortSignal.timeout). */
 export function abortedError(signal: AbortSignal, details: CopyErrorDetails = {}): CopyError {
   const guestError = cancelledError(signal, "copy");

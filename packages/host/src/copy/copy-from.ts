@@ -24,6 +24,7 @@
 // name); entries completed before the failure stay where they are, and the error says
 // the transfer is incomplete and how many there were.
 import { realpath, stat } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
@@ -32,17 +33,21 @@ import {
   Capability,
   CopyFromGuestRequestSchema,
   type CopyFromGuestResponse,
+  CopyFromGuestResponseSchema,
   cutText,
+  DataConnectionError,
   ErrorCode,
   errnoOf,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
   MAX_QUOTED_PATH,
+  readFrames,
 } from "@guestkit/protocol";
 import { describeLocalError, errnoText } from "../guest-error.js";
+import { askForDataConnection, ticketOf } from "../transport/data-connection.js";
 import type { GuestChannel } from "../transport/guest-connection.js";
-import { abortedError, callError } from "./copy-call.js";
+import { abortedError, callError, dataConnectionError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import { copyErrorOf, DestinationPolicy } from "./copy-local-writer.js";
@@ -95,19 +100,29 @@ export async function copyFrom(
     keepSetuid: options.keepSetuid === true,
   });
   const writer = new TreeWriter(destination);
+  // The agent decides whether the transfer is worth a data connection (a tree, a big file).
+  const asksForData = channel.has(Capability.DATA_CONNECTION);
+  const metadata = callMetadata(channel, options.metadata);
   const call = channel.guest.copyFromGuest(
     create(CopyFromGuestRequestSchema, {
       path: source.path,
       followLinks: options.followLinks === true,
       batch: channel.has(Capability.COPY_BATCH),
     }),
-    callMetadata(channel, options.metadata),
+    asksForData ? askForDataConnection(metadata) : metadata,
   );
-  const onAbort = () => call.cancel();
+  const ticket = asksForData ? ticketOf(call) : undefined;
+  let dataSocket: Socket | undefined;
+  const onAbort = () => {
+    call.cancel();
+    dataSocket?.destroy();
+  };
   signal?.addEventListener("abort", onAbort, { once: true });
   let callEnded = false;
-  call.on("status", () => {
+  call.on("status", (status: grpc.StatusObject) => {
     callEnded = true;
+    // A call that failed takes its data connection with it, and says why.
+    if (status.code !== 0) dataSocket?.destroy(callError(status, "CopyFromGuest"));
   });
   // Whatever the call reports once this function is done with it.
   call.on("error", () => {});
@@ -123,8 +138,14 @@ export async function copyFrom(
   let droppedBytes = 0;
   const progress = () => notifyProgress(options, { bytes, entries, path: currentPath });
   try {
+    let messages: AsyncIterable<CopyFromGuestResponse> = call;
+    const granted = await ticket;
+    if (granted !== undefined && !callEnded) {
+      dataSocket = await channel.openDataConnection(granted, signal);
+      messages = readFrames(dataSocket, CopyFromGuestResponseSchema);
+    }
     let finished = false;
-    for await (const message of call as AsyncIterable<CopyFromGuestResponse>) {
+    for await (const message of messages) {
       if (signal?.aborted) throw abortedError(signal);
       const response = message.response;
       if (response.case === "header") {
@@ -211,9 +232,11 @@ export async function copyFrom(
     succeeded = true;
   } catch (error) {
     await writer.abort();
-    throw incomplete(copyErrorOf(error), signal, writer.entriesWritten, bytes);
+    const cause = error instanceof DataConnectionError ? dataConnectionError(error) : copyErrorOf(error);
+    throw incomplete(cause, signal, writer.entriesWritten, bytes);
   } finally {
     signal?.removeEventListener("abort", onAbort);
+    dataSocket?.destroy();
     if (succeeded) settleFinishedCall(call, () => callEnded);
     // On failure this stops the guest sending.
     else call.cancel();

@@ -17,6 +17,7 @@
 // are read CHUNK_SIZE at a time and the next chunk is read only when the call accepts
 // more, so memory stays flat whatever the size.
 import type { BigIntStats } from "node:fs";
+import type { Socket } from "node:net";
 import { basename, posix, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
@@ -33,18 +34,23 @@ import {
 import {
   Capability,
   type CopyToGuestRequest,
+  CopyToGuestRequestSchema,
   type CopyToGuestResponse,
   type CopyToGuestStart,
   CopyToGuestStartSchema,
   cutText,
+  DATA_CONNECTION_MIN_BYTES,
+  DataConnectionError,
   errnoOf,
+  FrameWriter,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
   MAX_GUEST_PATH,
 } from "@guestkit/protocol";
 import { describeLocalError, errnoText } from "../guest-error.js";
+import { askForDataConnection, ticketOf } from "../transport/data-connection.js";
 import type { GuestChannel } from "../transport/guest-connection.js";
-import { abortedError, callError, statGuestPath } from "./copy-call.js";
+import { abortedError, callError, dataConnectionError, statGuestPath } from "./copy-call.js";
 import { type Placement, parseDestination, parseSource, placeCopy } from "./copy-destination.js";
 import { CopyError } from "./copy-error.js";
 import {
@@ -128,7 +134,15 @@ export async function copyTo(
     }
     const oneStream = channel.has(Capability.COPY_MULTI_ENTRY);
     const reader = new EntryReader(placement, basename(absSource), options, oneStream);
-    const plan: UploadPlan = { items: itemsOf(first, walk), reader, metadata, signal };
+    // A tree or a big file moves on a data connection where the agent offers one.
+    const bulk = first.stats.isDirectory() || (first.stats.isFile() && first.stats.size >= DATA_CONNECTION_MIN_BYTES);
+    const plan: UploadPlan = {
+      items: itemsOf(first, walk),
+      reader,
+      metadata,
+      signal,
+      dataConnection: bulk && channel.has(Capability.DATA_CONNECTION),
+    };
     return await (oneStream ? uploadInOneStream(channel, plan) : uploadStreamPerEntry(channel, plan));
   } finally {
     await walk.return(undefined);
@@ -141,6 +155,8 @@ interface UploadPlan {
   readonly reader: EntryReader;
   readonly metadata: grpc.Metadata;
   readonly signal: AbortSignal | undefined;
+  /** Ask for a data connection (one stream only). */
+  readonly dataConnection: boolean;
 }
 
 async function* itemsOf(first: WalkItem, rest: AsyncGenerator<WalkItem>): AsyncGenerator<WalkItem> {
@@ -149,12 +165,14 @@ async function* itemsOf(first: WalkItem, rest: AsyncGenerator<WalkItem>): AsyncG
 }
 
 // The whole tree in one stream (see the file comment).
-async function uploadInOneStream(channel: GuestChannel, { items, reader, metadata, signal }: UploadPlan) {
-  const call = new UploadCall(channel, metadata, signal);
+async function uploadInOneStream(channel: GuestChannel, plan: UploadPlan) {
+  const { items, reader, metadata, signal } = plan;
+  const call = new UploadCall(channel, plan.dataConnection ? askForDataConnection(metadata) : metadata, signal);
   const encoder = new UploadEncoder((request) => call.send(request), channel.has(Capability.COPY_BATCH));
   // The guest answered before the upload was complete: its answer says why.
   let cutShort = false;
   try {
+    if (plan.dataConnection) await call.takeDataConnection(channel);
     for await (const item of items) {
       const entry = await reader.prepare(item);
       if (entry === undefined) continue;
@@ -162,7 +180,7 @@ async function uploadInOneStream(channel: GuestChannel, { items, reader, metadat
       reader.completed(entry);
     }
     await encoder.finish();
-    call.stream.end();
+    await call.endSending();
   } catch (error) {
     if (!(error instanceof EarlyAnswer)) {
       await call.abandon();
@@ -229,7 +247,7 @@ async function uploadEntry(channel: GuestChannel, { reader, metadata, signal }: 
   const encoder = new UploadEncoder((request) => call.send(request, request.request.case === "end"), false);
   try {
     await reader.send(entry, encoder);
-    call.stream.end();
+    await call.endSending();
   } catch (error) {
     if (error instanceof EarlyAnswer) {
       const early = await call.response.catch(() => undefined);
@@ -406,13 +424,18 @@ class EntryReader {
   }
 }
 
-/** One CopyToGuest call: its stream, a backpressured send, and the answer. An abort cancels it. */
+/**
+ * One CopyToGuest call: its stream (or its data connection), a backpressured send, and
+ * the answer. An abort cancels it.
+ */
 class UploadCall {
   readonly stream: grpc.ClientWritableStream<CopyToGuestRequest>;
   readonly response: Promise<CopyToGuestResponse>;
   // Settles when the guest answers, which it may do early (a failure mid-stream).
   readonly #answer: Promise<void>;
   readonly #signal: AbortSignal | undefined;
+  // Where the requests go when the agent handed out a data connection.
+  #data: { socket: Socket; frames: FrameWriter<typeof CopyToGuestRequestSchema> } | undefined;
   answered = false;
 
   constructor(channel: GuestChannel, metadata: grpc.Metadata, signal: AbortSignal | undefined) {
@@ -425,14 +448,47 @@ class UploadCall {
       });
     });
     this.stream = stream as grpc.ClientWritableStream<CopyToGuestRequest>;
-    const onAbort = () => this.stream.cancel();
+    const onAbort = () => {
+      this.stream.cancel();
+      this.#data?.socket.destroy();
+    };
     signal?.addEventListener("abort", onAbort, { once: true });
     this.#signal = signal;
     const settled = () => {
       this.answered = true;
       signal?.removeEventListener("abort", onAbort);
+      // The agent is done with it, whatever it says.
+      this.#data?.socket.destroy();
     };
     this.#answer = this.response.then(settled, settled);
+  }
+
+  /**
+   * For a call that asked for a data connection: opens it when the agent's response
+   * headers hand out a ticket (the call's own stream then carries nothing), or stays
+   * in-band when they do not.
+   */
+  async takeDataConnection(channel: GuestChannel): Promise<void> {
+    const ticket = await ticketOf(this.stream);
+    if (ticket === undefined || this.answered) return;
+    let socket: Socket;
+    try {
+      socket = await channel.openDataConnection(ticket, this.#signal);
+    } catch (error) {
+      this.stream.cancel();
+      throw error;
+    }
+    this.#data = { socket, frames: new FrameWriter(socket, CopyToGuestRequestSchema) };
+    this.stream.end();
+  }
+
+  /** Everything was sent: half-closes the stream, or ends the data connection with its end frame. */
+  async endSending(): Promise<void> {
+    if (!this.#data) {
+      this.stream.end();
+      return;
+    }
+    await this.#dataWrite(() => this.#data?.frames.end());
   }
 
   /**
@@ -441,6 +497,12 @@ class UploadCall {
    */
   async send(message: CopyToGuestRequest, last = false): Promise<void> {
     if (this.answered) throw new EarlyAnswer();
+    if (this.#data) {
+      const { frames } = this.#data;
+      await this.#dataWrite(() => frames.write(message));
+      if (this.answered) throw new EarlyAnswer();
+      return;
+    }
     if (this.stream.write(message) || last) return;
     await new Promise<void>((resolveDrain) => {
       const done = () => {
@@ -466,9 +528,31 @@ class UploadCall {
   /** Ends the call from this side after a local failure and waits for it to settle. */
   async abandon(): Promise<void> {
     this.stream.cancel();
+    this.#data?.socket.destroy();
     await this.#answer;
   }
+
+  // A data connection the agent closed is usually its answer on the way (a failure
+  // mid-stream): that answer says why. One that does not follow soon leaves the lost
+  // connection as the reason.
+  async #dataWrite(write: () => Promise<void> | undefined): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      if (!(error instanceof DataConnectionError)) throw error;
+      const answered = await Promise.race([
+        this.#answer.then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(resolve, ANSWER_AFTER_LOSS_MS, false).unref()),
+      ]);
+      if (answered) throw new EarlyAnswer();
+      this.stream.cancel();
+      throw dataConnectionError(error);
+    }
+  }
 }
+
+// How long an answer may trail the loss of its data connection.
+const ANSWER_AFTER_LOSS_MS = 2000;
 
 // The CopyError for a failure on this side (reading, the caller's abort).
 function localFailure(

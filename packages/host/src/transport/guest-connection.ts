@@ -57,6 +57,7 @@ import {
 } from "@guestkit/protocol";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "../guest-error.js";
 import { capTimeouts, MIN_ATTEMPT_MS, retryConnect } from "./connect-retry.js";
+import { openDataConnection } from "./data-connection.js";
 import { DEFAULT_DIAL_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, type DialOptions, dial } from "./dial.js";
 import { type DialBridge, openDialBridge } from "./dial-bridge.js";
 import { createConnectorCredentials } from "./grpc-connector.js";
@@ -111,6 +112,8 @@ export interface GuestChannel {
   has(capability: CapabilityName): boolean;
   /** Reports what could not be done as asked (see GuestConnectionOptions.onWarning). */
   warn(message: string): void;
+  /** Opens a data connection to the same agent and presents `ticket` (see data-connection.ts). */
+  openDataConnection(ticket: string, signal?: AbortSignal): Promise<Socket>;
 }
 
 /** Options of GuestConnection.ready(). */
@@ -498,9 +501,17 @@ export class GuestConnection {
   #clientsOn(channel: grpc.Channel, capabilities: ReadonlySet<string>): GuestChannel {
     const insecure = grpc.credentials.createInsecure();
     const token = this.#options.token;
+    const dialOptions: DialOptions = {
+      ...(this.#options.dialTimeoutMs === undefined ? {} : { dialTimeoutMs: this.#options.dialTimeoutMs }),
+      ...(this.#options.handshakeTimeoutMs === undefined
+        ? {}
+        : { handshakeTimeoutMs: this.#options.handshakeTimeoutMs }),
+    };
     return {
       capabilities,
       has: (capability) => capabilities.has(capability),
+      openDataConnection: (ticket, signal) =>
+        openDataConnection(this.target, ticket, { ...dialOptions, ...(signal ? { signal } : {}) }),
       warn: this.#options.onWarning ?? ((message) => process.emitWarning(message, "GuestkitWarning")),
       guest: new GuestServiceClient("bridge", insecure, { channelOverride: channel }),
       health: new HealthClient("bridge", insecure, { channelOverride: channel }),

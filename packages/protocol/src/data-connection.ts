@@ -1,0 +1,192 @@
+// The data connection: a call's bulk messages on a byte stream of their own, beside the
+// HTTP/2 connection (the `data-connection` capability).
+//
+// Why: HTTP/2 in Node moves every byte through nghttp2 and JavaScript with per-stream
+// flow control, and a session stops reading while its own write is pending, so the
+// window cannot be made large enough to keep a fast pipe full (bench/README.md). A
+// plain connection of the same transport, with the kernel's socket buffers as the only
+// window, carries a file at close to the raw socket's rate.
+//
+// The contract (stated in guest.proto too):
+// 1. The client asks on the call: request header DATA_CONNECTION_REQUEST_KEY = "1",
+//    only when the agent announced the capability.
+// 2. The agent that takes it sends, in the call's response headers,
+//    DATA_CONNECTION_TICKET_KEY: 64 hex digits, a random ticket (32 bytes from the
+//    kernel's CSPRNG) good for one connection within DATA_CONNECTION_WAIT_MS. Headers
+//    without it mean "in-band": the call goes on as the original protocol has it.
+// 3. The client opens another connection to the agent's port by the same way it reached
+//    it (another CONNECT through a hybrid-vsock socket, another vsock, Unix or TCP
+//    connection) and writes DATA_CONNECTION_MAGIC and the ticket's 32 bytes. The agent
+//    tells this from HTTP/2 by the first byte ("G" here, "P" for HTTP/2's preface). A
+//    connection with an unknown, expired or used ticket is closed without a word.
+// 4. Both then send the call's messages (the same protobuf messages, with the same
+//    bounds as in-band) as frames: a 4-byte big-endian length, then the message. A frame
+//    of length 0 ends the stream: a connection that closes without it was lost, and what
+//    came on it counts for nothing that was not complete (no partial file). A frame
+//    longer than MAX_MESSAGE_BYTES is a protocol error.
+// 5. Everything else stays on the call: its answer (CopyToGuestResponse), its status,
+//    cancellation. The data connection lives as long as the call: a call that ends or is
+//    cancelled closes it, and a data connection that is lost fails the call.
+import type { Socket } from "node:net";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { createMessageDeserializer } from "./bounded-decode.js";
+import { createMessageSerializer } from "./bytes-message-encoding.js";
+import { DECODED_ENTRIES_LIMIT } from "./grpc-service.js";
+import { MAX_MESSAGE_BYTES } from "./limits.js";
+
+export { DATA_CONNECTION_MIN_BYTES, DATA_CONNECTION_WAIT_MS } from "./limits.js";
+
+/** Request header a client sets to "1" to ask for a data connection. */
+export const DATA_CONNECTION_REQUEST_KEY = "guestkit-data-connection";
+/** Response header carrying the ticket (hex). */
+export const DATA_CONNECTION_TICKET_KEY = "guestkit-data-ticket";
+/** First bytes of a data connection; no HTTP/2 connection starts with "G". */
+export const DATA_CONNECTION_MAGIC = Buffer.from("GKDATA1\n", "latin1");
+/** Bytes of a ticket (64 hex digits in the header). */
+export const TICKET_BYTES = 32;
+
+const LENGTH_BYTES = 4;
+const END_FRAME = Buffer.alloc(LENGTH_BYTES);
+
+/** The bytes a client writes first on a data connection. */
+export function dataConnectionPreamble(ticketHex: string): Buffer {
+  const ticket = Buffer.from(ticketHex, "hex");
+  if (ticket.length !== TICKET_BYTES || ticket.toString("hex") !== ticketHex.toLowerCase()) {
+    throw new Error("a data-connection ticket is 64 hex digits");
+  }
+  return Buffer.concat([DATA_CONNECTION_MAGIC, ticket]);
+}
+
+/** The data connection was lost, or carried something that is not a frame stream. */
+export class DataConnectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DataConnectionError";
+  }
+}
+
+/**
+ * Writes frames at the pace the peer reads: write() resolves at once while the socket's
+ * buffer takes more, else once it drained. The socket's own buffer (its high-water mark)
+ * is all a stalled peer makes the writer hold, beside the one message being written.
+ */
+export class FrameWriter<Desc extends DescMessage> {
+  readonly #socket: Socket;
+  // Never the reusing serializer: the socket keeps each buffer until it is written.
+  readonly #serialize: (message: MessageShape<Desc>) => Uint8Array;
+
+  constructor(socket: Socket, schema: Desc) {
+    this.#socket = socket;
+    this.#serialize = createMessageSerializer(schema);
+  }
+
+  async write(message: MessageShape<Desc>): Promise<void> {
+    const bytes = this.#serialize(message);
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) throw new DataConnectionError("the data connection is closed");
+    const length = Buffer.allocUnsafe(LENGTH_BYTES);
+    length.writeUInt32BE(bytes.byteLength);
+    // One writev for both: no copy of the message to put its length in front.
+    socket.cork();
+    socket.write(length);
+    const more = socket.write(bytes);
+    socket.uncork();
+    if (!more) await drained(socket);
+  }
+
+  /** Writes the end frame and half-closes; resolves once the bytes are handed to the kernel. */
+  async end(): Promise<void> {
+    const socket = this.#socket;
+    if (socket.destroyed) throw new DataConnectionError("the data connection is closed");
+    await new Promise<void>((resolve, reject) => {
+      const onClose = () => reject(new DataConnectionError("the data connection closed before its end was sent"));
+      socket.once("close", onClose);
+      socket.end(END_FRAME, () => {
+        socket.off("close", onClose);
+        resolve();
+      });
+    });
+  }
+}
+
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (error?: Error) => {
+      socket.off("drain", onDrain);
+      socket.off("close", onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new DataConnectionError("the data connection was closed by the peer"));
+    socket.on("drain", onDrain);
+    socket.on("close", onClose);
+  });
+}
+
+/**
+ * The messages of a frame stream, decoded one at a time as the consumer asks (the
+ * socket is read only as fast, so a fast peer is held back by the kernel's buffers).
+ * Ends after the end frame; throws DataConnectionError when the connection ends without
+ * it, or a frame is over MAX_MESSAGE_BYTES, and what decoding a message throws.
+ */
+export async function* readFrames<Desc extends DescMessage>(
+  socket: Socket,
+  schema: Desc,
+  maxMessageBytes = MAX_MESSAGE_BYTES,
+): AsyncGenerator<MessageShape<Desc>> {
+  // The same bounds on what a message may cost decoded as in-band (bounded-decode.ts).
+  const deserialize = createMessageDeserializer(schema, DECODED_ENTRIES_LIMIT);
+  let pending: Buffer[] = [];
+  let buffered = 0;
+  // Takes `count` bytes off the front of what is buffered.
+  const take = (count: number): Buffer => {
+    const first = pending[0] as Buffer;
+    if (first.length >= count) {
+      const bytes = first.subarray(0, count);
+      if (first.length === count) pending.shift();
+      else pending[0] = first.subarray(count);
+      buffered -= count;
+      return bytes;
+    }
+    const whole = Buffer.concat(pending, buffered);
+    const bytes = whole.subarray(0, count);
+    pending = whole.length > count ? [whole.subarray(count)] : [];
+    buffered -= count;
+    return bytes;
+  };
+  let expected: number | undefined;
+  try {
+    for await (const chunk of socket as AsyncIterable<Buffer>) {
+      pending.push(chunk);
+      buffered += chunk.length;
+      for (;;) {
+        if (expected === undefined) {
+          if (buffered < LENGTH_BYTES) break;
+          expected = take(LENGTH_BYTES).readUInt32BE(0);
+          if (expected === 0) {
+            if (buffered > 0) throw new DataConnectionError("bytes after the end frame on the data connection");
+            return;
+          }
+          if (expected > maxMessageBytes) {
+            throw new DataConnectionError(
+              `a frame of ${expected} bytes on the data connection (at most ${maxMessageBytes})`,
+            );
+          }
+        }
+        if (buffered < expected) break;
+        const message = deserialize(take(expected));
+        expected = undefined;
+        yield message;
+      }
+    }
+  } catch (error) {
+    if (error instanceof DataConnectionError) throw error;
+    // A socket error (ECONNRESET...) is a lost connection; a decode error goes as it is.
+    if (typeof (error as { code?: unknown }).code === "string") {
+      throw new DataConnectionError(`the data connection failed: ${(error as Error).message}`);
+    }
+    throw error;
+  }
+  throw new DataConnectionError("the data connection closed before the end of the stream");
+}
