@@ -109,3 +109,20 @@ describe("reflection", () => {
     expect(methods).toContain("guest.GuestService/Exec");
   });
 });
+
+describe("hosts on another gRPC stack", () => {
+  // The agent reads a connection's first byte before HTTP/2 starts (to tell data
+  // connections apart), so its SETTINGS follow the client's preface: a C-core client
+  // (Debian's python3-grpcio, what many existing hosts are built on) must not mind.
+  it("a C-core client's health check is answered", async () => {
+    const script = [
+      "import sys, grpc",
+      "channel = grpc.insecure_channel('unix:' + sys.argv[1])",
+      "check = channel.unary_unary('/grpc.health.v1.Health/Check')",
+      // HealthCheckRequest{service: ""} is empty; the answer SERVING is field 1 = 1.
+      "print(check(b'', timeout=10).hex())",
+    ].join("\n");
+    const { stdout } = await promisify(execFile)("/usr/bin/python3", ["-I", "-c", script, agent?.socketPath ?? ""]);
+    expect(stdout.trim()).toBe("0801");
+  });
+});
