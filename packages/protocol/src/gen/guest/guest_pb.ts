@@ -23,6 +23,29 @@
 //   exec-stdin-credit ExecResponse.stdin_consumed is sent; stdin is queued by the agent.
 //   call-priority     streams are scheduled by the RFC 9218 `priority` request header: a
 //                     client sends CALL_PRIORITY with every call so that calls take turns.
+//   data-connection   CopyToGuest and CopyFromGuest move their messages on a data
+//                     connection beside HTTP/2 when the client asks (below).
+//
+// Data connections (packages/protocol/src/data-connection.ts). HTTP/2 flow control in
+// Node holds bulk data well below what the socket carries, so a copy may move its
+// messages on a connection of its own:
+// 1. The client sends the request header `guestkit-data-connection: 1` on the call.
+// 2. An agent that takes it answers with the response header `guestkit-data-ticket`: 64
+//    hex digits (32 random bytes), good for ONE connection within
+//    DATA_CONNECTION_WAIT_MS (5000) ms. CopyToGuest always takes it; CopyFromGuest only
+//    for a directory or a file of at least DATA_CONNECTION_MIN_BYTES (1 MiB). No ticket
+//    in the headers: the call goes on in-band.
+// 3. The client opens another connection to the same port by the same way (another
+//    CONNECT through a hybrid-vsock socket; another vsock, Unix or TCP connection) and
+//    writes `GKDATA1\n` and the ticket's 32 bytes. The agent tells it from HTTP/2 by its
+//    first byte. An unknown, used or late ticket gets the connection closed.
+// 4. On it, the call's messages (CopyToGuestRequest from the client, or
+//    CopyFromGuestResponse from the agent) travel as frames: a 4-byte big-endian length,
+//    then the message, within the same limits as in-band; a frame of length 0 ends the
+//    stream. A connection that ends without that frame was lost: the transfer fails,
+//    and the entry being written is removed. The call's own stream carries no messages.
+// 5. The CopyToGuest answer, every status and cancellation stay on the call; the data
+//    connection lives no longer than its call.
 //
 // Limits. Each is written NAME (value), NAME as exported by limits.ts in the protocol
 // package; packages/protocol/test/proto-limits.test.ts fails when a value here differs.
