@@ -57,11 +57,18 @@ export function dataConnectionPreamble(ticketHex: string): Buffer {
   return Buffer.concat([DATA_CONNECTION_MAGIC, ticket]);
 }
 
-/** The data connection was lost, or carried something that is not a frame stream. */
+/**
+ * The data connection was lost (`lost`: it ended or failed before its end frame), or
+ * carried something that is not a frame stream (`protocol`: a frame beyond the limit,
+ * bytes after the end frame). A peer that breaks the framing is not worth a retry.
+ */
 export class DataConnectionError extends Error {
-  constructor(message: string) {
+  readonly kind: "lost" | "protocol";
+
+  constructor(message: string, kind: "lost" | "protocol" = "lost") {
     super(message);
     this.name = "DataConnectionError";
+    this.kind = kind;
   }
 }
 
@@ -174,12 +181,14 @@ export async function* readFrames<Desc extends DescMessage>(
           if (buffered < LENGTH_BYTES) break;
           expected = take(LENGTH_BYTES).readUInt32BE(0);
           if (expected === 0) {
-            if (buffered > 0) throw new DataConnectionError("bytes after the end frame on the data connection");
+            if (buffered > 0)
+              throw new DataConnectionError("bytes after the end frame on the data connection", "protocol");
             return;
           }
           if (expected > maxMessageBytes) {
             throw new DataConnectionError(
               `a frame of ${expected} bytes on the data connection (at most ${maxMessageBytes})`,
+              "protocol",
             );
           }
         }

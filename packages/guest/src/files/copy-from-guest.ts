@@ -69,13 +69,7 @@ async function sendDownload(
   }
   const offered = data.offer(call);
   try {
-    let socket: Awaited<typeof offered.connection>;
-    try {
-      socket = await offered.connection;
-    } catch (error) {
-      throw new DataConnectionError((error as Error).message);
-    }
-    const frames = new FrameWriter(socket, CopyFromGuestResponseSchema);
+    const frames = new FrameWriter(await offered.connection, CopyFromGuestResponseSchema);
     await encodeDownload(request, (response) => frames.write(response));
     await frames.end();
   } finally {

@@ -17,6 +17,7 @@ import {
   type CopyToGuestResponse,
   CopyToGuestResponseSchema,
   type CopyToGuestStart,
+  DataConnectionError,
   type GuestServiceHandlers,
   readFrames,
 } from "@guestkit/protocol";
@@ -109,12 +110,18 @@ async function receiveUpload(
     await writer.finish();
     return create(CopyToGuestResponseSchema, { success: true, ...totals() });
   } catch (error) {
+    const openPath = writer.openFilePath;
     await writer.abort();
     // A background commit that failed first is the cause; what the stream did after it
     // (or its cancellation) is a consequence.
     const failure =
       writer.failure ??
-      (cancelled() ? new EntryError("local-io", "ECANCELED", "", "the call was cancelled") : EntryError.io(error, ""));
+      (cancelled()
+        ? new EntryError("local-io", "ECANCELED", "", "the call was cancelled")
+        : error instanceof DataConnectionError
+          ? // No data connection, or one that ended before its end frame: broken framing.
+            EntryError.protocol(openPath ?? "", error.message)
+          : EntryError.io(error, ""));
     return create(CopyToGuestResponseSchema, {
       success: false,
       error: failure.message,

@@ -17,6 +17,7 @@ import {
   DATA_CONNECTION_REQUEST_KEY,
   DATA_CONNECTION_TICKET_KEY,
   DATA_CONNECTION_WAIT_MS,
+  DataConnectionError,
   TICKET_BYTES,
 } from "@guestkit/protocol";
 import { logError } from "../log.js";
@@ -28,7 +29,10 @@ const PREAMBLE_BYTES = DATA_CONNECTION_MAGIC.length + TICKET_BYTES;
 export interface DataTicket {
   /** 64 hex digits, for the response header. */
   readonly ticket: string;
-  /** The connection that presented the ticket; rejects when none did in time, or the ticket was withdrawn. */
+  /**
+   * The connection that presented the ticket; rejects with a DataConnectionError when
+   * none did in time, or the ticket was withdrawn.
+   */
   readonly connection: Promise<Socket>;
   /** The call is over: the ticket is void, and a connection it brought is closed. */
   withdraw(): void;
@@ -37,7 +41,7 @@ export interface DataTicket {
 interface Waiting {
   readonly key: Buffer;
   resolve(socket: Socket): void;
-  reject(error: Error): void;
+  reject(error: DataConnectionError): void;
 }
 
 /** What a call must offer to be handed a ticket (grpc-js server calls of every kind). */
@@ -84,7 +88,10 @@ export class DataConnections {
         },
       });
       timer = setTimeout(
-        () => this.#waiting.get(ticket)?.reject(new Error(`no data connection within ${DATA_CONNECTION_WAIT_MS} ms`)),
+        () =>
+          this.#waiting
+            .get(ticket)
+            ?.reject(new DataConnectionError(`no data connection within ${DATA_CONNECTION_WAIT_MS} ms`)),
         DATA_CONNECTION_WAIT_MS,
       );
     });
@@ -94,7 +101,7 @@ export class DataConnections {
       ticket,
       connection,
       withdraw: () => {
-        if (!settled) this.#waiting.get(ticket)?.reject(new Error("the call ended"));
+        if (!settled) this.#waiting.get(ticket)?.reject(new DataConnectionError("the call ended"));
         socket?.destroy();
       },
     };
@@ -181,6 +188,10 @@ export class DataConnections {
       if (rest.length > 0) socket.unshift(rest);
       // Its reader sees a failure as the end of the stream without its end frame.
       socket.on("error", () => {});
+      // A client that sends nothing after its preamble (a download) may half-close: the
+      // agent's side must stay open for the frames (HTTP/2's sockets close both ways).
+      // The handler's withdraw() closes it at the end of the call.
+      socket.allowHalfOpen = true;
       waiting.resolve(socket);
     };
     const onError = () => stop();

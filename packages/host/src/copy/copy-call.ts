@@ -2,7 +2,12 @@
 // aborts turned into CopyErrors.
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { type GuestServiceClient, StatPathRequestSchema, type StatPathResponse } from "@guestkit/protocol";
+import {
+  type DataConnectionError,
+  type GuestServiceClient,
+  StatPathRequestSchema,
+  type StatPathResponse,
+} from "@guestkit/protocol";
 import { Code, cancelledError, errorFromStatus } from "../guest-error.js";
 import { CopyError, type CopyErrorDetails } from "./copy-error.js";
 
@@ -47,8 +52,14 @@ export function callError(error: unknown, context: string, details: CopyErrorDet
   });
 }
 
-/** The CopyError for a data connection that was lost before the end of its stream. */
-export function dataConnectionError(error: Error, details: CopyErrorDetails = {}): CopyError {
+/** The CopyError for a data connection that was lost, or broke the framing. */
+export function dataConnectionError(error: DataConnectionError, details: CopyErrorDetails = {}): CopyError {
+  if (error.kind === "protocol") {
+    return new CopyError("protocol", `protocol error on the data connection: ${error.message}`, {
+      ...details,
+      cause: error,
+    });
+  }
   return new CopyError("connection-lost", `the data connection to the agent was lost: ${error.message}`, {
     ...details,
     cause: error,

@@ -45,7 +45,7 @@ import {
   readFrames,
 } from "@guestkit/protocol";
 import { describeLocalError, errnoText } from "../guest-error.js";
-import { askForDataConnection, ticketOf } from "../transport/data-connection.js";
+import { askForDataConnection, ticketOf, untilQuietAfterCall } from "../transport/data-connection.js";
 import type { GuestChannel } from "../transport/guest-connection.js";
 import { abortedError, callError, dataConnectionError } from "./copy-call.js";
 import { type DestinationSpec, type DestinationState, parseDestination, parseSource } from "./copy-destination.js";
@@ -142,7 +142,7 @@ export async function copyFrom(
     const granted = await ticket;
     if (granted !== undefined && !callEnded) {
       dataSocket = await channel.openDataConnection(granted, signal);
-      messages = readFrames(dataSocket, CopyFromGuestResponseSchema);
+      messages = untilQuietAfterCall(readFrames(dataSocket, CopyFromGuestResponseSchema), dataSocket, () => callEnded);
     }
     let finished = false;
     for await (const message of messages) {

@@ -3,7 +3,12 @@
 // open the connection by the same way the agent was reached.
 import type { Socket } from "node:net";
 import type * as grpc from "@grpc/grpc-js";
-import { DATA_CONNECTION_REQUEST_KEY, DATA_CONNECTION_TICKET_KEY, dataConnectionPreamble } from "@guestkit/protocol";
+import {
+  DATA_CONNECTION_REQUEST_KEY,
+  DATA_CONNECTION_TICKET_KEY,
+  DataConnectionError,
+  dataConnectionPreamble,
+} from "@guestkit/protocol";
 import { type DialOptions, dial } from "./dial.js";
 import type { GuestTarget } from "./target.js";
 
@@ -48,4 +53,47 @@ export async function openDataConnection(target: GuestTarget, ticket: string, op
   // Errors reach whoever reads or writes it; an unread one must not crash the process.
   socket.on("error", () => {});
   return socket;
+}
+
+// A data connection whose call has ended may still hold frames in the kernel's buffers,
+// so it is not closed with the call; but one that then sends nothing for this long while
+// its reader waits will never finish.
+const QUIET_AFTER_CALL_MS = 1000;
+
+/**
+ * `messages` of the data connection `socket`, ended with a lost-connection
+ * DataConnectionError once `callEnded()` and the connection then sends nothing for
+ * QUIET_AFTER_CALL_MS while the reader waits for the next message. Only time spent
+ * waiting counts: a reader busy writing to a slow disk is never cut off.
+ */
+export async function* untilQuietAfterCall<T>(
+  messages: AsyncGenerator<T>,
+  socket: Socket,
+  callEnded: () => boolean,
+): AsyncGenerator<T> {
+  try {
+    for (;;) {
+      let seen = socket.bytesRead;
+      const timer = setInterval(() => {
+        if (callEnded() && socket.bytesRead === seen) {
+          socket.destroy(
+            new DataConnectionError(
+              `the call ended, and its data connection sent nothing more for ${QUIET_AFTER_CALL_MS} ms before its end`,
+            ),
+          );
+        }
+        seen = socket.bytesRead;
+      }, QUIET_AFTER_CALL_MS);
+      let step: IteratorResult<T>;
+      try {
+        step = await messages.next();
+      } finally {
+        clearInterval(timer);
+      }
+      if (step.done) return;
+      yield step.value;
+    }
+  } finally {
+    await messages.return(undefined);
+  }
 }
