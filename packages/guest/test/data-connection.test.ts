@@ -196,6 +196,14 @@ describe("a download on a data connection", () => {
     expect(entry?.data.equals(content)).toBe(true);
   });
 
+  it("lets a client half-close after its preamble: a download needs nothing more from it", async () => {
+    const file = join(suite.dir, "big.bin");
+    const content = randomBytes(2 * MIB);
+    writeFileSync(file, content);
+    const { frames } = await downloadOnDataConnection(suite, file, { halfClose: true });
+    expect(entriesOf(frames).get("big.bin")?.data.equals(content)).toBe(true);
+  });
+
   it("sends a tree, even of small files, only on the data connection", async () => {
     const root = join(suite.dir, "root");
     mkdirSync(join(root, "sub"), { recursive: true });
@@ -448,10 +456,12 @@ function frame(message: RequestInit): Buffer {
 async function downloadOnDataConnection(
   suite: TestAgentSuite,
   path: string,
+  options: { halfClose?: boolean } = {},
 ): Promise<{ inBand: CopyFromGuestResponse[]; frames: CopyFromGuestResponse[] }> {
   const call = suite.agent.client.copyFromGuest(create(CopyFromGuestRequestSchema, { path }), withDataConnection());
   const inBand = messagesOf(call);
   const socket = await openDataConnection(suite, await ticketOf(call));
+  if (options.halfClose) socket.end();
   const frames: CopyFromGuestResponse[] = [];
   for await (const message of readFrames(socket, CopyFromGuestResponseSchema)) frames.push(message);
   return { inBand: await inBand, frames };
