@@ -38,6 +38,7 @@ import {
   StatPathResponseSchema,
   TICKET_BYTES,
 } from "@guestkit/protocol";
+import { sendWhenWritable } from "@guestkit/testkit";
 
 /** What guestkit's agent announces that matters to copies, data connections included. */
 export const DATA_CAPABILITIES: readonly string[] = [
@@ -292,19 +293,6 @@ export async function writeRaw(socket: Socket, bytes: Uint8Array): Promise<boole
 }
 
 /** Writes `message` on a server stream with backpressure; false once the host has gone. */
-export async function sendInBand(call: CopyFromCall, message: MessageInitShape<typeof CopyFromGuestResponseSchema>) {
-  if (call.cancelled) return false;
-  if (call.write(create(CopyFromGuestResponseSchema, message))) return true;
-  await new Promise<void>((resolve) => {
-    const finish = () => {
-      call.off("drain", finish);
-      call.off("cancelled", finish);
-      call.off("close", finish);
-      resolve();
-    };
-    call.on("drain", finish);
-    call.on("cancelled", finish);
-    call.on("close", finish);
-  });
-  return !call.cancelled;
+export function sendInBand(call: CopyFromCall, message: MessageInitShape<typeof CopyFromGuestResponseSchema>) {
+  return sendWhenWritable(call, create(CopyFromGuestResponseSchema, message));
 }

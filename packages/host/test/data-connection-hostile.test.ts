@@ -359,8 +359,7 @@ describe("copyTo over a data connection to a hostile guest", { timeout: 15_000 }
       ...guestFs,
       copyToGuest: async (call, answer, tools) => {
         const socket = await tools.offer(call);
-        let frames = 0;
-        for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === 3) break;
+        await readSomeFrames(socket, 3);
         answer({ success: false, error: "the guest disk caught fire", errorPath: "/guest/up" });
         socket.destroy();
       },
@@ -377,8 +376,7 @@ describe("copyTo over a data connection to a hostile guest", { timeout: 15_000 }
       ...guestFs,
       copyToGuest: async (call, answer, tools) => {
         const socket = await tools.offer(call);
-        let frames = 0;
-        for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === 3) break;
+        await readSomeFrames(socket, 3);
         socket.destroy();
         setTimeout(() => answer({ success: false, error: "no space for you", errorPath: "/guest/up" }), 300);
       },
@@ -395,8 +393,7 @@ describe("copyTo over a data connection to a hostile guest", { timeout: 15_000 }
       ...guestFs,
       copyToGuest: async (call, _answer, tools) => {
         const socket = await tools.offer(call);
-        let frames = 0;
-        for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === 3) break;
+        await readSomeFrames(socket, 3);
         socket.destroy();
         // ...and the call is left open, with no answer.
       },
@@ -412,8 +409,7 @@ describe("copyTo over a data connection to a hostile guest", { timeout: 15_000 }
       ...guestFs,
       copyToGuest: async (call, answer, tools) => {
         const socket = await tools.offer(call);
-        let frames = 0;
-        for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === 3) break;
+        await readSomeFrames(socket, 3);
         answer({ success: true, entriesWritten: 1n, bytesWritten: BigInt(content.length) });
         socket.destroy();
       },
@@ -514,3 +510,9 @@ describe("an agent without the capability", { timeout: 15_000 }, () => {
     expect(fake?.dataConnections).toBe(0);
   });
 });
+
+/** Reads `count` upload frames off a data connection (the rest stays unread). */
+async function readSomeFrames(socket: Socket, count: number): Promise<void> {
+  let frames = 0;
+  for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === count) break;
+}

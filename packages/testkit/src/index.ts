@@ -60,6 +60,7 @@ export {
   type RogueScenario,
   startRogueAgent,
 } from "./rogue-agent.js";
+export { sendWhenWritable } from "./script-agent.js";
 export {
   formatReport,
   runSoak,
