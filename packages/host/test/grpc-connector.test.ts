@@ -9,8 +9,14 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { GuestServiceClient, StatPathRequestSchema, type StatPathResponse } from "@guestkit/protocol";
-import { type AgentProcess, type HybridVsockEndpoint, startAgent, startHybridVsockEndpoint } from "@guestkit/testkit";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  type AgentProcess,
+  type HybridVsockEndpoint,
+  startAgent,
+  startCCoreLegacyAgent,
+  startHybridVsockEndpoint,
+} from "@guestkit/testkit";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
 import { Code } from "../src/guest-error.js";
 import { createConnectorCredentials } from "../src/transport/grpc-connector.js";
@@ -80,9 +86,12 @@ async function freeTcpPort(): Promise<number> {
 
 describe("the grpc-js connector hook", () => {
   it("runs the hybrid-vsock handshake on the socket grpc-js opened, keeping bytes sent with OK", async () => {
-    agent = await startAgent();
+    // A server that speaks first (C-core sends its SETTINGS at once; guestkit's agent waits
+    // for the client's first bytes, to tell a data connection from HTTP/2).
+    const legacy = await startCCoreLegacyAgent();
+    onTestFinished(() => legacy.stop().then(() => undefined));
     endpoint = await startHybridVsockEndpoint({ coalesceOkWithFirstBytes: true });
-    endpoint.register(2222, agent.socketPath);
+    endpoint.register(2222, legacy.socketPath);
     const prepared: { hostPort: number; remote: string }[] = [];
     const credentials = createConnectorCredentials(async (socket: Socket) => {
       const { hostPort } = await hybridVsockHandshake(socket, 2222, { timeoutMs: 5000 });

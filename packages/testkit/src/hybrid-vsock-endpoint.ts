@@ -30,7 +30,9 @@ export interface HybridVsockEndpointOptions {
   requireLineInOneRead?: boolean;
   /**
    * Hold the OK line until the guest side has sent its first bytes, and send both in
-   * one write, so clients must keep bytes that arrive with the OK line.
+   * one write, so clients must keep bytes that arrive with the OK line. Only for a guest
+   * side that speaks first (an HTTP/2 server such as C-core's); guestkit's agent waits for
+   * the client's first bytes, so with it the OK line would never come.
    */
   coalesceOkWithFirstBytes?: boolean;
 }
