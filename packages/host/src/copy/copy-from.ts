@@ -119,8 +119,12 @@ export async function copyFrom(
   };
   signal?.addEventListener("abort", onAbort, { once: true });
   let callEnded = false;
+  // A status that came before the messages were read (while the ticket was awaited) is
+  // not seen by reading them: it is kept here.
+  let failedStatus: grpc.StatusObject | undefined;
   call.on("status", (status: grpc.StatusObject) => {
     callEnded = true;
+    if (status.code !== 0) failedStatus = status;
     // A call that failed takes its data connection with it, and says why.
     if (status.code !== 0) dataSocket?.destroy(callError(status, "CopyFromGuest"));
   });
@@ -218,6 +222,7 @@ export async function copyFrom(
     }
     if (signal?.aborted) throw abortedError(signal);
     if (!finished) {
+      if (failedStatus) throw callError(failedStatus, "CopyFromGuest");
       throw new CopyError(
         "protocol",
         "the guest closed the stream without the final `end`: the transfer is incomplete",
