@@ -60,8 +60,10 @@ export function dataConnectionError(error: DataConnectionError, details: CopyErr
       cause: error,
     });
   }
+  // UNAVAILABLE, as for the call's own connection lost mid-call.
   return new CopyError("connection-lost", `the data connection to the agent was lost: ${error.message}`, {
     ...details,
+    code: Code.UNAVAILABLE,
     cause: error,
   });
 }
