@@ -253,6 +253,8 @@ describe("copyFrom over a data connection from a hostile guest", { timeout: 15_0
   }, 10_000);
 });
 
+const FLOOD_BYTES = 256 * MiB;
+
 describe("a flood on the data connection", { timeout: 15_000 }, () => {
   it("keeps the host's memory bounded while it writes to disk, and an abort leaves no partial file", async () => {
     const chunk = fromFrame(data(Buffer.alloc(CHUNK_SIZE, 0x66)));
@@ -279,20 +281,26 @@ describe("a flood on the data connection", { timeout: 15_000 }, () => {
     let peakRss = baseline.rss;
     let peakBuffers = baseline.arrayBuffers;
     const started = Date.now();
-    // About 2 s of transfer, or until half the promised GiB is in (a fast disk).
-    while (Date.now() - started < 2000 && received < 512 * MiB) {
+    // Until a quarter of the promised GiB is in (or 6 s on a slow machine): enough that
+    // memory which grew with what arrived would stand far above the bound below.
+    while (Date.now() - started < 6000 && received < FLOOD_BYTES) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       const now = process.memoryUsage();
       peakRss = Math.max(peakRss, now.rss);
       peakBuffers = Math.max(peakBuffers, now.arrayBuffers);
     }
-    expect(received, "the transfer must be under way").toBeGreaterThan(16 * MiB);
+    expect(received, "the transfer must be under way").toBeGreaterThan(64 * MiB);
     controller.abort();
     const { error, ms } = await copy;
     expect(error.reason).toBe("cancelled");
     expect(ms).toBeLessThan(4000);
-    expect((peakRss - baseline.rss) / MiB, `${received / MiB} MiB received`).toBeLessThan(64);
-    expect((peakBuffers - baseline.arrayBuffers) / MiB).toBeLessThan(64);
+    // What the host holds is bounded, not what it has thrown away: V8 collects the
+    // buffers of socket reads once about 64 MiB of them have piled up since the last
+    // collection, so peaks of 60 to 90 MiB of garbage are normal at full speed (this
+    // process plays the guest too). A host that kept what arrived would be past 256 MiB.
+    const figures = `${received / MiB} MiB received; peak RSS +${(peakRss - baseline.rss) / MiB} MiB, buffers +${(peakBuffers - baseline.arrayBuffers) / MiB} MiB`;
+    expect((peakRss - baseline.rss) / MiB, figures).toBeLessThan(128);
+    expect((peakBuffers - baseline.arrayBuffers) / MiB, figures).toBeLessThan(128);
     expect(sent - received, "the host reads only as fast as it writes").toBeLessThan(64 * MiB);
     await expectNothingLeft();
   }, 15_000);

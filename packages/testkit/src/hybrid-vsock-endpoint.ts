@@ -77,6 +77,9 @@ export interface HybridVsockEndpoint {
 const FIRST_HOST_PORT = 1073741824;
 // Longest CONNECT line accepted, newline included.
 const MAX_LINE_BYTES = 32;
+// How long the VMM waits, once a side has shut a connection down, before it kills the
+// connection whatever is still queued (CONN_SHUTDOWN_TIMEOUT_MS in both VMMs' vsock code).
+const SHUTDOWN_DRAIN_MS = 2000;
 
 /** Starts an endpoint; resolves once it accepts connections. */
 export async function startHybridVsockEndpoint(options: HybridVsockEndpointOptions = {}): Promise<HybridVsockEndpoint> {
@@ -88,10 +91,11 @@ export async function startHybridVsockEndpoint(options: HybridVsockEndpointOptio
   let nextHostPort = FIRST_HOST_PORT;
   const state = { fault: "none" as HybridVsockFault, frozen: false };
   const joined = new Set<{ client: Socket; agent: Socket }>();
+  // Ends are not piped: how the VMM closes is joinPair's business.
   const flow = (pair: { client: Socket; agent: Socket }, on: boolean) => {
     if (on) {
-      pair.client.pipe(pair.agent);
-      pair.agent.pipe(pair.client);
+      pair.client.pipe(pair.agent, { end: false });
+      pair.agent.pipe(pair.client, { end: false });
       pair.client.resume();
       pair.agent.resume();
     } else {
@@ -108,7 +112,51 @@ export async function startHybridVsockEndpoint(options: HybridVsockEndpointOptio
     socket.once("close", () => live.delete(socket));
   };
 
-  const server = createServer((client) => {
+  // How Cloud Hypervisor and Firecracker end a connection (docs/hybrid-vsock.md, "How a
+  // connection ends"). The guest closing: what the VMM still holds from the guest is
+  // written out to the host first, for up to SHUTDOWN_DRAIN_MS, then the host's connection
+  // is closed (a guest's half-close is not passed on; the stand-in sees a close and a
+  // half-close alike, as EOF). The host half-closing: the guest is told neither side
+  // sends any more, what the guest sends after that is dropped, and the connection is
+  // killed when the guest closes or SHUTDOWN_DRAIN_MS later. A reset or a close without
+  // EOF on either side kills it at once.
+  const closeLikeTheVmm = ({ client, agent }: { client: Socket; agent: Socket }) => {
+    let killTimer: NodeJS.Timeout | undefined;
+    const kill = () => {
+      clearTimeout(killTimer);
+      client.destroy();
+      agent.destroy();
+    };
+    const killLater = () => {
+      killTimer ??= setTimeout(kill, SHUTDOWN_DRAIN_MS);
+      killTimer.unref();
+    };
+    let agentEnded = false;
+    agent.once("end", () => {
+      agentEnded = true;
+      client.unpipe(agent);
+      killLater();
+      // The end goes after whatever is still queued for the host; then the connection goes.
+      client.end(kill);
+    });
+    agent.once("close", () => {
+      if (!agentEnded) kill();
+    });
+    let clientEnded = false;
+    client.once("close", () => {
+      if (!clientEnded) kill();
+    });
+    client.once("end", () => {
+      clientEnded = true;
+      agent.unpipe(client);
+      // Read and drop: the guest is not held back, and nothing more reaches the host.
+      agent.on("data", () => {});
+      agent.end();
+      killLater();
+    });
+  };
+
+  const server = createServer({ allowHalfOpen: true }, (client) => {
     stats.accepted += 1;
     track(client);
     let buffered: Buffer = Buffer.alloc(0);
@@ -160,7 +208,7 @@ export async function startHybridVsockEndpoint(options: HybridVsockEndpointOptio
       client.destroy();
       return;
     }
-    const agent = connect({ path: agentPath });
+    const agent = connect({ path: agentPath, allowHalfOpen: true });
     track(agent);
     agent.once("error", () => client.destroy());
     agent.once("connect", () => {
@@ -180,11 +228,8 @@ export async function startHybridVsockEndpoint(options: HybridVsockEndpointOptio
         if (rest.length > 0) agent.write(rest);
         const pair = { client, agent };
         joined.add(pair);
-        client.once("close", () => {
-          joined.delete(pair);
-          agent.destroy();
-        });
-        agent.once("close", () => client.destroy());
+        client.once("close", () => joined.delete(pair));
+        closeLikeTheVmm(pair);
         flow(pair, !state.frozen);
       };
       if (options.coalesceOkWithFirstBytes)
