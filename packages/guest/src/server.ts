@@ -88,7 +88,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
   server.addService(
     guestServiceDefinition as unknown as grpc.ServiceDefinition,
     {
-      exec: createExecHandler(commands, commandCgroups),
+      exec: createExecHandler(commands, commandCgroups, data),
       copyToGuest: createCopyToGuestHandler(data),
       copyFromGuest: createCopyFromGuestHandler(data),
       statPath: handleStatPath,

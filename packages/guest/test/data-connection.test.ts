@@ -30,6 +30,7 @@ import {
   DATA_CONNECTION_TICKET_KEY,
   DATA_CONNECTION_WAIT_MS,
   dataConnectionPreamble,
+  ExecResponseSchema,
   type GuestServiceClient,
   MAX_MESSAGE_BYTES,
   readFrames,
@@ -45,6 +46,7 @@ import {
   type TestAgentSuite,
   useTestAgent,
 } from "./copy-support.js";
+import { collect, groupMembers, startRequest } from "./exec-client.js";
 
 const MIB = 1024 * 1024;
 const TEMP_MARKER = ".guestkit-";
@@ -324,6 +326,90 @@ describe("a download on a data connection", () => {
     expect(error.code).toBe(grpc.status.UNAVAILABLE);
     expect(error.details).toMatch(/no data connection/);
     expect(performance.now() - started).toBeLessThan(DATA_CONNECTION_WAIT_MS + WAIT_MARGIN_MS);
+  });
+});
+
+describe("a command's output on a data connection", () => {
+  const suite = useTestAgent();
+
+  /** An Exec asking for a data connection; what came on the call, and its ticket when one came. */
+  function execAsking(command: string[]) {
+    const call = suite.agent.client.exec(withDataConnection());
+    let onTicket: (ticket: string) => void = () => undefined;
+    const ticket = new Promise<string>((resolve) => {
+      onTicket = resolve;
+    });
+    let inBandBeforeTicket = 0;
+    let ticketSeen = false;
+    const result = collect(call, (response) => {
+      const message = response.response;
+      if (message.case === "dataTicket") {
+        ticketSeen = true;
+        onTicket(message.value);
+      } else if (message.case === "stdout" && !ticketSeen) {
+        inBandBeforeTicket += message.value.byteLength;
+      }
+    });
+    call.write(startRequest({ command }));
+    call.end();
+    return { result, ticket, inBandBeforeTicket: () => inBandBeforeTicket };
+  }
+
+  it("moves to the data connection after DATA_CONNECTION_MIN_BYTES on the call, and sends the exit after the end frame", async () => {
+    const size = 8 * MIB;
+    const exec = execAsking(["head", "-c", String(size), "/dev/zero"]);
+    const socket = await openDataConnection(suite, await exec.ticket);
+    let onData = 0;
+    let endFrameAt = 0;
+    for await (const message of readFrames(socket, ExecResponseSchema)) {
+      expect(message.response.case).toBe("stdout");
+      onData += (message.response.value as Uint8Array).byteLength;
+    }
+    endFrameAt = performance.now();
+    const result = await exec.result;
+    const exitAt = performance.now();
+    expect(result.status.code).toBe(grpc.status.OK);
+    expect(result.exitCode).toBe(0);
+    expect(exec.inBandBeforeTicket()).toBeGreaterThanOrEqual(DATA_CONNECTION_MIN_BYTES);
+    expect(exec.inBandBeforeTicket() + onData).toBe(size);
+    expect(result.stdout.length).toBe(exec.inBandBeforeTicket());
+    expect(exitAt).toBeGreaterThanOrEqual(endFrameAt);
+    expect(result.kinds.filter((kind) => kind === "dataTicket")).toHaveLength(1);
+  });
+
+  it("a command with little output gets no ticket", async () => {
+    const exec = execAsking(["head", "-c", String(DATA_CONNECTION_MIN_BYTES - 1), "/dev/zero"]);
+    const result = await exec.result;
+    expect(result.kinds).not.toContain("dataTicket");
+    expect(result.stdout.length).toBe(DATA_CONNECTION_MIN_BYTES - 1);
+  });
+
+  it("fails with UNAVAILABLE and ends the command when the ticket is never redeemed", async () => {
+    const started = performance.now();
+    const exec = execAsking(["sh", "-c", "head -c 4194304 /dev/zero; exec sleep 60"]);
+    await exec.ticket;
+    const result = await exec.result;
+    expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(result.status.details).toMatch(/no data connection/);
+    expect(result.exitCode).toBeUndefined();
+    expect(performance.now() - started).toBeLessThan(DATA_CONNECTION_WAIT_MS + WAIT_MARGIN_MS);
+    expect(await eventually(() => groupMembers(result.pid as number).length === 0)).toBe(true);
+  });
+
+  it("fails with UNAVAILABLE and ends the command when the data connection is lost", async () => {
+    const exec = execAsking(["sh", "-c", "exec cat /dev/zero"]);
+    const socket = await openDataConnection(suite, await exec.ticket);
+    let received = 0;
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    expect(await eventually(() => received >= MIB)).toBe(true);
+    socket.destroy();
+    const result = await exec.result;
+    expect(result.status.code).toBe(grpc.status.UNAVAILABLE);
+    expect(result.status.details).toMatch(/data connection/);
+    expect(result.exitCode).toBeUndefined();
+    expect(await eventually(() => groupMembers(result.pid as number).length === 0)).toBe(true);
   });
 });
 

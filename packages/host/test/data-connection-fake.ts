@@ -28,6 +28,8 @@ import {
   createGrpcServiceDefinition,
   DATA_CONNECTION_MAGIC,
   DATA_CONNECTION_TICKET_KEY,
+  type ExecRequest,
+  type ExecResponse,
   guestServiceDefinition,
   Health,
   HealthCheckResponse_ServingStatus,
@@ -64,6 +66,8 @@ export interface FakeTools {
    * connection that presents it, positioned after the preamble and paused.
    */
   offer(call: { sendMetadata(headers: grpc.Metadata): void }): Promise<Socket>;
+  /** A ticket to send as the test likes (Exec sends it in a message), and its connection. */
+  ticket(): { ticket: string; connection: Promise<Socket> };
 }
 
 /** The handlers a test scripts; any left out answers UNIMPLEMENTED. */
@@ -77,7 +81,10 @@ export interface FakeScript {
     tools: FakeTools,
   ) => Promise<void> | void;
   statPath?: (request: StatPathRequest) => MessageInitShape<typeof StatPathResponseSchema>;
+  exec?: (call: ExecCall, tools: FakeTools) => Promise<void> | void;
 }
+
+export type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
 
 /** A call's method and request headers, as the fake received them. */
 export interface RecordedCall {
@@ -114,12 +121,16 @@ export async function startDataConnectionFake(script: FakeScript): Promise<DataC
 
   const tools: FakeTools = {
     offer(call) {
-      const ticket = randomBytes(TICKET_BYTES).toString("hex");
-      const connection = new Promise<Socket>((resolve) => waiting.set(ticket, resolve));
+      const { ticket, connection } = tools.ticket();
       const headers = new grpc.Metadata();
       headers.set(DATA_CONNECTION_TICKET_KEY, ticket);
       call.sendMetadata(headers);
       return connection;
+    },
+    ticket() {
+      const ticket = randomBytes(TICKET_BYTES).toString("hex");
+      const connection = new Promise<Socket>((resolve) => waiting.set(ticket, resolve));
+      return { ticket, connection };
     },
   };
 
@@ -177,6 +188,17 @@ export async function startDataConnectionFake(script: FakeScript): Promise<DataC
             answered = true;
             callback({ code: grpc.status.INTERNAL, details: String(error) });
           }
+        });
+      },
+      exec: (call: ExecCall) => {
+        calls.push({ method: "exec", metadata: call.metadata });
+        call.on("error", () => {});
+        if (!script.exec) {
+          call.emit("error", unimplemented);
+          return;
+        }
+        Promise.resolve(script.exec(call, tools)).catch((error: unknown) => {
+          if (!call.cancelled) call.destroy(error as Error);
         });
       },
       statPath: (

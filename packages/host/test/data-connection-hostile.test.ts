@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
   CHUNK_SIZE,
@@ -19,18 +19,22 @@ import {
   CopyToGuestRequestSchema,
   DATA_CONNECTION_REQUEST_KEY,
   DATA_CONNECTION_TICKET_KEY,
+  ExecResponseSchema,
   MAX_MESSAGE_BYTES,
   readFrames,
 } from "@guestkit/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CopyError } from "../src/copy/copy-error.js";
 import { createGuestClient, type GuestClient } from "../src/guest-client.js";
+import { GuestError } from "../src/guest-error.js";
 import {
   type CopyFromCall,
   type CopyToCall,
   type DataConnectionFake,
   END_FRAME,
+  type ExecCall,
   type FakeScript,
+  frame,
   fromFrame,
   IN_BAND_CAPABILITIES,
   sendInBand,
@@ -524,3 +528,101 @@ async function readSomeFrames(socket: Socket, count: number): Promise<void> {
   let frames = 0;
   for await (const _ of readFrames(socket, CopyToGuestRequestSchema)) if (++frames === count) break;
 }
+
+// Exec's output on a data connection (guest.proto, "Data connections"): a guest must not
+// make the host report an exit for output that did not all arrive, nor take output it
+// did not ask for.
+describe("exec output over a data connection from a hostile guest", { timeout: 15_000 }, () => {
+  const stdoutFrame = (text: string) =>
+    frame(ExecResponseSchema, { response: { case: "stdout", value: Buffer.from(text) } });
+  const send = (call: ExecCall, response: NonNullable<MessageInitShape<typeof ExecResponseSchema>["response"]>) =>
+    call.write(create(ExecResponseSchema, { response }));
+  /** An Exec that moves to a data connection at once, runs `attack` on it, then exits 0 on the call. */
+  const execScript = (attack: (socket: Socket, call: ExecCall) => Promise<void>, exitOnCall = true): FakeScript => ({
+    exec: async (call, tools) => {
+      send(call, { case: "started", value: { pid: 4242 } });
+      const { ticket, connection } = tools.ticket();
+      send(call, { case: "dataTicket", value: ticket });
+      await attack(await connection, call);
+      if (!exitOnCall) return;
+      send(call, { case: "exit", value: { code: 0 } });
+      send(call, { case: "exitCode", value: 0 });
+      call.end();
+    },
+  });
+  async function execRejection(handle: { exit: Promise<unknown> }): Promise<GuestError> {
+    const error = await handle.exit.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error, "the exit must be a failure").toBeInstanceOf(GuestError);
+    return error as GuestError;
+  }
+
+  it("control: output on the data connection, then its end frame, then the exit, is one whole run", async () => {
+    const guest = await connect(
+      execScript(async (socket) => {
+        await writeRaw(socket, stdoutFrame("hello "));
+        await writeRaw(socket, stdoutFrame("world\n"));
+        await writeRaw(socket, END_FRAME);
+      }),
+    );
+    const result = await guest.run(["anything"]);
+    expect(result.stdout).toBe("hello world\n");
+    expect(result.exit.code).toBe(0);
+    expect(fake?.calls.find((call) => call.method === "exec")?.metadata.get(DATA_CONNECTION_REQUEST_KEY)).toEqual([
+      "1",
+    ]);
+  });
+
+  it("an exit on the call while the data connection closed without its end frame is connection-lost, not a success", async () => {
+    const guest = await connect(
+      execScript(async (socket) => {
+        await writeRaw(socket, stdoutFrame("part of it"));
+        socket.destroy();
+      }),
+    );
+    const error = await execRejection(guest.exec(["anything"]));
+    expect(error.reason).toBe("connection-lost");
+    expect(error.code).toBe(grpc.status.UNAVAILABLE);
+  });
+
+  it("an exit on the call while the data connection stays silent fails within seconds instead of hanging", async () => {
+    const started = Date.now();
+    const guest = await connect(execScript(async () => {}));
+    const error = await execRejection(guest.exec(["anything"]));
+    expect(error.reason).toBe("connection-lost");
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("anything but stdout and stderr on the data connection is a protocol error", async () => {
+    const guest = await connect(
+      execScript(async (socket) => {
+        await writeRaw(socket, frame(ExecResponseSchema, { response: { case: "exitCode", value: 0 } }));
+        await writeRaw(socket, END_FRAME);
+      }),
+    );
+    const error = await execRejection(guest.exec(["anything"]));
+    expect(error.reason).toBe("protocol");
+  });
+
+  it("output on the call after the ticket, or a second ticket, is a protocol error", async () => {
+    const guest = await connect(
+      execScript(async (_socket, call) => {
+        send(call, { case: "stdout", value: Buffer.from("out of order") });
+      }, false),
+    );
+    expect((await execRejection(guest.exec(["anything"]))).reason).toBe("protocol");
+  });
+
+  it("a ticket to a host that did not ask is refused, and nothing is dialed", async () => {
+    const guest = await connect({
+      capabilities: IN_BAND_CAPABILITIES,
+      exec: (call, tools) => {
+        send(call, { case: "dataTicket", value: tools.ticket().ticket });
+      },
+    });
+    expect((await execRejection(guest.exec(["anything"]))).reason).toBe("protocol");
+    expect(fake?.dataConnections).toBe(0);
+  });
+});

@@ -101,3 +101,65 @@ describe("data connections", () => {
     await expect.poll(() => endpoint.stats().open, { timeout: 5000 }).toBe(open);
   });
 });
+
+// Exec takes its data connection only once a command's output passed 1 MiB on the call.
+describe("data connections for a command's output", () => {
+  /** What `seq 1 N` prints. */
+  const seq = (n: number) => Array.from({ length: n }, (_, i) => `${i + 1}\n`).join("");
+
+  it("a short command stays on the call", async () => {
+    let result: Awaited<ReturnType<GuestClient["run"]>> | undefined;
+    expect(
+      await connectionsFor(async () => {
+        result = await client.run(["sh", "-c", "seq 1 1000; seq 1 10 >&2"]);
+      }),
+    ).toBe(0);
+    expect(result?.stdout).toBe(seq(1000));
+    expect(result?.stderr).toBe(seq(10));
+  });
+
+  it("a command with a lot of output moves it on one data connection, in order, stdout and stderr apart", async () => {
+    let result: Awaited<ReturnType<GuestClient["run"]>> | undefined;
+    const script = "seq 1 400000; seq 1 300000 >&2; seq 1 200000; echo done >&2";
+    expect(
+      await connectionsFor(async () => {
+        result = await client.run(["sh", "-c", script], { maxOutputBytes: 64 * 1024 * 1024 });
+      }),
+    ).toBe(1);
+    expect(result?.exit.code).toBe(0);
+    expect(result?.outputCapped).toBe(false);
+    expect(result?.stdout).toBe(seq(400000) + seq(200000));
+    expect(result?.stderr).toBe(`${seq(300000)}done\n`);
+  });
+
+  it("the exit waits for the last byte: a command that ends right after 32 MiB loses none of it", async () => {
+    const size = 32 * 1024 * 1024;
+    const handle = client.exec(["head", "-c", String(size), "/dev/zero"]);
+    let received = 0;
+    for await (const { data } of handle) received += data.byteLength;
+    expect(received).toBe(size);
+    expect((await handle.exit).code).toBe(0);
+  });
+
+  it("a reader that stops holds the command back instead of filling memory", async () => {
+    const handle = client.exec(["head", "-c", String(256 * 1024 * 1024), "/dev/zero"]);
+    const iterator = handle[Symbol.asyncIterator]();
+    let received = 0;
+    while (received < 4 * 1024 * 1024) received += (await iterator.next()).value.data.byteLength;
+    const before = process.memoryUsage().arrayBuffers;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Stopped: a few MiB in flight at most, not the 256 the command would write.
+    expect((process.memoryUsage().arrayBuffers - before) / 1024 / 1024).toBeLessThan(32);
+    handle.kill("KILL");
+    await iterator.return?.();
+    expect((await handle.exit).signal).toBe("SIGKILL");
+  });
+
+  it("in a terminal too", async () => {
+    const handle = client.exec(["sh", "-c", "seq 1 300000"], { tty: true });
+    let text = "";
+    for await (const { data } of handle) text += Buffer.from(data).toString("latin1");
+    expect((await handle.exit).code).toBe(0);
+    expect(text).toBe(seq(300000).replaceAll("\n", "\r\n"));
+  });
+});

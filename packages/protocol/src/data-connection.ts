@@ -97,6 +97,14 @@ export class FrameWriter<Desc extends DescMessage> {
   }
 
   async write(message: MessageShape<Desc>): Promise<void> {
+    if (!this.writeNow(message)) await drained(this.#socket);
+  }
+
+  /**
+   * Writes a frame without waiting; false when UNSENT_BYTES or more now wait in the
+   * socket's buffer: the caller writes nothing more until the socket's 'drain'.
+   */
+  writeNow(message: MessageShape<Desc>): boolean {
     const bytes = this.#serialize(message);
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) throw new DataConnectionError("the data connection is closed");
@@ -107,7 +115,7 @@ export class FrameWriter<Desc extends DescMessage> {
     socket.write(length);
     socket.write(bytes);
     socket.uncork();
-    if (socket.writableLength >= UNSENT_BYTES) await drained(socket);
+    return socket.writableLength < UNSENT_BYTES;
   }
 
   /** Writes the end frame and half-closes; resolves once the bytes are handed to the kernel. */

@@ -12,11 +12,13 @@ import {
   type GuestServiceHandlers,
 } from "@guestkit/protocol";
 import { logError, logInfo } from "../log.js";
+import { asksForDataConnection, type DataConnections } from "../transport/data-connections.js";
 import { grpcError } from "../transport/grpc-errors.js";
 import { onWritable, sendMessage } from "../transport/stream-writer.js";
 import { execExitOf } from "./exec-exit.js";
 import { launchCommand } from "./exec-launch.js";
 import { OutputForwarder } from "./exec-output.js";
+import { ExecOutputSink } from "./exec-output-sink.js";
 import { ExecRequestError, type ExecSpec, parseExecStart, parseWindowSize } from "./exec-request.js";
 import { StdinQueue } from "./exec-stdin.js";
 import type { CommandCgroups } from "./process-cgroup.js";
@@ -30,14 +32,16 @@ type Response = NonNullable<MessageInitShape<typeof ExecResponseSchema>["respons
 
 /**
  * The Exec handler; every command it starts is registered in `commands`, and runs in a
- * cgroup of its own under `cgroups` where the agent has them.
+ * cgroup of its own under `cgroups` where the agent has them. A client that asks gets
+ * a command's heavy output on a data connection from `data` (exec-output-sink.ts).
  */
 export function createExecHandler(
   commands: RunningCommands,
   cgroups: CommandCgroups | undefined,
+  data: DataConnections,
 ): GuestServiceHandlers["exec"] {
   return (call) => {
-    serveExec(call, commands, cgroups).catch((error: unknown) => {
+    serveExec(call, commands, cgroups, asksForDataConnection(call) ? data : undefined).catch((error: unknown) => {
       logError(`exec: ${describeError(error)}`);
       failCall(call, grpcError(grpc.status.INTERNAL, `exec failed in the agent: ${describeError(error)}`));
     });
@@ -48,6 +52,7 @@ async function serveExec(
   call: ExecCall,
   commands: RunningCommands,
   cgroups: CommandCgroups | undefined,
+  data: DataConnections | undefined,
 ): Promise<void> {
   // Not destroyed on return: the call outlives the reading.
   const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterator<ExecRequest>;
@@ -74,7 +79,7 @@ async function serveExec(
   }
   logInfo(`exec ${name}: started, pid ${launched.process.pid}${spec.tty ? ", tty" : ""}`);
   const pid = launched.process.pid;
-  const exit = await new CommandCall(call, requests, launched.process, spec, commands).run();
+  const exit = await new CommandCall(call, requests, launched.process, spec, commands, data).run();
   const how = exit ? `code ${exit.code}${exit.signal ? ` (${exit.signal})` : ""}` : "killed: the call ended first";
   logInfo(`exec ${name}: pid ${pid} ended, ${how}`);
 }
@@ -87,6 +92,7 @@ class CommandCall {
   readonly #spec: ExecSpec;
   readonly #commands: RunningCommands;
   readonly #output: OutputForwarder;
+  readonly #sink: ExecOutputSink;
   #done = false;
   #aborted = false;
   #timedOut = false;
@@ -99,16 +105,22 @@ class CommandCall {
     process: ProcessHandle,
     spec: ExecSpec,
     commands: RunningCommands,
+    data: DataConnections | undefined,
   ) {
     this.#call = call;
     this.#requests = requests;
     this.#process = process;
     this.#spec = spec;
     this.#commands = commands;
-    this.#output = new OutputForwarder(process.outputs, {
-      write: (kind, bytes) => this.#send({ case: kind, value: bytes }),
-      onDrain: (listener) => onWritable(call, listener),
-    });
+    this.#sink = new ExecOutputSink(
+      {
+        send: (response) => this.#send(response),
+        onWritable: (listener) => onWritable(call, listener),
+        fail: (error) => this.#abort(grpcError(grpc.status.UNAVAILABLE, `Exec: ${error.message}`)),
+      },
+      data,
+    );
+    this.#output = new OutputForwarder(process.outputs, this.#sink);
   }
 
   /** Runs the command to its end; resolves with what was sent as ExecExit, if anything. */
@@ -140,6 +152,13 @@ class CommandCall {
     clearTimeout(timer);
     const outputTruncated = this.#aborted ? false : await this.#output.finishAfterExit();
     this.#output.stop();
+    // The output's end on the data connection goes before the exit on the call.
+    if (!this.#aborted) {
+      await this.#sink.end().catch((error: unknown) => {
+        this.#abort(grpcError(grpc.status.UNAVAILABLE, `Exec: ${describeError(error)}`));
+      });
+    }
+    this.#sink.close();
     this.#process.close();
     this.#call.off("cancelled", onCancelled);
     this.#call.off("close", onCancelled);
@@ -215,6 +234,7 @@ class CommandCall {
     if (this.#done || this.#aborted) return;
     this.#aborted = true;
     this.#output.stop();
+    this.#sink.close();
     void this.#terminate();
     if (status) failCall(this.#call, status);
   }

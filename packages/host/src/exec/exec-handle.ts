@@ -1,5 +1,6 @@
 // A running command: its output as an async iterable, its stdin, resize(), kill(), its
 // pid and its exit. One Exec call on the shared connection.
+import type { Socket } from "node:net";
 import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import type * as grpc from "@grpc/grpc-js";
@@ -7,16 +8,20 @@ import {
   Capability,
   CHUNK_SIZE,
   cutText,
+  DataConnectionError,
   EXEC_STDIN_WINDOW_BYTES,
   type ExecExit,
   type ExecRequest,
   ExecRequestSchema,
   type ExecResponse,
+  ExecResponseSchema,
   type ExecStart,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
+  readFrames,
 } from "@guestkit/protocol";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "../guest-error.js";
+import { askForDataConnection, isTicket, untilQuietAfterCall } from "../transport/data-connection.js";
 import type { GuestChannel, GuestConnection } from "../transport/guest-connection.js";
 import type { ExecOptions } from "./exec-request.js";
 import { checkSize, signalName } from "./exec-request.js";
@@ -160,6 +165,14 @@ class RunningExec implements ExecHandle {
   #callUp: Promise<boolean>;
   #setCallUp!: (up: boolean) => void;
   #untrack: () => void;
+  // Data connection (guest.proto, "Data connections"): asked for, and once the agent
+  // sent its ticket, the reading of it, which ends at its end frame.
+  #asksForData = false;
+  #dataRead: Promise<void> | undefined;
+  #dataSocket: Socket | undefined;
+  #callEnded = false;
+  // While the output queue is full: what the data connection's reader waits on.
+  #dataHold: { promise: Promise<void>; release: () => void } | undefined;
 
   constructor(context: ExecContext, start: ExecStart, options: ExecOptions) {
     this.#context = context;
@@ -183,8 +196,14 @@ class RunningExec implements ExecHandle {
     this.#output = new OutputQueue<ExecOutput>({
       highWaterBytes: OUTPUT_HIGH_WATER_BYTES,
       unconsumedLimitBytes: options.unconsumedOutputLimit ?? DEFAULT_UNCONSUMED_LIMIT_BYTES,
-      pause: () => this.#call?.pause(),
-      resume: () => this.#call?.resume(),
+      pause: () => {
+        this.#call?.pause();
+        this.#holdData();
+      },
+      resume: () => {
+        this.#call?.resume();
+        this.#releaseData();
+      },
     });
     this.stdin = options.stdin ? this.#createStdin() : null;
     this.#untrack = context.track((error) => this.#abandon(error));
@@ -262,7 +281,9 @@ class RunningExec implements ExecHandle {
     }
     const callOptions: Partial<grpc.CallOptions> = {};
     if (start.timeoutSeconds > 0) callOptions.deadline = Date.now() + start.timeoutSeconds * 1000 + TIMEOUT_BACKSTOP_MS;
-    const call = channel.guest.exec(channel.metadata(), callOptions);
+    this.#asksForData = channel.has(Capability.DATA_CONNECTION);
+    const metadata = this.#asksForData ? askForDataConnection(channel.metadata()) : channel.metadata();
+    const call = channel.guest.exec(metadata, callOptions);
     this.#call = call;
     this.#stdinCredit = channel.has(Capability.EXEC_STDIN_CREDIT);
     call.on("data", (response: ExecResponse) => this.#onResponse(response));
@@ -272,8 +293,17 @@ class RunningExec implements ExecHandle {
     let ended = false;
     const settle = () => {
       if (!status || this.#finished) return;
+      this.#callEnded = true;
       if (status.code !== 0) this.#onFailedStatus(status);
-      else if (ended) this.#onStreamEnd();
+      else if (ended) {
+        // The exit counts only once the output on the data connection is all in.
+        if (this.#dataRead)
+          this.#dataRead.then(
+            () => this.#onStreamEnd(),
+            (error: unknown) => this.#failData(error),
+          );
+        else this.#onStreamEnd();
+      }
     };
     call.on("status", (received: grpc.StatusObject) => {
       status = received;
@@ -310,9 +340,16 @@ class RunningExec implements ExecHandle {
     switch (message.case) {
       case "stdout":
       case "stderr":
+        if (this.#dataRead) {
+          this.#protocolError(`${message.case} on the call after its data connection was offered`);
+          return;
+        }
         if (this.#exitCode === undefined && message.value.byteLength > 0) {
           this.#output.push({ stream: message.case, data: message.value });
         }
+        return;
+      case "dataTicket":
+        this.#takeDataConnection(message.value);
         return;
       case "started":
         if (this.#pid === undefined && message.value.pid > 0) {
@@ -337,6 +374,77 @@ class RunningExec implements ExecHandle {
       default:
         return;
     }
+  }
+
+  #takeDataConnection(ticket: string): void {
+    if (!this.#asksForData || this.#dataRead || !isTicket(ticket) || this.#exitCode !== undefined) {
+      this.#protocolError("a data-connection ticket that was not asked for, not the first, or malformed");
+      return;
+    }
+    const read = this.#readDataConnection(ticket);
+    this.#dataRead = read;
+    // A loss while the call is still open fails the command at once.
+    read.catch((error: unknown) => this.#failData(error));
+  }
+
+  // The command's output from the data connection into the queue, until its end frame;
+  // only stdout and stderr may come on it.
+  async #readDataConnection(ticket: string): Promise<void> {
+    const channel = this.#channel as GuestChannel;
+    const socket = await channel.openDataConnection(ticket, this.#options.signal);
+    this.#dataSocket = socket;
+    if (this.#finished) {
+      socket.destroy();
+      return;
+    }
+    const frames = untilQuietAfterCall(readFrames(socket, ExecResponseSchema), socket, () => this.#callEnded);
+    for await (const { response } of frames) {
+      if (response.case !== "stdout" && response.case !== "stderr") {
+        throw new DataConnectionError(`${response.case ?? "an empty message"} on the data connection`, "protocol");
+      }
+      if (response.value.byteLength > 0) this.#output.push({ stream: response.case, data: response.value });
+      if (this.#dataHold) await this.#dataHold.promise;
+      if (this.#finished) return;
+    }
+  }
+
+  #holdData(): void {
+    if (this.#dataHold) return;
+    let release!: () => void;
+    const promise = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#dataHold = { promise, release };
+  }
+
+  #releaseData(): void {
+    const hold = this.#dataHold;
+    this.#dataHold = undefined;
+    hold?.release();
+  }
+
+  #failData(error: unknown): void {
+    if (this.#finished) return;
+    if (error instanceof DataConnectionError && error.kind === "protocol") {
+      this.#protocolError(`protocol error on the data connection: ${error.message}`);
+    } else {
+      const text = error instanceof Error ? error.message : String(error);
+      this.#fail(
+        error instanceof GuestError
+          ? error
+          : new GuestError(Code.UNAVAILABLE, `the data connection to the agent was lost: ${text}`, {
+              reason: "connection-lost",
+              context: this.#where,
+              cause: error,
+            }),
+      );
+    }
+    this.#call?.cancel();
+  }
+
+  #protocolError(text: string): void {
+    this.#fail(new GuestError(Code.INTERNAL, text, { reason: "protocol", context: this.#where }));
+    this.#call?.cancel();
   }
 
   #onStreamEnd(): void {
@@ -409,6 +517,8 @@ class RunningExec implements ExecHandle {
 
   #finish(): void {
     this.#finished = true;
+    this.#dataSocket?.destroy();
+    this.#releaseData();
     this.#writable = false;
     this.#untrack();
     this.#setCallUp(false);

@@ -34,13 +34,18 @@ export function ticketOf(call: NodeJS.EventEmitter): Promise<string | undefined>
     };
     const onMetadata = (headers: grpc.Metadata) => {
       const value = headers.get(DATA_CONNECTION_TICKET_KEY)[0];
-      settle(typeof value === "string" && /^[0-9a-f]{64}$/.test(value) ? value : undefined);
+      settle(isTicket(value) ? value : undefined);
     };
     const onEnd = () => settle(undefined);
     call.on("metadata", onMetadata);
     call.on("status", onEnd);
     call.on("error", onEnd);
   });
+}
+
+/** Whether a guest's `value` has the form of a ticket: 64 lowercase hex digits. */
+export function isTicket(value: unknown): value is string {
+  return typeof value === "string" && /^[0-9a-f]{64}$/.test(value);
 }
 
 /**
