@@ -27,6 +27,9 @@
 // 5. Everything else stays on the call: its answer (CopyToGuestResponse), its status,
 //    cancellation. The data connection lives as long as the call: a call that ends or is
 //    cancelled closes it, and a data connection that is lost fails the call.
+// Exec differs in when, not how: the ticket comes in ExecResponse.data_ticket once a
+// command's output on the call passed DATA_CONNECTION_MIN_BYTES, the connection then
+// carries its stdout and stderr messages, and the exit follows the end frame on the call.
 import type { Socket } from "node:net";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { createMessageDeserializer } from "./bounded-decode.js";

@@ -23,8 +23,9 @@
 //   exec-stdin-credit ExecResponse.stdin_consumed is sent; stdin is queued by the agent.
 //   call-priority     streams are scheduled by the RFC 9218 `priority` request header: a
 //                     client sends CALL_PRIORITY with every call so that calls take turns.
-//   data-connection   CopyToGuest and CopyFromGuest move their messages on a data
-//                     connection beside HTTP/2 when the client asks (below).
+//   data-connection   CopyToGuest and CopyFromGuest move their messages, and Exec a
+//                     command's heavy output, on a data connection beside HTTP/2 when
+//                     the client asks (below).
 //
 // Data connections (packages/protocol/src/data-connection.ts). HTTP/2 flow control in
 // Node holds bulk data well below what the socket carries, so a copy may move its
