@@ -155,6 +155,21 @@ describe("data connections for a command's output", () => {
     expect((await handle.exit).signal).toBe("SIGKILL");
   });
 
+  it("a reader that stalls longer than a copy's ticket lasts still gets all of it, and the exit", async () => {
+    const size = 8 * 1024 * 1024;
+    const handle = client.exec(["head", "-c", String(size), "/dev/zero"]);
+    // Iterating, but not reading yet: the queue fills at 1 MiB, just where the agent
+    // sends the ticket, and the call pauses with the ticket still unread on it.
+    const iterator = handle[Symbol.asyncIterator]();
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    let received = 0;
+    for (let step = await iterator.next(); !step.done; step = await iterator.next()) {
+      received += step.value.data.byteLength;
+    }
+    expect(received).toBe(size);
+    expect((await handle.exit).code).toBe(0);
+  }, 20_000);
+
   it("in a terminal too", async () => {
     const handle = client.exec(["sh", "-c", "seq 1 300000"], { tty: true });
     let text = "";

@@ -8,6 +8,11 @@
 // outputs are paused at once, so that is at most what was already read); once the
 // connection came, it goes first, then everything later. end() writes the end frame,
 // which the caller awaits before it sends the exit.
+//
+// The ticket has no deadline: it is good until the call ends. A client whose reader has
+// stopped reads nothing from the call, the ticket included, and must not lose its
+// command for that: until it connects, the command is held back, as it would be by a
+// client that does not read. A client that goes away cancels the call, which voids it.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   DATA_CONNECTION_MIN_BYTES,
@@ -95,7 +100,7 @@ export class ExecOutputSink implements OutputSink {
   }
 
   #offer(data: DataConnections): void {
-    const ticket = data.grant();
+    const ticket = data.grant(null);
     this.#ticket = ticket;
     this.#state = "connecting";
     this.#call.send({ case: "dataTicket", value: ticket.ticket });

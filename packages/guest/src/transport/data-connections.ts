@@ -62,8 +62,11 @@ export class DataConnections {
   #refusedSinceLog = 0;
   #lastRefusalLog = 0;
 
-  /** A new ticket, good for one connection within DATA_CONNECTION_WAIT_MS. */
-  grant(): DataTicket {
+  /**
+   * A new ticket, good for one connection within `waitMs` (null: until it is withdrawn,
+   * for a call that may rightly take its time: see exec-output-sink.ts).
+   */
+  grant(waitMs: number | null = DATA_CONNECTION_WAIT_MS): DataTicket {
     const key = randomBytes(TICKET_BYTES);
     const ticket = key.toString("hex");
     let socket: Socket | undefined;
@@ -87,13 +90,12 @@ export class DataConnections {
           reject(error);
         },
       });
-      timer = setTimeout(
-        () =>
-          this.#waiting
-            .get(ticket)
-            ?.reject(new DataConnectionError(`no data connection within ${DATA_CONNECTION_WAIT_MS} ms`)),
-        DATA_CONNECTION_WAIT_MS,
-      );
+      if (waitMs !== null) {
+        timer = setTimeout(
+          () => this.#waiting.get(ticket)?.reject(new DataConnectionError(`no data connection within ${waitMs} ms`)),
+          waitMs,
+        );
+      }
     });
     // A call that never looks at its connection must not leave an unhandled rejection.
     connection.catch(() => {});

@@ -53,9 +53,11 @@
 // ExecResponse.data_ticket, and from then on the command's stdout and stderr messages
 // travel on the data connection instead (in order, after those already sent). The
 // agent writes the end frame once the output is over, and only then sends `exit` and
-// `exit_code` on the call; the client reports the exit only after that end frame. A
-// data connection that does not come, or is lost, fails the call with UNAVAILABLE and
-// ends the command. stdin, resize and signals stay on the call.
+// `exit_code` on the call; the client reports the exit only after that end frame. This
+// ticket is good until the call ends (a client whose reader stopped has not read it
+// yet; the command is held back meanwhile, as by a client that does not read). A data
+// connection that is lost fails the call with UNAVAILABLE and ends the command. stdin,
+// resize and signals stay on the call.
 //
 // Limits. Each is written NAME (value), NAME as exported by limits.ts in the protocol
 // package; packages/protocol/test/proto-limits.test.ts fails when a value here differs.
