@@ -5,6 +5,12 @@
 // socket cannot. Each direction's end is passed on as a half-close; the call ends when
 // both directions have ended. A cancelled call (the host side went away) resets the
 // socket, so nothing stays open in the agent.
+//
+// A client that asks gets a data connection (guest.proto, "Data connections") once the
+// TCP connection is up: the ticket in the response headers, `connected` only after the
+// data connection came, and then the bytes as ForwardPortRequest / ForwardPortResponse
+// `data` frames on it, each direction ending with its end frame (never a half-close of
+// the data connection, which a VMM would take for the end of both directions).
 import { lookup } from "node:dns/promises";
 import { isIP, Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
@@ -12,10 +18,14 @@ import * as grpc from "@grpc/grpc-js";
 import {
   errorCodeOf,
   type ForwardPortRequest,
+  ForwardPortRequestSchema,
   type ForwardPortResponse,
   ForwardPortResponseSchema,
+  FrameWriter,
   type GuestServiceHandlers,
+  readFrames,
 } from "@guestkit/protocol";
+import { asksForDataConnection, type DataConnections, type DataTicket } from "./transport/data-connections.js";
 import { grpcError } from "./transport/grpc-errors.js";
 
 type ForwardCall = grpc.ServerDuplexStream<ForwardPortRequest, ForwardPortResponse>;
@@ -28,8 +38,11 @@ export interface OwnListeners {
   tcpPorts(): ReadonlySet<number>;
 }
 
-/** The ForwardPort handler. */
-export function createForwardPortHandler(own: OwnListeners): GuestServiceHandlers["forwardPort"] {
+/** The ForwardPort handler; a client that asks gets its bytes on a data connection from `data`. */
+export function createForwardPortHandler(
+  own: OwnListeners,
+  data: DataConnections,
+): GuestServiceHandlers["forwardPort"] {
   return (call) => {
     call.once("data", (first: ForwardPortRequest) => {
       // Nothing more is read until the connection is up: what the host sends in the
@@ -39,13 +52,20 @@ export function createForwardPortHandler(own: OwnListeners): GuestServiceHandler
         call.emit("error", grpcError(grpc.status.INVALID_ARGUMENT, "the first ForwardPort message must be start"));
         return;
       }
-      void relay(call, first.request.value.host || "127.0.0.1", first.request.value.port, own);
+      const offer = asksForDataConnection(call) ? data : undefined;
+      void relay(call, first.request.value.host || "127.0.0.1", first.request.value.port, own, offer);
     });
     call.on("error", () => {});
   };
 }
 
-async function relay(call: ForwardCall, host: string, port: number, own: OwnListeners): Promise<void> {
+async function relay(
+  call: ForwardCall,
+  host: string,
+  port: number,
+  own: OwnListeners,
+  data: DataConnections | undefined,
+): Promise<void> {
   const refuse = (code: string, message: string) => {
     call.write(create(ForwardPortResponseSchema, { response: { case: "connectError", value: { code, message } } }));
     call.end();
@@ -93,7 +113,104 @@ async function relay(call: ForwardCall, host: string, port: number, own: OwnList
     socket.destroy();
     return;
   }
-  pump(call, socket, `${address}:${port}`);
+  if (!data) {
+    pump(call, socket, `${address}:${port}`);
+    return;
+  }
+  const offered = data.offer(call);
+  let dataSocket: Socket;
+  try {
+    dataSocket = await offered.connection;
+  } catch (error) {
+    socket.destroy();
+    offered.withdraw();
+    if (!call.cancelled) {
+      call.emit("error", grpcError(grpc.status.UNAVAILABLE, `ForwardPort: ${(error as Error).message}`));
+    }
+    return;
+  }
+  pumpFrames(call, socket, dataSocket, offered, `${address}:${port}`);
+}
+
+// The same relay as pump(), with the bytes on a data connection; the call carries only
+// `connected` and the end (or the failure).
+function pumpFrames(call: ForwardCall, socket: Socket, dataSocket: Socket, offered: DataTicket, address: string): void {
+  let hostDone = false;
+  let guestDone = false;
+  let finished = false;
+  const frames = new FrameWriter(dataSocket, ForwardPortResponseSchema);
+  const fail = (why: string) => {
+    if (finished) return;
+    finished = true;
+    socket.destroy();
+    offered.withdraw();
+    if (!call.cancelled) call.emit("error", grpcError(grpc.status.UNAVAILABLE, why));
+  };
+  const maybeEnd = () => {
+    if (!hostDone || !guestDone || finished) return;
+    finished = true;
+    socket.end();
+    call.end();
+    offered.withdraw();
+  };
+  call.on("cancelled", () => {
+    if (finished) return;
+    finished = true;
+    socket.destroy();
+    offered.withdraw();
+  });
+  socket.on("error", () => fail(`the connection to ${address} failed`));
+  dataSocket.once("close", () => {
+    if (!(hostDone && guestDone)) fail("ForwardPort: the data connection was lost");
+  });
+
+  call.write(create(ForwardPortResponseSchema, { response: { case: "connected", value: { address } } }));
+
+  // Guest side -> host.
+  socket.on("data", (bytes: Buffer) => {
+    if (finished) return;
+    try {
+      if (!frames.writeNow(create(ForwardPortResponseSchema, { response: { case: "data", value: bytes } }))) {
+        socket.pause();
+        dataSocket.once("drain", () => socket.resume());
+      }
+    } catch {
+      // The data connection is closed: its close listener reports it.
+    }
+  });
+  socket.on("end", () => {
+    if (finished) return;
+    frames.end({ halfClose: false }).then(
+      () => {
+        guestDone = true;
+        maybeEnd();
+      },
+      () => fail("ForwardPort: the data connection was lost"),
+    );
+  });
+
+  // Host -> guest side.
+  void (async () => {
+    try {
+      for await (const request of readFrames(dataSocket, ForwardPortRequestSchema)) {
+        if (finished) return;
+        if (request.request.case !== "data") continue;
+        if (!socket.write(request.request.value)) {
+          await new Promise((resolve) => {
+            socket.once("drain", resolve);
+            socket.once("close", resolve);
+          });
+        }
+      }
+    } catch {
+      fail("ForwardPort: the data connection was lost");
+      return;
+    }
+    if (finished) return;
+    hostDone = true;
+    socket.end();
+    maybeEnd();
+  })();
 }
 
 function pump(call: ForwardCall, socket: Socket, address: string): void {

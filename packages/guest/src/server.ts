@@ -92,7 +92,7 @@ export function createAgentServer(options: AgentServerOptions = {}): AgentServer
       copyToGuest: createCopyToGuestHandler(data),
       copyFromGuest: createCopyFromGuestHandler(data),
       statPath: handleStatPath,
-      forwardPort: createForwardPortHandler({ tcpPorts: () => tcpPorts }),
+      forwardPort: createForwardPortHandler({ tcpPorts: () => tcpPorts }, data),
       startDetached: detached.start,
       listDetached: detached.list,
       attachDetached: detached.attach,

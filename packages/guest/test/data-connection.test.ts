@@ -12,10 +12,10 @@ import {
   truncateSync,
   writeFileSync,
 } from "node:fs";
-import { connect, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
   type CopyFromGuestHeader,
@@ -31,6 +31,8 @@ import {
   DATA_CONNECTION_WAIT_MS,
   dataConnectionPreamble,
   ExecResponseSchema,
+  ForwardPortRequestSchema,
+  ForwardPortResponseSchema,
   type GuestServiceClient,
   MAX_MESSAGE_BYTES,
   readFrames,
@@ -436,6 +438,88 @@ describe("a command's output on a data connection", () => {
   });
 });
 
+describe("a port forward on a data connection", () => {
+  const suite = useTestAgent();
+
+  /** A TCP server inside the "guest" that echoes, and tells when each connection closed. */
+  async function echoServer(): Promise<{ port: number; closed: Promise<void>; close(): void }> {
+    let onClosed: () => void = () => undefined;
+    const closed = new Promise<void>((resolve) => {
+      onClosed = resolve;
+    });
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on("error", () => undefined);
+      socket.on("close", onClosed);
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return { port: (server.address() as AddressInfo).port, closed, close: () => server.close() };
+  }
+
+  function forwardAsking(port: number) {
+    const call = suite.agent.client.forwardPort(withDataConnection());
+    call.on("error", () => undefined);
+    // `connected` is read and dropped: the status comes only after the messages.
+    call.resume();
+    const status = new Promise<grpc.StatusObject>((resolve) => call.once("status", resolve));
+    call.write(create(ForwardPortRequestSchema, { request: { case: "start", value: { host: "127.0.0.1", port } } }));
+    return { call, status };
+  }
+
+  it("carries both directions as frames, each ended by its end frame, then ends the call OK", async () => {
+    const echo = await echoServer();
+    try {
+      const forward = forwardAsking(echo.port);
+      const socket = await openDataConnection(suite, await ticketOf(forward.call));
+      const payload = randomBytes(3 * MIB);
+      const sent = Buffer.concat([
+        ...[0, 1, 2].map((i) =>
+          forwardFrame({ request: { case: "data", value: payload.subarray(i * MIB, (i + 1) * MIB) } }),
+        ),
+        END_FRAME,
+      ]);
+      socket.write(sent);
+      const echoed: Buffer[] = [];
+      for await (const message of readFrames(socket, ForwardPortResponseSchema)) {
+        if (message.response.case === "data") echoed.push(Buffer.from(message.response.value));
+      }
+      expect(Buffer.concat(echoed).equals(payload)).toBe(true);
+      expect((await forward.status).code).toBe(grpc.status.OK);
+      await echo.closed;
+    } finally {
+      echo.close();
+    }
+  });
+
+  it("a ticket never redeemed fails the call with UNAVAILABLE and closes the TCP connection", async () => {
+    const echo = await echoServer();
+    try {
+      const forward = forwardAsking(echo.port);
+      await ticketOf(forward.call);
+      const status = await forward.status;
+      expect(status.code).toBe(grpc.status.UNAVAILABLE);
+      expect(status.details).toMatch(/no data connection/);
+      await echo.closed;
+    } finally {
+      echo.close();
+    }
+  });
+
+  it("a data connection lost mid-stream fails the call with UNAVAILABLE and closes the TCP connection", async () => {
+    const echo = await echoServer();
+    try {
+      const forward = forwardAsking(echo.port);
+      const socket = await openDataConnection(suite, await ticketOf(forward.call));
+      socket.write(forwardFrame({ request: { case: "data", value: Buffer.from("half a conversation") } }));
+      socket.destroy();
+      expect((await forward.status).code).toBe(grpc.status.UNAVAILABLE);
+      await echo.closed;
+    } finally {
+      echo.close();
+    }
+  });
+});
+
 describe("who may use a data connection", () => {
   const suite = useTestAgent();
 
@@ -622,4 +706,12 @@ function leftovers(dir: string): string[] {
 function expectModeAndTime(path: string, mode: number, mtimeSeconds: bigint): void {
   expect(statSync(path).mode & 0o7777, path).toBe(mode);
   expect(lstatSync(path, { bigint: true }).mtimeNs, path).toBe(mtimeSeconds * 1_000_000_000n);
+}
+
+/** One ForwardPortRequest as a frame. */
+function forwardFrame(message: MessageInitShape<typeof ForwardPortRequestSchema>): Buffer {
+  const bytes = toBinary(ForwardPortRequestSchema, create(ForwardPortRequestSchema, message));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(bytes.length);
+  return Buffer.concat([length, bytes]);
 }

@@ -6,6 +6,10 @@
 // whose flow control waits for the agent; the call is paused while the Duplex's reader
 // does not keep up. Each direction's end travels on its own (half-close): ending the
 // Duplex sends `eof`, the guest side's end arrives as the Duplex's end.
+//
+// Where the agent offers it, the bytes move on a data connection instead (guest.proto,
+// "Data connections"): `data` frames each way, each direction ending with an end frame,
+// the call keeping only `connected` and the outcome. The Duplex is the same either way.
 
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
@@ -18,10 +22,14 @@ import {
   type ForwardPortRequest,
   ForwardPortRequestSchema,
   type ForwardPortResponse,
+  ForwardPortResponseSchema,
+  FrameWriter,
   MAX_GUEST_CODE,
   MAX_GUEST_MESSAGE,
+  readFrames,
 } from "@guestkit/protocol";
 import { Code, cancelledError, errorFromStatus, GuestError, toGuestError } from "./guest-error.js";
+import { askForDataConnection, ticketOf, untilQuietAfterCall } from "./transport/data-connection.js";
 import type { GuestConnection } from "./transport/guest-connection.js";
 
 /** Options of forwardPort(). */
@@ -60,12 +68,26 @@ export async function forwardPort(
       context: where,
     });
   }
-  const call = channel.guest.forwardPort(channel.metadata());
+  const asksForData = channel.has(Capability.DATA_CONNECTION);
+  const call = channel.guest.forwardPort(asksForData ? askForDataConnection(channel.metadata()) : channel.metadata());
   call.write(create(ForwardPortRequestSchema, { request: { case: "start", value: { host, port } } }));
+  // The agent sends `connected` only once the data connection came: it is opened as
+  // soon as the ticket is in.
+  const dataSocket = asksForData
+    ? ticketOf(call).then((ticket) =>
+        ticket === undefined ? undefined : channel.openDataConnection(ticket, options.signal),
+      )
+    : Promise.resolve(undefined);
+  // A failure to open it is reported through the call's own outcome (the agent gives up).
+  dataSocket.catch(() => {});
   return new Promise<Duplex>((resolve, reject) => {
     const signal = options.signal;
     const onAbort = () => {
       call.cancel();
+      void dataSocket.then(
+        (socket) => socket?.destroy(),
+        () => undefined,
+      );
       reject(cancelledError(signal, where));
     };
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -76,9 +98,20 @@ export async function forwardPort(
       call.off("status", onEarlyStatus);
       settle();
       if (message.case === "connected") {
-        resolve(new ForwardedConnection(call, where));
+        dataSocket.then(
+          (socket) =>
+            resolve(socket ? new FramedForwardedConnection(call, socket, where) : new ForwardedConnection(call, where)),
+          (error: unknown) => {
+            call.cancel();
+            reject(toGuestError(error, where));
+          },
+        );
         return;
       }
+      void dataSocket.then(
+        (socket) => socket?.destroy(),
+        () => undefined,
+      );
       call.cancel();
       if (message.case === "connectError") {
         const code = cutText(message.value.code, MAX_GUEST_CODE);
@@ -166,6 +199,109 @@ class ForwardedConnection extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // Torn down before both directions ended: the agent resets its side.
     if (!this.#ended) this.#call.cancel();
+    callback(error);
+  }
+}
+
+/**
+ * The forwarded connection on a data connection: `data` frames each way, each
+ * direction's end an end frame. The call says only how it ended.
+ */
+class FramedForwardedConnection extends Duplex {
+  readonly #call: grpc.ClientDuplexStream<ForwardPortRequest, ForwardPortResponse>;
+  readonly #socket: Socket;
+  readonly #frames: FrameWriter<typeof ForwardPortRequestSchema>;
+  readonly #where: string;
+  #callEnded = false;
+  #readDone = false;
+  #writeDone = false;
+  #wantMore: (() => void) | undefined;
+
+  constructor(call: grpc.ClientDuplexStream<ForwardPortRequest, ForwardPortResponse>, socket: Socket, where: string) {
+    super({ allowHalfOpen: true });
+    this.#call = call;
+    this.#socket = socket;
+    this.#where = where;
+    this.#frames = new FrameWriter(socket, ForwardPortRequestSchema);
+    call.on("status", (status: grpc.StatusObject) => {
+      this.#callEnded = true;
+      if (status.code !== Code.OK) this.destroy(errorFromStatus(status, this.#where));
+    });
+    void this.#readFrames();
+  }
+
+  async #readFrames(): Promise<void> {
+    const frames = untilQuietAfterCall(
+      readFrames(this.#socket, ForwardPortResponseSchema),
+      this.#socket,
+      () => this.#callEnded,
+    );
+    try {
+      for await (const { response } of frames) {
+        if (response.case !== "data") continue;
+        if (!this.push(response.value)) {
+          await new Promise<void>((resolve) => {
+            this.#wantMore = resolve;
+          });
+        }
+        if (this.destroyed) return;
+      }
+    } catch (error) {
+      if (!this.destroyed) {
+        const text = error instanceof Error ? error.message : String(error);
+        this.destroy(
+          new GuestError(Code.UNAVAILABLE, `the data connection to the agent was lost: ${text}`, {
+            reason: "connection-lost",
+            context: this.#where,
+          }),
+        );
+      }
+      return;
+    }
+    this.#readDone = true;
+    this.push(null);
+    this.#closeWhenDone();
+  }
+
+  override _read(): void {
+    const wantMore = this.#wantMore;
+    this.#wantMore = undefined;
+    wantMore?.();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    void (async () => {
+      for (let offset = 0; offset < chunk.length; offset += CHUNK_SIZE) {
+        const piece = chunk.subarray(offset, offset + CHUNK_SIZE);
+        await this.#frames.write(create(ForwardPortRequestSchema, { request: { case: "data", value: piece } }));
+      }
+    })().then(
+      () => callback(),
+      () => callback(new GuestError(Code.UNAVAILABLE, "the forwarded connection is closed", { context: this.#where })),
+    );
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#frames.end({ halfClose: false }).then(
+      () => {
+        this.#writeDone = true;
+        this.#closeWhenDone();
+        callback();
+      },
+      () => callback(new GuestError(Code.UNAVAILABLE, "the forwarded connection is closed", { context: this.#where })),
+    );
+  }
+
+  // Both directions ended: the data connection has served its purpose.
+  #closeWhenDone(): void {
+    if (this.#readDone && this.#writeDone) this.#socket.destroy();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Torn down before both directions ended: the agent resets its side.
+    if (!(this.#readDone && this.#writeDone)) this.#call.cancel();
+    this.#socket.destroy();
+    this.#wantMore?.();
     callback(error);
   }
 }

@@ -30,6 +30,8 @@ import {
   DATA_CONNECTION_TICKET_KEY,
   type ExecRequest,
   type ExecResponse,
+  type ForwardPortRequest,
+  type ForwardPortResponse,
   guestServiceDefinition,
   Health,
   HealthCheckResponse_ServingStatus,
@@ -82,9 +84,11 @@ export interface FakeScript {
   ) => Promise<void> | void;
   statPath?: (request: StatPathRequest) => MessageInitShape<typeof StatPathResponseSchema>;
   exec?: (call: ExecCall, tools: FakeTools) => Promise<void> | void;
+  forwardPort?: (call: ForwardCall, tools: FakeTools) => Promise<void> | void;
 }
 
 export type ExecCall = grpc.ServerDuplexStream<ExecRequest, ExecResponse>;
+export type ForwardCall = grpc.ServerDuplexStream<ForwardPortRequest, ForwardPortResponse>;
 
 /** A call's method and request headers, as the fake received them. */
 export interface RecordedCall {
@@ -188,6 +192,17 @@ export async function startDataConnectionFake(script: FakeScript): Promise<DataC
             answered = true;
             callback({ code: grpc.status.INTERNAL, details: String(error) });
           }
+        });
+      },
+      forwardPort: (call: ForwardCall) => {
+        calls.push({ method: "forwardPort", metadata: call.metadata });
+        call.on("error", () => {});
+        if (!script.forwardPort) {
+          call.emit("error", unimplemented);
+          return;
+        }
+        Promise.resolve(script.forwardPort(call, tools)).catch((error: unknown) => {
+          if (!call.cancelled) call.destroy(error as Error);
         });
       },
       exec: (call: ExecCall) => {

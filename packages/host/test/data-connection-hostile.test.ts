@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
+  Capability,
   CHUNK_SIZE,
   type CopyFromGuestResponseSchema,
   type CopyToGuestRequest,
@@ -20,6 +21,7 @@ import {
   DATA_CONNECTION_REQUEST_KEY,
   DATA_CONNECTION_TICKET_KEY,
   ExecResponseSchema,
+  ForwardPortResponseSchema,
   MAX_MESSAGE_BYTES,
   readFrames,
 } from "@guestkit/protocol";
@@ -30,10 +32,12 @@ import { GuestError } from "../src/guest-error.js";
 import {
   type CopyFromCall,
   type CopyToCall,
+  DATA_CAPABILITIES,
   type DataConnectionFake,
   END_FRAME,
   type ExecCall,
   type FakeScript,
+  type ForwardCall,
   frame,
   fromFrame,
   IN_BAND_CAPABILITIES,
@@ -624,5 +628,67 @@ describe("exec output over a data connection from a hostile guest", { timeout: 1
     });
     expect((await execRejection(guest.exec(["anything"]))).reason).toBe("protocol");
     expect(fake?.dataConnections).toBe(0);
+  });
+});
+
+// A port forward on a data connection must end as a stream ends only when the guest's
+// end frame came: a cut connection is an error, never a short read passed off as EOF.
+describe("a port forward over a data connection from a hostile guest", { timeout: 15_000 }, () => {
+  const dataFrame = (text: string) =>
+    frame(ForwardPortResponseSchema, { response: { case: "data", value: Buffer.from(text) } });
+  const forwardScript = (attack: (socket: Socket, call: ForwardCall) => Promise<void>): FakeScript => ({
+    capabilities: [...DATA_CAPABILITIES, Capability.PORT_FORWARD],
+    forwardPort: async (call, tools) => {
+      const socket = await tools.offer(call);
+      call.write(create(ForwardPortResponseSchema, { response: { case: "connected", value: { address: "x" } } }));
+      await attack(socket, call);
+    },
+  });
+  /** Everything the forwarded connection gives until it ends, or the error it fails with. */
+  function readToEnd(stream: NodeJS.ReadableStream): Promise<{ text: string; error?: GuestError }> {
+    return new Promise((resolve) => {
+      let text = "";
+      stream.on("data", (chunk: Buffer) => {
+        text += chunk.toString("latin1");
+      });
+      stream.on("end", () => resolve({ text }));
+      stream.on("error", (error: GuestError) => resolve({ text, error }));
+    });
+  }
+
+  it("control: the guest's bytes, then its end frame, are the stream and its end", async () => {
+    const guest = await connect(
+      forwardScript(async (socket, call) => {
+        await writeRaw(socket, dataFrame("hello"));
+        await writeRaw(socket, END_FRAME);
+        call.end();
+      }),
+    );
+    const connection = await guest.forwardPort(80);
+    connection.end();
+    expect(await readToEnd(connection)).toEqual({ text: "hello" });
+  });
+
+  it("a data connection cut before its end frame is connection-lost", async () => {
+    const guest = await connect(
+      forwardScript(async (socket) => {
+        await writeRaw(socket, dataFrame("part"));
+        socket.destroy();
+      }),
+    );
+    const outcome = await readToEnd(await guest.forwardPort(80));
+    expect(outcome.error?.reason).toBe("connection-lost");
+  });
+
+  it("a call that ends OK while the data connection stays silent fails instead of hanging", async () => {
+    const guest = await connect(
+      forwardScript(async (_socket, call) => {
+        call.end();
+      }),
+    );
+    const started = Date.now();
+    const outcome = await readToEnd(await guest.forwardPort(80));
+    expect(outcome.error?.reason).toBe("connection-lost");
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });

@@ -92,9 +92,14 @@ function httpGet(port: number, path: string): Promise<string> {
   });
 }
 
-describe("forwardPort (library)", () => {
+// Both ways the bytes can go: on a data connection (the agent offers one) and in-band on
+// the call (an agent without it; here the client declines the offer).
+describe.each([
+  ["on a data connection", true],
+  ["in-band", false],
+])("forwardPort (library), %s", (_mode, dataConnections) => {
   it("is announced, and carries an HTTP request and its answer", async () => {
-    const client = suite.guest.client();
+    const client = suite.guest.client({ dataConnections });
     expect((await client.capabilities()).has("port-forward")).toBe(true);
     const connection = await client.forwardPort(httpPort);
     connection.end("GET /direct HTTP/1.0\r\nHost: x\r\n\r\n");
@@ -104,8 +109,12 @@ describe("forwardPort (library)", () => {
   });
 
   it("moves 32 MiB each way byte for byte, with a half-close in each direction", async () => {
-    const client = suite.guest.client();
+    const client = suite.guest.client({ dataConnections });
+    await client.stat("/");
+    const connects = suite.guest.endpoint.stats().lines.length;
     const connection = await client.forwardPort(hashingPort);
+    // One more connection through the VMM for the data connection, none in-band.
+    expect(suite.guest.endpoint.stats().lines.length - connects).toBe(dataConnections ? 1 : 0);
     const upload = randomBytes(32 * MiB);
     const received = readAll(connection);
     connection.write(`${32 * MiB}\n`);
@@ -122,7 +131,7 @@ describe("forwardPort (library)", () => {
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
     const error = await suite.guest
-      .client()
+      .client({ dataConnections })
       .forwardPort(port)
       .then(
         () => undefined,
@@ -134,7 +143,7 @@ describe("forwardPort (library)", () => {
   });
 
   it("100 concurrent connections through a local listener", async () => {
-    const listener = await suite.guest.client().listenForward({ localPort: 0, guestPort: httpPort });
+    const listener = await suite.guest.client({ dataConnections }).listenForward({ localPort: 0, guestPort: httpPort });
     try {
       const bodies = await Promise.all(Array.from({ length: 100 }, (_, i) => httpGet(listener.address.port, `/c${i}`)));
       for (const [i, body] of bodies.entries()) expect(body).toBe(`hello from inside, /c${i}\n`);
@@ -145,7 +154,7 @@ describe("forwardPort (library)", () => {
 
   it("a local side that goes away mid-transfer leaves nothing open in the agent", async () => {
     const pid = suite.guest.agent.pid;
-    const client = suite.guest.client();
+    const client = suite.guest.client({ dataConnections });
     // Warm up the connection, so that only the forward's own fds come and go.
     await client.run(["true"]);
     const before = describeFds(pid).length;

@@ -52,9 +52,9 @@ export const Capability = {
    */
   CALL_PRIORITY: "call-priority",
   /**
-   * CopyToGuest and CopyFromGuest move their messages, and Exec a command's heavy
-   * output, on a data connection beside HTTP/2 when the client asks (see
-   * data-connection.ts).
+   * CopyToGuest and CopyFromGuest move their messages, Exec a command's heavy output
+   * and ForwardPort its bytes, on a data connection beside HTTP/2 when the client asks
+   * (see data-connection.ts).
    */
   DATA_CONNECTION: "data-connection",
 } as const;

@@ -30,6 +30,8 @@
 // Exec differs in when, not how: the ticket comes in ExecResponse.data_ticket once a
 // command's output on the call passed DATA_CONNECTION_MIN_BYTES, the connection then
 // carries its stdout and stderr messages, and the exit follows the end frame on the call.
+// ForwardPort sends frames both ways, each direction ended by its own end frame, and
+// neither side half-closes the connection (a VMM would end both directions).
 import type { Socket } from "node:net";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { createMessageDeserializer } from "./bounded-decode.js";
@@ -121,17 +123,23 @@ export class FrameWriter<Desc extends DescMessage> {
     return socket.writableLength < UNSENT_BYTES;
   }
 
-  /** Writes the end frame and half-closes; resolves once the bytes are handed to the kernel. */
-  async end(): Promise<void> {
+  /**
+   * Writes the end frame, and half-closes unless `halfClose` is false (a port forward,
+   * whose other direction goes on: a VMM stops passing the guest's bytes to a host that
+   * half-closed, docs/hybrid-vsock.md); resolves once the bytes are handed to the kernel.
+   */
+  async end({ halfClose = true }: { halfClose?: boolean } = {}): Promise<void> {
     const socket = this.#socket;
-    if (socket.destroyed) throw new DataConnectionError("the data connection is closed");
+    if (socket.destroyed || socket.writableEnded) throw new DataConnectionError("the data connection is closed");
     await new Promise<void>((resolve, reject) => {
       const onClose = () => reject(new DataConnectionError("the data connection closed before its end was sent"));
       socket.once("close", onClose);
-      socket.end(END_FRAME, () => {
+      const written = () => {
         socket.off("close", onClose);
         resolve();
-      });
+      };
+      if (halfClose) socket.end(END_FRAME, written);
+      else socket.write(END_FRAME, (error) => (error ? onClose() : written()));
     });
   }
 }
@@ -184,7 +192,9 @@ export async function* readFrames<Desc extends DescMessage>(
   };
   let expected: number | undefined;
   try {
-    for await (const chunk of socket as AsyncIterable<Buffer>) {
+    // Not destroyed on return: a stream that ended may leave the other direction going
+    // (a port forward); whoever owns the socket closes it.
+    for await (const chunk of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       pending.push(chunk);
       buffered += chunk.length;
       for (;;) {

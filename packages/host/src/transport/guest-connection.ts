@@ -91,6 +91,13 @@ export interface GuestConnectionOptions {
   /** Sent as `authorization: Bearer <token>` on every call (agents started with --token-file). */
   token?: string;
   /**
+   * Whether bulk copies, heavy command output and port forwards may take a data
+   * connection beside the call when the agent offers them (guest.proto, "Data
+   * connections"): another connection to the agent, opened the same way. Default true;
+   * false keeps everything on the one HTTP/2 connection.
+   */
+  dataConnections?: boolean;
+  /**
    * Told what could not be done as asked but did not fail the call: what an agent without
    * guestkit's additions cannot do (resize a terminal, deliver EOF to one...). Default:
    * process.emitWarning, type "GuestkitWarning".
@@ -509,7 +516,9 @@ export class GuestConnection {
     };
     return {
       capabilities,
-      has: (capability) => capabilities.has(capability),
+      has: (capability) =>
+        capabilities.has(capability) &&
+        (capability !== Capability.DATA_CONNECTION || this.#options.dataConnections !== false),
       openDataConnection: (ticket, signal) =>
         openDataConnection(this.target, ticket, { ...dialOptions, ...(signal ? { signal } : {}) }),
       warn: this.#options.onWarning ?? ((message) => process.emitWarning(message, "GuestkitWarning")),

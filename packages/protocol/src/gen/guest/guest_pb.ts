@@ -23,9 +23,9 @@
 //   exec-stdin-credit ExecResponse.stdin_consumed is sent; stdin is queued by the agent.
 //   call-priority     streams are scheduled by the RFC 9218 `priority` request header: a
 //                     client sends CALL_PRIORITY with every call so that calls take turns.
-//   data-connection   CopyToGuest and CopyFromGuest move their messages, and Exec a
-//                     command's heavy output, on a data connection beside HTTP/2 when
-//                     the client asks (below).
+//   data-connection   CopyToGuest and CopyFromGuest move their messages, Exec a
+//                     command's heavy output and ForwardPort its bytes, on a data
+//                     connection beside HTTP/2 when the client asks (below).
 //
 // Data connections (packages/protocol/src/data-connection.ts). HTTP/2 flow control in
 // Node holds bulk data well below what the socket carries, so a copy may move its
@@ -58,6 +58,11 @@
 // yet; the command is held back meanwhile, as by a client that does not read). A data
 // connection that is lost fails the call with UNAVAILABLE and ends the command. stdin,
 // resize and signals stay on the call.
+// ForwardPort takes one as copies do (the ticket in the response headers), once the
+// agent's TCP connection is up; `connected` follows the data connection's arrival, and
+// then the `data` messages go both ways on it, each direction ended by its end frame
+// (EOF of that direction; neither side half-closes the data connection, which a VMM
+// takes for the end of both). The call carries `connected` and the outcome.
 //
 // Limits. Each is written NAME (value), NAME as exported by limits.ts in the protocol
 // package; packages/protocol/test/proto-limits.test.ts fails when a value here differs.
