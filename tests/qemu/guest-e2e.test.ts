@@ -30,6 +30,7 @@ const EXPECTED_CHECKS = [
   "stat: /tmp is a 01777 directory, a missing path does not exist",
   "detached: outlives its client, keeps its output, kill ends it",
   "port forward: a TCP server inside the guest, through ForwardPort",
+  "data connections over vsock: 16 MiB of output, a 16 MiB file each way, a forward of 4 MiB",
   "orphans are reaped: no zombie after background children exit",
   "vsock: connecting to a port nobody listens on fails at once",
   "vsock: a CID with no transport behind it fails at once",

@@ -121,7 +121,13 @@ export class RawGrpcConnection {
 
   /** Connects and waits for the HTTP/2 session to be up. */
   static async open(socketPath: string): Promise<RawGrpcConnection> {
-    const session = connectHttp2("http://agent", { createConnection: () => connectSocket(socketPath) });
+    const session = connectHttp2("http://agent", {
+      createConnection: () => connectSocket(socketPath),
+      // Tests write messages of 16 MiB and more at once. With Node's default (10 MB of
+      // data a session may buffer) this client reset its own stream (ENHANCE_YOUR_CALM)
+      // whenever the agent read slower than it wrote: under load, 2 runs in 5.
+      maxSessionMemory: 256,
+    });
     const connection = new RawGrpcConnection(session);
     await new Promise<void>((resolve, reject) => {
       session.once("connect", () => resolve());

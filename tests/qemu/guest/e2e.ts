@@ -318,6 +318,43 @@ async function main(): Promise<number> {
     }
   });
 
+  await check("data connections over vsock: 16 MiB of output, a 16 MiB file each way, a forward of 4 MiB", async () => {
+    const { createHash, randomBytes } = await import("node:crypto");
+    const { createServer } = await import("node:net");
+    const size = 16 * 1024 * 1024;
+    const output = client.exec(["head", "-c", String(size), "/dev/zero"]);
+    let received = 0;
+    for await (const { data } of output) received += data.byteLength;
+    expectEqual([received, (await output.exit).code], [size, 0], "output");
+    const file = randomBytes(size);
+    writeFileSync("/tmp/e2e-big", file);
+    await client.copyTo("/tmp/e2e-big", "/tmp/e2e-big-up");
+    await client.copyFrom("/tmp/e2e-big-up", "/tmp/e2e-big-down");
+    expectEqual(readFileSync("/tmp/e2e-big-down").equals(file), true, "file round trip");
+    // A server that answers with the hash of what it got, once its client half-closed.
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      const hash = createHash("sha256");
+      socket.on("data", (data: Buffer) => hash.update(data));
+      socket.on("end", () => socket.end(hash.digest("hex")));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const forwarded = await client.forwardPort((server.address() as { port: number }).port);
+      const sent = randomBytes(4 * 1024 * 1024);
+      let answer = "";
+      forwarded.on("data", (data: Buffer) => {
+        answer += data.toString();
+      });
+      const ended = new Promise((resolve) => forwarded.once("end", resolve));
+      forwarded.end(sent);
+      await ended;
+      expectEqual(answer, createHash("sha256").update(sent).digest("hex"), "forwarded bytes");
+    } finally {
+      server.close();
+    }
+    return undefined;
+  });
+
   await check("orphans are reaped: no zombie after background children exit", async () => {
     const result = await client.run([
       "sh",
