@@ -180,7 +180,7 @@ function pumpFrames(call: ForwardCall, socket: Socket, dataSocket: Socket, offer
   });
   socket.on("end", () => {
     if (finished) return;
-    frames.end({ halfClose: false }).then(
+    frames.end().then(
       () => {
         guestDone = true;
         maybeEnd();

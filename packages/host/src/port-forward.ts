@@ -282,7 +282,7 @@ class FramedForwardedConnection extends Duplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.#frames.end({ halfClose: false }).then(
+    this.#frames.end().then(
       () => {
         this.#writeDone = true;
         this.#closeWhenDone();

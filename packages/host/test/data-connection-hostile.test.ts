@@ -369,6 +369,31 @@ describe("copyTo over a data connection to a hostile guest", { timeout: 15_000 }
     expect(fake?.dataConnections).toBe(1);
   });
 
+  it("the host does not half-close the data connection after its end frame (a VMM would cut what the guest has not read)", async () => {
+    const { path } = await bigFile();
+    let halfClosedBeforeAnswer: boolean | undefined;
+    const guest = await connect({
+      ...guestFs,
+      copyToGuest: async (call, answer, tools) => {
+        const socket = await tools.offer(call);
+        let ended = false;
+        socket.once("end", () => {
+          ended = true;
+        });
+        const requests: CopyToGuestRequest[] = [];
+        for await (const request of readFrames(socket, CopyToGuestRequestSchema)) requests.push(request);
+        // A guest slow to take the last bytes: the host must still be holding the connection open.
+        socket.resume();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        halfClosedBeforeAnswer = ended;
+        const { bytes, entries } = tally(requests);
+        answer({ success: true, bytesWritten: BigInt(bytes), entriesWritten: BigInt(entries) });
+      },
+    });
+    await guest.copyTo(path, "/guest/up");
+    expect(halfClosedBeforeAnswer).toBe(false);
+  });
+
   it("a guest that fails part-way and closes the data connection is heard: guest-failed with its words", async () => {
     const { path } = await bigFile();
     const guest = await connect({

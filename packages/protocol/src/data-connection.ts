@@ -30,8 +30,8 @@
 // Exec differs in when, not how: the ticket comes in ExecResponse.data_ticket once a
 // command's output on the call passed DATA_CONNECTION_MIN_BYTES, the connection then
 // carries its stdout and stderr messages, and the exit follows the end frame on the call.
-// ForwardPort sends frames both ways, each direction ended by its own end frame, and
-// neither side half-closes the connection (a VMM would end both directions).
+// ForwardPort sends frames both ways, each direction ended by its own end frame.
+// Nobody half-closes a data connection: its end frame ends a stream.
 import type { Socket } from "node:net";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { createMessageDeserializer } from "./bounded-decode.js";
@@ -124,22 +124,23 @@ export class FrameWriter<Desc extends DescMessage> {
   }
 
   /**
-   * Writes the end frame, and half-closes unless `halfClose` is false (a port forward,
-   * whose other direction goes on: a VMM stops passing the guest's bytes to a host that
-   * half-closed, docs/hybrid-vsock.md); resolves once the bytes are handed to the kernel.
+   * Writes the end frame; resolves once it is handed to the kernel. The connection is
+   * not half-closed: the end frame is the end, and whoever owns the socket closes it
+   * when the call is over. (A VMM takes a host's half-close for the end of both
+   * directions and kills the connection 2 s later, whatever the guest has not read
+   * yet: docs/hybrid-vsock.md, "How a connection ends".)
    */
-  async end({ halfClose = true }: { halfClose?: boolean } = {}): Promise<void> {
+  async end(): Promise<void> {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) throw new DataConnectionError("the data connection is closed");
     await new Promise<void>((resolve, reject) => {
       const onClose = () => reject(new DataConnectionError("the data connection closed before its end was sent"));
       socket.once("close", onClose);
-      const written = () => {
+      socket.write(END_FRAME, (error) => {
         socket.off("close", onClose);
-        resolve();
-      };
-      if (halfClose) socket.end(END_FRAME, written);
-      else socket.write(END_FRAME, (error) => (error ? onClose() : written()));
+        if (error) onClose();
+        else resolve();
+      });
     });
   }
 }

@@ -43,8 +43,9 @@
 // 4. On it, the call's messages (CopyToGuestRequest from the client, or
 //    CopyFromGuestResponse from the agent) travel as frames: a 4-byte big-endian length,
 //    then the message, within the same limits as in-band; a frame of length 0 ends the
-//    stream. A connection that ends without that frame was lost: the transfer fails,
-//    and the entry being written is removed. The call's own stream carries no messages.
+//    stream (neither side half-closes the connection: a VMM would end both directions).
+//    A connection that ends without that frame was lost: the transfer fails, and the
+//    entry being written is removed. The call's own stream carries no messages.
 // 5. The CopyToGuest answer, every status and cancellation stay on the call; the data
 //    connection lives no longer than its call.
 // Exec takes a data connection later, only for commands with a lot of output, so that
